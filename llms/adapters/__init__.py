@@ -1,0 +1,14 @@
+"""The adapter table: provider `type` -> the module that speaks its protocol."""
+
+from __future__ import annotations
+
+from llms.adapters import openai
+from llms.adapters.base import Adapter
+
+ADAPTERS: dict[str, Adapter] = {
+    "openai": openai,
+    # The bundled model is llama.cpp's server, which speaks the OpenAI protocol.
+    "local": openai,
+}
+
+__all__ = ["ADAPTERS", "Adapter"]

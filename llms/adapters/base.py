@@ -1,0 +1,137 @@
+"""The contract every protocol adapter meets, and the error mapping they share.
+
+An adapter translates and nothing else: no I/O, no clock, no aiohttp. `build_request` turns a
+validated OpenAI request into the provider's HTTP request; a `Converter` turns the provider's
+decoded events (SSE events or NDJSON lines, per `FRAMING`) into OpenAI chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from llms.chunks import StreamMeta
+from llms.config import ProviderConfig
+from llms.errors import UpstreamHTTPError
+from llms.wire import ChatRequest, Chunk, Usage
+
+Framing = Literal["sse", "ndjson"]
+
+# Headers worth passing on to a client that must wait before retrying.
+RETRY_HEADERS = ("retry-after", "retry-after-ms")
+RATE_LIMIT_PREFIX = "x-ratelimit-"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamContext:
+    """What a converter needs to know about the response it builds."""
+
+    meta: StreamMeta
+    include_usage: bool
+
+
+class Converter(Protocol):
+    """Turns one provider stream into OpenAI chunks; one instance per upstream attempt."""
+
+    usage: Usage | None
+    done: bool
+
+    def feed(self, event: Any) -> list[Chunk]:
+        """Chunks for one decoded event. Raises UpstreamStreamError / UpstreamMalformed."""
+        ...
+
+    def close(self) -> list[Chunk]:
+        """The upstream body ended: final chunks, or UpstreamIncomplete if it ended early."""
+        ...
+
+
+class Adapter(Protocol):
+    FRAMING: Framing
+
+    def build_request(
+        self, request: ChatRequest, provider: ProviderConfig, upstream_model: str
+    ) -> UpstreamRequest: ...
+
+    def new_converter(self, context: StreamContext) -> Converter: ...
+
+    def from_error_response(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> UpstreamHTTPError: ...
+
+
+def from_http_status(
+    status: int,
+    headers: Mapping[str, str],
+    message: str | None,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+) -> UpstreamHTTPError:
+    """Map an upstream's non-2xx status to what the client gets (protocol.md §3.5)."""
+    passed = {
+        name: value
+        for name, value in headers.items()
+        if name.lower() in RETRY_HEADERS or name.lower().startswith(RATE_LIMIT_PREFIX)
+    }
+    text = (message or "").strip()
+    if status in (401, 403):
+        # The client's own key was fine: the gateway's credentials for the provider were not.
+        # The upstream's text is not passed on: it may quote part of the key.
+        return UpstreamHTTPError(
+            f"The upstream provider rejected the gateway's credentials (HTTP {status}).",
+            status=502,
+            type="upstream_error",
+            code="upstream_auth_failed",
+        )
+    if status == 404:
+        return UpstreamHTTPError(
+            text or "The upstream does not know this model.",
+            status=404,
+            type="invalid_request_error",
+            code="model_not_found",
+            param="model",
+            retryable=True,
+        )
+    if status == 429:
+        return UpstreamHTTPError(
+            text or "The upstream is rate limiting requests.",
+            status=429,
+            type="rate_limit_error",
+            code=code or "rate_limit_exceeded",
+            headers=passed,
+            retryable=True,
+        )
+    if status in (408, 409):
+        return UpstreamHTTPError(
+            text or f"The upstream answered HTTP {status}.",
+            status=502,
+            type="server_error",
+            code="upstream_error",
+            retryable=True,
+        )
+    if 400 <= status < 500:
+        return UpstreamHTTPError(
+            text or f"The upstream rejected the request (HTTP {status}).",
+            status=400 if status == 422 else status,
+            type="invalid_request_error",
+            code=code,
+            param=param,
+        )
+    client_status = {503: 503, 529: 503, 504: 504}.get(status, 502)
+    return UpstreamHTTPError(
+        text or f"The upstream failed (HTTP {status}).",
+        status=client_status,
+        type="server_error",
+        code="upstream_unavailable" if client_status == 503 else "upstream_error",
+        headers=passed,
+        retryable=True,
+    )

@@ -1,0 +1,245 @@
+"""OpenAI-compatible upstreams (OpenAI, vLLM, llama.cpp, LM Studio, Groq, OpenRouter, DeepSeek…).
+
+Near pass-through, normalised: the public model name and the gateway's id/created on every chunk,
+`role` only in the first chunk of a choice, `delta` always an object, `finish_reason` within the
+enum, tool-call id/type/name only in the first delta of a call, `reasoning` renamed to
+`reasoning_content`, usage requested upstream and passed on only when the client asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from llms.adapters.base import (
+    Framing,
+    StreamContext,
+    UpstreamRequest,
+    from_http_status,
+)
+from llms.chunks import finish_chunk, new_call_id, role_chunk, usage_chunk
+from llms.config import ProviderConfig
+from llms.errors import (
+    UpstreamHTTPError,
+    UpstreamIncomplete,
+    UpstreamMalformed,
+    UpstreamStreamError,
+)
+from llms.framing import SSEEvent
+from llms.wire import FINISH_REASONS, ChatRequest, Chunk, FinishReason, Usage
+
+FRAMING: Framing = "sse"
+
+_FINISH_ALIASES: dict[str, FinishReason] = {
+    "eos": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "safety": "content_filter",
+}
+
+
+def build_request(
+    request: ChatRequest, provider: ProviderConfig, upstream_model: str
+) -> UpstreamRequest:
+    """Forward the body mostly unchanged; always stream upstream (non-stream answers are folded)."""
+    body: dict[str, Any] = dict(request)
+    body["model"] = upstream_model
+    body["stream"] = True
+    if provider.include_usage:
+        body["stream_options"] = {"include_usage": True}
+    else:
+        body.pop("stream_options", None)
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    if provider.api_key:
+        headers["Authorization"] = f"Bearer {provider.api_key}"
+    headers.update(provider.headers)
+    return UpstreamRequest(
+        "POST", f"{provider.base_url}/chat/completions", headers, orjson.dumps(body)
+    )
+
+
+def from_error_response(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamHTTPError:
+    """OpenAI `{"error": {…}}`, flat vLLM `{"object": "error", …}`, FastAPI `{"detail": …}`, text."""
+    message, code, param = error_fields(body)
+    return from_http_status(status, headers, message, code=code, param=param)
+
+
+def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
+    """(message, code, param) from any of the error bodies OpenAI-compatible servers send."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return (text[:500] or None), None, None
+    if isinstance(data, dict):
+        inner = data.get("error", data)
+        if isinstance(inner, str):
+            return inner, None, None
+        if isinstance(inner, dict):
+            message = inner.get("message") or inner.get("detail")
+            code = inner.get("code")
+            param = inner.get("param")
+            return (
+                message if isinstance(message, str) else (None if message is None else str(message)),
+                code if isinstance(code, str) else None,
+                param if isinstance(param, str) else None,
+            )
+    return None, None, None
+
+
+def new_converter(context: StreamContext) -> Converter:
+    return Converter(context)
+
+
+class Converter:
+    """Normalises one OpenAI-compatible SSE stream in place."""
+
+    __slots__ = ("_ctx", "_finished", "_roles", "_tools", "done", "usage")
+
+    def __init__(self, context: StreamContext) -> None:
+        self._ctx = context
+        self._roles: set[int] = set()
+        self._finished: set[int] = set()
+        # (choice index, upstream tool index) -> (gateway tool index, id)
+        self._tools: dict[int, dict[int, int]] = {}
+        self.done = False
+        self.usage: Usage | None = None
+
+    def feed(self, event: SSEEvent) -> list[Chunk]:
+        data = event.data
+        if data[:6] == "[DONE]":
+            return self._finish()
+        if self.done:
+            return []
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamMalformed(f"The upstream sent an event that is not JSON: {data[:200]!r}") from None
+        if not isinstance(obj, dict):
+            raise UpstreamMalformed("The upstream sent an event that is not a JSON object.")
+        if obj.get("error") or obj.get("object") == "error":
+            raise _stream_error(obj)
+        return self._normalise(obj)
+
+    def close(self) -> list[Chunk]:
+        if self.done:
+            return []
+        # Some servers omit [DONE]: the end of the body after every choice finished is a normal end.
+        if self._roles and self._roles <= self._finished:
+            return self._finish()
+        raise UpstreamIncomplete("The upstream ended the stream before it finished the answer.")
+
+    def _normalise(self, obj: dict[str, Any]) -> list[Chunk]:
+        meta = self._ctx.meta
+        usage = obj.get("usage")
+        if usage:
+            self.usage = usage
+        choices = obj.get("choices") or []
+        kept = []
+        for choice in choices:
+            index = choice.get("index", 0)
+            if index in self._finished:
+                continue
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                delta = choice["delta"] = {}
+            if index not in self._roles:
+                self._roles.add(index)
+                delta["role"] = "assistant"
+                if delta.get("content") is None:
+                    delta["content"] = ""
+            elif "role" in delta:
+                del delta["role"]
+            if "reasoning" in delta:
+                reasoning = delta.pop("reasoning")
+                if reasoning and "reasoning_content" not in delta:
+                    delta["reasoning_content"] = reasoning
+            if "tool_calls" in delta:
+                self._tool_calls(index, delta)
+            finish = choice.get("finish_reason")
+            if finish is not None:
+                if finish not in FINISH_REASONS:
+                    finish = choice["finish_reason"] = _FINISH_ALIASES.get(str(finish).lower(), "stop")
+                if finish == "stop" and self._tools.get(index):
+                    choice["finish_reason"] = "tool_calls"
+                self._finished.add(index)
+            elif not delta:
+                continue
+            if "logprobs" not in choice:
+                choice["logprobs"] = None
+            kept.append(choice)
+        if not kept:
+            return []
+        obj["choices"] = kept
+        obj["id"] = meta.id
+        obj["created"] = meta.created
+        obj["model"] = meta.model
+        obj["object"] = "chat.completion.chunk"
+        if self._ctx.include_usage:
+            obj["usage"] = None
+        elif "usage" in obj:
+            del obj["usage"]
+        return [obj]  # type: ignore[list-item]
+
+    def _tool_calls(self, choice_index: int, delta: dict[str, Any]) -> None:
+        seen = self._tools.setdefault(choice_index, {})
+        calls = delta["tool_calls"]
+        if not isinstance(calls, list):
+            raise UpstreamMalformed("The upstream sent `tool_calls` that is not a list.")
+        for call in calls:
+            upstream_index = call.get("index")
+            if upstream_index is None:
+                # Servers that omit the index send whole calls: each call with an id is a new one.
+                upstream_index = len(seen) if call.get("id") or not seen else len(seen) - 1
+            function = call.get("function")
+            if not isinstance(function, dict):
+                function = call["function"] = {}
+            arguments = function.get("arguments")
+            if arguments is None:
+                function["arguments"] = ""
+            elif not isinstance(arguments, str):
+                function["arguments"] = orjson.dumps(arguments).decode()
+            if upstream_index not in seen:
+                seen[upstream_index] = len(seen)
+                call["index"] = seen[upstream_index]
+                call["id"] = call.get("id") or new_call_id()
+                call["type"] = "function"
+                function.setdefault("name", "")
+            else:
+                call["index"] = seen[upstream_index]
+                # Repeating id/name makes openai-python's .stream() concatenate them.
+                call.pop("id", None)
+                call.pop("type", None)
+                function.pop("name", None)
+
+    def _finish(self) -> list[Chunk]:
+        self.done = True
+        meta = self._ctx.meta
+        out: list[Chunk] = []
+        if not self._roles:
+            self._roles.add(0)
+            out.append(role_chunk(meta))
+        for index in sorted(self._roles - self._finished):
+            reason: FinishReason = "tool_calls" if self._tools.get(index) else "stop"
+            out.append(finish_chunk(meta, reason, index))
+            self._finished.add(index)
+        if self._ctx.include_usage and self.usage is not None:
+            out.append(usage_chunk(meta, self.usage))
+        return out
+
+
+def _stream_error(obj: dict[str, Any]) -> UpstreamStreamError:
+    error = obj.get("error", obj)
+    if isinstance(error, dict):
+        message = error.get("message")
+        code = error.get("code")
+        return UpstreamStreamError(
+            message if isinstance(message, str) and message else "The upstream reported an error.",
+            code=code if isinstance(code, str) else None,
+        )
+    return UpstreamStreamError(str(error) if error else "The upstream reported an error.")

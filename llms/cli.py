@@ -1,0 +1,247 @@
+"""`llms serve | chat | models | check`: parses arguments, calls the library, prints."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from llms.config import Config, load_config
+from llms.errors import ConfigError
+from llms.framing import SSEDecoder
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="llms", description="An OpenAI-compatible LLM gateway.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", default=os.environ.get("LLMS_CONFIG", "config.json"))
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--insecure-no-auth", action="store_true",
+                       help="allow a non-loopback host without server.api_keys")
+    serve.add_argument("--log-level", default=os.environ.get("LLMS_LOG_LEVEL", "info"))
+
+    chat = commands.add_parser("chat", help="stream an answer to the terminal")
+    chat.add_argument("prompt")
+    chat.add_argument("-m", "--model", default=None, help="default: the first model served")
+    _client_args(chat)
+    chat.add_argument("--max-tokens", type=int, default=None)
+
+    models = commands.add_parser("models", help="list the models the gateway serves")
+    _client_args(models)
+
+    check = commands.add_parser("check", help="probe each provider with a tiny request")
+    check.add_argument("provider", nargs="?")
+    check.add_argument("--config", default=os.environ.get("LLMS_CONFIG", "config.json"))
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        sys.exit(_serve(args))
+    if args.command == "chat":
+        sys.exit(asyncio.run(_chat(args)))
+    if args.command == "models":
+        sys.exit(asyncio.run(_models(args)))
+    if args.command == "check":
+        from llms.probe import run_check
+
+        sys.exit(asyncio.run(run_check(_load_or_exit(args.config), args.provider)))
+
+
+def _client_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-url", default=os.environ.get("LLMS_BASE_URL", DEFAULT_BASE_URL))
+    parser.add_argument("--api-key", default=os.environ.get("LLMS_API_KEY"))
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"llms: {message}", file=sys.stderr)
+    return code
+
+
+def _load_or_exit(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        sys.exit(_fail(str(error), 2))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- serve --------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = _load_or_exit(args.config)
+    if not config.server.api_keys and not _is_loopback(args.host) and not args.insecure_no_auth:
+        return _fail(
+            f"refusing to listen on {args.host} without server.api_keys: anyone who can reach it "
+            "could use your providers. Add keys to the config, or pass --insecure-no-auth.",
+            2,
+        )
+    for note in config.notes:
+        logging.getLogger("llms").warning("%s", note)
+    with contextlib.suppress(ImportError):
+        # uvloop is optional: a faster event loop when it is installed.
+        importlib.import_module("uvloop").install()
+    try:
+        asyncio.run(_run_server(config, args.host, args.port))
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", 1)
+    return 0
+
+
+async def _run_server(config: Config, host: str, port: int) -> None:
+    from llms.server.app import create_app
+
+    log = logging.getLogger("llms")
+    app = create_app(config)
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        shutdown_timeout=config.server.drain_s + 5,
+        access_log=None,
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        models = ", ".join(sorted(config.routes())) or "none"
+        log.info("llms serving on http://%s:%d (models: %s)", host, port, models)
+        await stop.wait()
+        log.info("stopping: finishing in-flight streams (up to %g s)", config.server.drain_s)
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+# --- client commands ----------------------------------------------------------------------------
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+async def _first_model(session: aiohttp.ClientSession, base_url: str) -> str:
+    async with session.get(f"{base_url}/models") as response:
+        body = await response.read()
+        if response.status != 200:
+            raise RuntimeError(_error_text(response.status, body))
+        data = orjson.loads(body)["data"]
+    if not data:
+        raise RuntimeError("the gateway serves no models")
+    return str(data[0]["id"])
+
+
+def _error_text(status: int, body: bytes) -> str:
+    try:
+        error = orjson.loads(body)["error"]
+        return f"HTTP {status}: {error['message']}"
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    base_url = args.base_url.rstrip("/")
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    try:
+        async with aiohttp.ClientSession(headers=_headers(args.api_key), timeout=timeout) as session:
+            model = args.model or await _first_model(session, base_url)
+            return await _stream_chat(session, base_url, model, args)
+    except aiohttp.ClientConnectorError:
+        return _fail(f"cannot reach the gateway at {base_url} (is `llms serve` running?)")
+    except aiohttp.ClientError as exc:
+        return _fail(f"the connection to the gateway failed: {exc}")
+    except RuntimeError as exc:
+        return _fail(str(exc))
+
+
+async def _stream_chat(
+    session: aiohttp.ClientSession, base_url: str, model: str, args: argparse.Namespace
+) -> int:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": args.prompt}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if args.max_tokens:
+        body["max_tokens"] = args.max_tokens
+    started = time.perf_counter()
+    first: float | None = None
+    usage: dict[str, Any] | None = None
+    pieces = 0
+    async with session.post(f"{base_url}/chat/completions", json=body) as response:
+        if response.status != 200:
+            return _fail(_error_text(response.status, await response.read()))
+        provider = response.headers.get("X-Provider", "?")
+        decoder = SSEDecoder()
+        async for data in response.content.iter_any():
+            for event in decoder.feed(data):
+                if event.data == "[DONE]":
+                    break
+                chunk = orjson.loads(event.data)
+                if chunk.get("error"):
+                    print()
+                    return _fail(f"the stream failed: {chunk['error'].get('message')}")
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices", []):
+                    text = choice["delta"].get("content")
+                    if text:
+                        first = first or time.perf_counter()
+                        pieces += 1
+                        sys.stdout.write(text)
+                        sys.stdout.flush()
+    ended = time.perf_counter()
+    tokens = usage["completion_tokens"] if usage else pieces
+    ttft = (first or ended) - started
+    rate = tokens / (ended - first) if first and ended > first else 0.0
+    print(
+        f"\n[{model} via {provider}] {tokens} tokens, first token {ttft * 1000:.0f} ms, "
+        f"{rate:.1f} tokens/s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _models(args: argparse.Namespace) -> int:
+    base_url = args.base_url.rstrip("/")
+    try:
+        async with aiohttp.ClientSession(headers=_headers(args.api_key)) as session:
+            async with session.get(f"{base_url}/models") as response:
+                body = await response.read()
+                if response.status != 200:
+                    return _fail(_error_text(response.status, body))
+    except aiohttp.ClientConnectorError:
+        return _fail(f"cannot reach the gateway at {base_url} (is `llms serve` running?)")
+    for card in orjson.loads(body)["data"]:
+        print(f"{card['id']}\t{card['owned_by']}")
+    return 0

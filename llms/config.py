@@ -1,0 +1,400 @@
+"""config.json -> frozen dataclasses.
+
+Every mistake raises `ConfigError` with a message naming the JSON path and what was expected.
+A string that is exactly `"$VAR"` or `"${VAR}"` is read from the environment; a provider that
+needs an unset variable is skipped (one line in `Config.notes`), and so is an API key.
+The gateway never writes the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from llms.errors import ConfigError
+
+PROVIDER_TYPES = ("openai", "local", "ollama", "anthropic", "gemini")
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "ollama": "http://127.0.0.1:11434",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com/v1beta",
+}
+LOCAL_MODELS = ("smollm2-135m",)
+_ENV_REF = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))$")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. `first_token_s` runs until the first content chunk; `idle_s` between chunks."""
+
+    connect_s: float = 10.0
+    first_token_s: float = 120.0
+    idle_s: float = 60.0
+    total_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    key: str
+    name: str
+    models: frozenset[str] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_streams: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    api_keys: tuple[ApiKey, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    max_body_mb: float = 32.0
+    heartbeat_s: float = 15.0
+    drain_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    redis_url: str | None = None
+    resume_grace_s: float = 30.0
+    request_log: str | None = "sqlite:~/.llms/requests.db"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    max_attempts: int = 3
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One upstream. `models` maps the public model id to the upstream's id."""
+
+    name: str
+    type: str
+    base_url: str
+    models: Mapping[str, str]
+    timeouts: Timeouts
+    api_key: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    include_usage: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    providers: tuple[ProviderConfig, ...]
+    server: ServerConfig = field(default_factory=ServerConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    notes: tuple[str, ...] = ()
+    source: str = "config"
+
+    def routes(self) -> dict[str, tuple[ProviderConfig, ...]]:
+        """Public model id -> the providers serving it, in priority order."""
+        table: dict[str, list[ProviderConfig]] = {}
+        for provider in self.providers:
+            for public in provider.models:
+                table.setdefault(public, []).append(provider)
+        return {model: tuple(providers) for model, providers in table.items()}
+
+
+class _MissingEnv(Exception):
+    def __init__(self, var: str, path: str) -> None:
+        super().__init__(var)
+        self.var = var
+        self.path = path
+
+
+class _Reader:
+    """Typed access to the parsed JSON, raising ConfigError with the path on any mistake."""
+
+    def __init__(self, source: str, env: Mapping[str, str]) -> None:
+        self.source = source
+        self.env = env
+
+    def fail(self, path: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {path or '(top level)'}: {message}")
+
+    def obj(self, value: Any, path: str, keys: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected an object, got {_show(value)}")
+        for key in value:
+            if key not in keys:
+                raise self.fail(_join(path, key), f"unknown key; expected one of {', '.join(keys)}")
+        return value
+
+    def string(self, value: Any, path: str, *, env: bool = True) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, f"expected a non-empty string, got {_show(value)}")
+        match = _ENV_REF.match(value) if env else None
+        if match:
+            var = match.group(1) or match.group(2)
+            resolved = self.env.get(var)
+            if not resolved:
+                raise _MissingEnv(var, path)
+            return resolved
+        return value
+
+    def number(self, value: Any, path: str, *, low: float = 0.0, nullable: bool = False) -> Any:
+        if value is None and nullable:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= low:
+            raise self.fail(path, f"expected a number greater than {low:g}, got {_show(value)}")
+        return float(value)
+
+    def integer(self, value: Any, path: str, *, nullable: bool = False) -> Any:
+        if value is None and nullable:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.fail(path, f"expected a positive integer, got {_show(value)}")
+        return value
+
+    def boolean(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"expected true or false, got {_show(value)}")
+        return value
+
+    def url(self, value: Any, path: str) -> str:
+        text = self.string(value, path)
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self.fail(path, f"expected an http(s) URL, got {_show(text)}")
+        return text.rstrip("/")
+
+    def strings(self, value: Any, path: str) -> list[str]:
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list of strings, got {_show(value)}")
+        return [self.string(item, f"{path}[{i}]", env=False) for i, item in enumerate(value)]
+
+
+def _show(value: Any) -> str:
+    text = orjson.dumps(value).decode() if _jsonable(value) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the file: {exc.strerror or exc}") from None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON: {exc}") from None
+    return parse_config(data, source=source, env=os.environ if env is None else env)
+
+
+def parse_config(data: Any, *, source: str = "config", env: Mapping[str, str]) -> Config:
+    """Validate parsed JSON into a Config."""
+    r = _Reader(source, env)
+    top = r.obj(data, "", ("server", "state", "routing", "providers"))
+    notes: list[str] = []
+    server = _server(r, top.get("server", {}), notes)
+    state = _state(r, top.get("state", {}))
+    routing = _routing(r, top.get("routing", {}))
+    declared, providers = _providers(r, top.get("providers"), routing.timeouts, notes)
+    for i, key in enumerate(server.api_keys):
+        for model in sorted(key.models or ()):
+            if model not in declared:
+                raise r.fail(f"server.api_keys[{i}].models", f"model {model!r} is served by no provider")
+    return Config(
+        providers=tuple(providers),
+        server=server,
+        state=state,
+        routing=routing,
+        notes=tuple(notes),
+        source=source,
+    )
+
+
+def _server(r: _Reader, value: Any, notes: list[str]) -> ServerConfig:
+    keys = ("api_keys", "cors_origins", "max_body_mb", "heartbeat_s", "drain_s")
+    obj = r.obj(value, "server", keys)
+    api_keys: list[ApiKey] = []
+    raw_keys = obj.get("api_keys", [])
+    if not isinstance(raw_keys, list):
+        raise r.fail("server.api_keys", f"expected a list, got {_show(raw_keys)}")
+    for i, item in enumerate(raw_keys):
+        path = f"server.api_keys[{i}]"
+        try:
+            api_keys.append(_api_key(r, item, path, i))
+        except _MissingEnv as missing:
+            notes.append(f"{missing.path}: ${missing.var} is not set; that key is not accepted")
+    defaults = ServerConfig()
+    return ServerConfig(
+        api_keys=tuple(api_keys),
+        cors_origins=tuple(r.strings(obj.get("cors_origins", []), "server.cors_origins")),
+        max_body_mb=r.number(obj.get("max_body_mb", defaults.max_body_mb), "server.max_body_mb"),
+        heartbeat_s=r.number(obj.get("heartbeat_s", defaults.heartbeat_s), "server.heartbeat_s"),
+        drain_s=r.number(obj.get("drain_s", defaults.drain_s), "server.drain_s", low=-1),
+    )
+
+
+def _api_key(r: _Reader, item: Any, path: str, index: int) -> ApiKey:
+    if isinstance(item, str):
+        return ApiKey(key=r.string(item, path), name=f"key{index}")
+    obj = r.obj(item, path, ("key", "name", "models", "rpm", "tpm", "max_streams"))
+    if "key" not in obj:
+        raise r.fail(_join(path, "key"), "missing; expected the key string or a $VARIABLE")
+    models = obj.get("models")
+    return ApiKey(
+        key=r.string(obj["key"], _join(path, "key")),
+        name=r.string(obj.get("name", f"key{index}"), _join(path, "name"), env=False),
+        models=None if models is None else frozenset(r.strings(models, _join(path, "models"))),
+        rpm=r.integer(obj.get("rpm"), _join(path, "rpm"), nullable=True),
+        tpm=r.integer(obj.get("tpm"), _join(path, "tpm"), nullable=True),
+        max_streams=r.integer(obj.get("max_streams"), _join(path, "max_streams"), nullable=True),
+    )
+
+
+def _state(r: _Reader, value: Any) -> StateConfig:
+    obj = r.obj(value, "state", ("redis_url", "resume_grace_s", "request_log"))
+    defaults = StateConfig()
+    redis_url = obj.get("redis_url")
+    request_log = obj.get("request_log", defaults.request_log)
+    return StateConfig(
+        redis_url=None if redis_url is None else r.string(redis_url, "state.redis_url"),
+        resume_grace_s=r.number(
+            obj.get("resume_grace_s", defaults.resume_grace_s), "state.resume_grace_s", low=-1
+        ),
+        request_log=None if request_log is None else r.string(request_log, "state.request_log"),
+    )
+
+
+def _routing(r: _Reader, value: Any) -> RoutingConfig:
+    obj = r.obj(value, "routing", ("max_attempts", "timeouts"))
+    return RoutingConfig(
+        max_attempts=r.integer(obj.get("max_attempts", 3), "routing.max_attempts"),
+        timeouts=_timeouts(r, obj.get("timeouts", {}), "routing.timeouts", Timeouts()),
+    )
+
+
+def _timeouts(r: _Reader, value: Any, path: str, base: Timeouts) -> Timeouts:
+    obj = r.obj(value, path, ("connect_s", "first_token_s", "idle_s", "total_s"))
+    return Timeouts(
+        connect_s=r.number(obj.get("connect_s", base.connect_s), _join(path, "connect_s")),
+        first_token_s=r.number(
+            obj.get("first_token_s", base.first_token_s), _join(path, "first_token_s")
+        ),
+        idle_s=r.number(obj.get("idle_s", base.idle_s), _join(path, "idle_s")),
+        total_s=r.number(obj.get("total_s", base.total_s), _join(path, "total_s"), nullable=True),
+    )
+
+
+_PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
+    "openai": ("base_url", "api_key", "models", "timeouts", "headers", "include_usage"),
+    "ollama": ("base_url", "api_key", "models", "timeouts", "headers"),
+    "anthropic": ("base_url", "api_key", "models", "timeouts", "headers", "max_tokens"),
+    "gemini": ("base_url", "api_key", "models", "timeouts", "headers"),
+    "local": ("model", "model_path", "n_ctx", "threads", "parallel", "timeouts"),
+}
+
+
+def _providers(
+    r: _Reader, value: Any, defaults: Timeouts, notes: list[str]
+) -> tuple[set[str], list[ProviderConfig]]:
+    if value is None:
+        raise r.fail("providers", "missing; expected an object of providers in priority order")
+    if not isinstance(value, dict) or not value:
+        raise r.fail("providers", f"expected a non-empty object, got {_show(value)}")
+    declared: set[str] = set()
+    providers: list[ProviderConfig] = []
+    for name, item in value.items():
+        path = f"providers.{name}"
+        if not _NAME.match(name):
+            raise r.fail(path, "provider names may use letters, digits, '_', '.' and '-'")
+        if not isinstance(item, dict):
+            raise r.fail(path, f"expected an object, got {_show(item)}")
+        kind = item.get("type")
+        if kind not in PROVIDER_TYPES:
+            raise r.fail(f"{path}.type", f"expected one of {', '.join(PROVIDER_TYPES)}, got {_show(kind)}")
+        obj = r.obj(item, path, ("type", *_PROVIDER_KEYS[kind]))
+        try:
+            provider = _provider(r, name, kind, obj, path, defaults)
+        except _MissingEnv as missing:
+            declared.update(_declared_models(obj))
+            notes.append(f"provider {name!r} skipped: ${missing.var} ({missing.path}) is not set")
+            continue
+        declared.update(provider.models)
+        providers.append(provider)
+    return declared, providers
+
+
+def _declared_models(obj: dict[str, Any]) -> list[str]:
+    models = obj.get("models", [])
+    return [str(m) for m in models] if isinstance(models, list | dict) else []
+
+
+def _provider(
+    r: _Reader, name: str, kind: str, obj: dict[str, Any], path: str, defaults: Timeouts
+) -> ProviderConfig:
+    timeouts = _timeouts(r, obj.get("timeouts", {}), f"{path}.timeouts", defaults)
+    if kind == "local":
+        model = r.string(obj.get("model"), f"{path}.model", env=False)
+        if model not in LOCAL_MODELS:
+            raise r.fail(f"{path}.model", f"expected one of {', '.join(LOCAL_MODELS)}, got {model!r}")
+        options: dict[str, Any] = {"model": model}
+        if "model_path" in obj:
+            options["model_path"] = r.string(obj["model_path"], f"{path}.model_path")
+        for key in ("n_ctx", "threads", "parallel"):
+            if key in obj:
+                options[key] = r.integer(obj[key], f"{path}.{key}")
+        return ProviderConfig(
+            name=name, type=kind, base_url="", models={model: model}, timeouts=timeouts, options=options
+        )
+    base_url = r.url(obj.get("base_url", DEFAULT_BASE_URLS[kind]), f"{path}.base_url")
+    api_key = None if obj.get("api_key") is None else r.string(obj["api_key"], f"{path}.api_key")
+    headers_obj = obj.get("headers", {})
+    if not isinstance(headers_obj, dict):
+        raise r.fail(f"{path}.headers", f"expected an object of strings, got {_show(headers_obj)}")
+    headers = {k: r.string(v, f"{path}.headers.{k}") for k, v in headers_obj.items()}
+    options = {}
+    if "max_tokens" in obj:
+        options["max_tokens"] = r.integer(obj["max_tokens"], f"{path}.max_tokens")
+    return ProviderConfig(
+        name=name,
+        type=kind,
+        base_url=base_url,
+        models=_models(r, obj.get("models"), f"{path}.models"),
+        timeouts=timeouts,
+        api_key=api_key,
+        headers=headers,
+        include_usage=r.boolean(obj.get("include_usage", True), f"{path}.include_usage"),
+        options=options,
+    )
+
+
+def _models(r: _Reader, value: Any, path: str) -> dict[str, str]:
+    if value is None:
+        raise r.fail(path, "missing; expected a list of model ids or an object {public: upstream}")
+    if isinstance(value, list) and value:
+        return {m: m for m in r.strings(value, path)}
+    if isinstance(value, dict) and value:
+        return {
+            r.string(k, path, env=False): r.string(v, f"{path}.{k}", env=False)
+            for k, v in value.items()
+        }
+    raise r.fail(path, f"expected a non-empty list of ids or object {{public: upstream}}, got {_show(value)}")

@@ -1,0 +1,274 @@
+"""Incremental decoding of upstream bytes into events: the only place framing is decoded.
+
+`SSEDecoder` follows the WHATWG "Server-sent events" parsing rules; `NDJSONDecoder` splits
+newline-delimited JSON (Ollama's native API) into lines. Both take bytes exactly as they arrive
+from the network, in pieces of any size, and bound how much one unfinished event may buffer.
+`encode_sse` frames the gateway's own output.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from llms.errors import UpstreamMalformed
+
+__all__ = ["NDJSONDecoder", "SSEDecoder", "SSEEvent", "encode_sse"]
+
+_BOM = b"\xef\xbb\xbf"
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+class SSEEvent(NamedTuple):
+    """One dispatched server-sent event."""
+
+    event: str
+    """The event type: the last `event:` value of the block, or "message" when none (or empty)."""
+    data: str
+    """The `data:` values of the block joined with "\\n"."""
+    id: str
+    """The last-event-ID string in force after this block (it persists across events)."""
+
+
+def _too_big(limit: int) -> UpstreamMalformed:
+    return UpstreamMalformed(f"upstream event exceeds {limit} bytes")
+
+
+class SSEDecoder:
+    """Decode a `text/event-stream` body fed in arbitrary pieces, by the WHATWG rules.
+
+    Lines end at CRLF, LF or a lone CR (also when CR and LF arrive in different pieces); one
+    leading UTF-8 BOM is stripped; invalid UTF-8 becomes U+FFFD. An event is dispatched at a
+    blank line when its data buffer is non-empty. `last_event_id` and `retry` hold the stream's
+    state as the spec defines it.
+    """
+
+    __slots__ = (
+        "_bom_done",
+        "_cr",
+        "_data",
+        "_event",
+        "_id",
+        "_max",
+        "_partial",
+        "_partial_len",
+        "_size",
+        "last_event_id",
+        "retry",
+    )
+
+    last_event_id: str
+    """The last-event-ID string, as set by the most recent blank line."""
+    retry: int | None
+    """The reconnection time in ms from the last valid `retry:` field, or None."""
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max = max_event_bytes
+        self._bom_done = False
+        # A CR ended the previous piece: an LF opening the next one completes the same CRLF.
+        self._cr = False
+        # The unfinished last line, kept as pieces so that a long line costs linear time.
+        self._partial: list[bytes] = []
+        self._partial_len = 0
+        self._data: list[bytes] = []
+        self._event = b""
+        self._id = ""
+        # Bytes of the field lines of the event being received (comments excluded).
+        self._size = 0
+        self.last_event_id = ""
+        self.retry = None
+
+    @property
+    def pending(self) -> bool:
+        """True while part of an event or of a line is buffered: EOF now would cut it off."""
+        return self._partial_len > 0 or self._size > 0
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Consume the next piece of the body; return the events it completed, in order.
+
+        Raises UpstreamMalformed when one event (or one line) exceeds `max_event_bytes`.
+        """
+        if self._cr or not self._bom_done or b"\r" in chunk:
+            chunk = self._normalize(chunk)
+        if b"\n" not in chunk:
+            if chunk:
+                self._partial.append(chunk)
+                self._partial_len += len(chunk)
+                if self._partial_len + self._size > self._max:
+                    raise _too_big(self._max)
+            return []
+
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        partial = self._partial
+        if partial:
+            partial.append(lines[0])
+            lines[0] = b"".join(partial)
+            partial.clear()
+        if rest:
+            partial.append(rest)
+        self._partial_len = len(rest)
+
+        events: list[SSEEvent] = []
+        data = self._data
+        size = self._size
+        for line in lines:
+            if not line:
+                self.last_event_id = self._id
+                if data:
+                    if size > self._max:
+                        raise _too_big(self._max)
+                    payload = data[0] if len(data) == 1 else b"\n".join(data)
+                    data.clear()
+                    etype = self._event
+                    events.append(
+                        SSEEvent(
+                            etype.decode("utf-8", "replace") if etype else "message",
+                            payload.decode("utf-8", "replace"),
+                            self._id,
+                        )
+                    )
+                self._event = b""
+                size = 0
+                continue
+            # Nearly every line is `data: …`; test for it before the general field split.
+            if line.startswith(b"data: "):
+                data.append(line[6:])
+                size += len(line)
+                continue
+            colon = line.find(b":")
+            if colon == 0:
+                continue
+            size += len(line)
+            if colon < 0:
+                name, value = line, b""
+            else:
+                name = line[:colon]
+                value = (
+                    line[colon + 2 :] if line[colon + 1 : colon + 2] == b" " else line[colon + 1 :]
+                )
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                self._event = value
+            elif name == b"id":
+                if b"\x00" not in value:
+                    self._id = value.decode("utf-8", "replace")
+            elif name == b"retry" and value.isdigit():
+                self.retry = int(value)
+        self._size = size
+        if self._partial_len + size > self._max:
+            raise _too_big(self._max)
+        return events
+
+    def flush(self) -> list[SSEEvent]:
+        """Signal the end of the body; always [] since WHATWG discards an unfinished event.
+
+        The buffers are left as they are, so `pending` still tells whether an event was cut off.
+        """
+        return []
+
+    def _normalize(self, chunk: bytes) -> bytes:
+        """Strip the stream's BOM and the second half of a split CRLF; turn CRLF and CR into LF."""
+        if not self._bom_done:
+            # Until three bytes arrived, the held bytes (no line ending among them) may be a BOM.
+            head = b"".join(self._partial) + chunk
+            self._partial.clear()
+            self._partial_len = 0
+            if len(head) < len(_BOM) and _BOM.startswith(head):
+                if head:
+                    self._partial.append(head)
+                    self._partial_len = len(head)
+                return b""
+            self._bom_done = True
+            chunk = head[len(_BOM) :] if head.startswith(_BOM) else head
+        if self._cr and chunk:
+            self._cr = False
+            if chunk[0] == 0x0A:
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            self._cr = chunk[-1] == 0x0D
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        return chunk
+
+
+class NDJSONDecoder:
+    """Split a newline-delimited JSON body fed in arbitrary pieces into its lines.
+
+    Lines end at LF, with one trailing CR removed; blank lines are skipped. Lines are returned
+    as bytes, undecoded, so a multi-byte character split between pieces stays whole.
+    """
+
+    __slots__ = ("_max", "_partial", "_partial_len")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max = max_event_bytes
+        self._partial: list[bytes] = []
+        self._partial_len = 0
+
+    @property
+    def pending(self) -> bool:
+        """True while a non-blank line without its newline is buffered."""
+        return any(not piece.isspace() for piece in self._partial)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Consume the next piece of the body; return the complete non-blank lines, in order.
+
+        Raises UpstreamMalformed when one line exceeds `max_event_bytes`.
+        """
+        if b"\n" not in chunk:
+            if chunk:
+                self._partial.append(chunk)
+                self._partial_len += len(chunk)
+                if self._partial_len > self._max:
+                    raise _too_big(self._max)
+            return []
+        received = self._partial_len + len(chunk)
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        partial = self._partial
+        if partial:
+            partial.append(lines[0])
+            lines[0] = b"".join(partial)
+            partial.clear()
+        if rest:
+            partial.append(rest)
+        self._partial_len = len(rest)
+        # Only when this much arrived at once can a line be over the limit.
+        if received > self._max and (
+            self._partial_len > self._max or max(map(len, lines)) > self._max
+        ):
+            raise _too_big(self._max)
+        return [_strip_cr(line) for line in lines if line and not line.isspace()]
+
+    def flush(self) -> list[bytes]:
+        """Signal the end of the body; return the last line if it had no newline."""
+        line = b"".join(self._partial)
+        self._partial.clear()
+        self._partial_len = 0
+        return [_strip_cr(line)] if line and not line.isspace() else []
+
+
+def _strip_cr(line: bytes) -> bytes:
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+def encode_sse(data: bytes | str, *, id: str | None = None, event: str | None = None) -> bytes:
+    """Frame one server-sent event: optional `id:` and `event:` lines, then one `data:` line
+    per line of `data` (split at CRLF, CR and LF), then the blank line that dispatches it.
+
+    Decoding the result gives back `data` with its line endings as LF. Raises ValueError when
+    `id` or `event` contains CR, LF or NUL, which would break the framing.
+    """
+    if isinstance(data, str):
+        data = data.encode()
+    if id is None and event is None and b"\n" not in data and b"\r" not in data:
+        return b"data: " + data + b"\n\n"
+    head = b""
+    for name, value in ((b"id", id), (b"event", event)):
+        if value is None:
+            continue
+        if "\r" in value or "\n" in value or "\x00" in value:
+            raise ValueError(f"SSE {name.decode()} must not contain CR, LF or NUL: {value!r}")
+        head += name + b": " + value.encode() + b"\n"
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    return head + b"".join([b"data: " + line + b"\n" for line in lines]) + b"\n"

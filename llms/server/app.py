@@ -1,0 +1,116 @@
+"""create_app(config): the one composition root. Tests build exactly the app the CLI runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from llms.config import Config
+from llms.errors import ServiceUnavailable
+from llms.local import LocalServer
+from llms.routing import Router
+from llms.server import keys, routes
+from llms.server.auth import KEY, OPEN_PATHS, authenticate
+from llms.server.middleware import add_request_id, assign_request_id, errors_middleware
+from llms.upstream import new_session
+
+log = logging.getLogger("llms.server")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    assign_request_id(request)
+    if request.path not in OPEN_PATHS:
+        request[KEY] = authenticate(request.app[keys.CONFIG].server.api_keys, request)
+    return await handler(request)
+
+
+def create_app(config: Config) -> web.Application:
+    """The gateway as an aiohttp application.
+
+    Run it with `handler_cancellation=True` (as `llms serve` and aiohttp's test server do) so a
+    client that disconnects while the upstream is silent stops the upstream at once; otherwise
+    the disconnect is noticed at the next write or heartbeat.
+    """
+    app = web.Application(
+        client_max_size=int(config.server.max_body_mb * 1024 * 1024),
+        middlewares=[errors_middleware, auth_middleware],
+    )
+    app[keys.CONFIG] = config
+    app[keys.LOCAL] = {}
+    app[keys.PROVIDER_STATES] = {}
+    app[keys.ACTIVE] = set()
+    app[keys.SHUTTING_DOWN] = asyncio.Event()
+    app[keys.STARTED_AT] = int(time.time())
+    app.cleanup_ctx.append(_local_models)
+    app.cleanup_ctx.append(_upstream_session)
+    app.on_shutdown.append(_drain)
+    app.on_response_prepare.append(add_request_id)
+    app.router.add_post("/v1/chat/completions", routes.chat_completions)
+    app.router.add_get("/v1/models", routes.list_models)
+    app.router.add_get("/v1/models/{model:.+}", routes.retrieve_model)
+    app.router.add_get("/health", routes.health)
+    app.router.add_get("/ready", routes.ready)
+    return app
+
+
+async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
+    session = new_session()
+    app[keys.SESSION] = session
+    app[keys.ROUTER] = Router(app[keys.CONFIG], session, dynamic=app[keys.LOCAL])
+    yield
+    await session.close()
+
+
+async def _local_models(app: web.Application) -> AsyncIterator[None]:
+    """Start each bundled model in the background: the gateway serves while they load."""
+    servers = app[keys.LOCAL]
+    states = app[keys.PROVIDER_STATES]
+    for provider in app[keys.CONFIG].providers:
+        if provider.type == "local":
+            options = provider.options
+            servers[provider.name] = LocalServer(
+                options["model"],
+                model_path=options.get("model_path"),
+                n_ctx=options.get("n_ctx", 4096),
+                threads=options.get("threads"),
+                parallel=options.get("parallel", 2),
+            )
+            states[provider.name] = "starting"
+
+    async def start(name: str, server: LocalServer) -> None:
+        try:
+            await server.start()
+        except ServiceUnavailable as error:
+            states[name] = "unavailable"
+            log.warning("provider %r: %s", name, error.message)
+        else:
+            states[name] = "ok"
+            log.info("provider %r: the bundled model is ready at %s", name, server.base_url)
+
+    starting = [asyncio.create_task(start(name, server)) for name, server in servers.items()]
+    yield
+    for task in starting:
+        task.cancel()
+    await asyncio.gather(*starting, return_exceptions=True)
+    await asyncio.gather(*(server.stop() for server in servers.values()), return_exceptions=True)
+
+
+async def _drain(app: web.Application) -> None:
+    """On shutdown: let in-flight requests finish for `server.drain_s`, then end them."""
+    active = app[keys.ACTIVE]
+    if active:
+        log.info("draining %d in-flight request(s) for up to %g s", len(active), app[keys.CONFIG].server.drain_s)
+        await asyncio.wait(set(active), timeout=app[keys.CONFIG].server.drain_s)
+    app[keys.SHUTTING_DOWN].set()
+    remaining = set(active)
+    for task in remaining:
+        task.cancel()
+    if remaining:
+        await asyncio.wait(remaining, timeout=2)

@@ -1,0 +1,22 @@
+"""The application's typed state slots (`web.AppKey`s); create_app fills them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+
+from llms.config import Config
+from llms.local import LocalServer
+from llms.routing import Router
+
+CONFIG = web.AppKey("config", Config)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+ROUTER = web.AppKey("router", Router)
+LOCAL = web.AppKey("local", dict[str, LocalServer])
+# Provider name -> "starting" | "ok" | "unavailable" for providers whose readiness varies.
+PROVIDER_STATES = web.AppKey("provider_states", dict[str, str])
+ACTIVE = web.AppKey("active", set[asyncio.Task[object]])
+SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
+STARTED_AT = web.AppKey("started_at", int)

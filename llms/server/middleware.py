@@ -1,0 +1,90 @@
+"""Errors -> OpenAI JSON (never aiohttp's text/plain pages, never a traceback); request ids."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from llms.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+)
+
+log = logging.getLogger("llms.server")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = "request_id"
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+def error_response(error: GatewayError) -> web.Response:
+    response = web.Response(
+        body=orjson.dumps(error.to_body()),
+        status=error.status,
+        content_type="application/json",
+        headers=error.headers,
+    )
+    return response
+
+
+def _from_http(exc: web.HTTPException, request: web.Request) -> GatewayError:
+    status = exc.status
+    if status == 404:
+        return NotFound(f"Unknown path: {request.method} {request.path}", code="unknown_url")
+    error: GatewayError
+    if status == 405:
+        allowed = getattr(exc, "allowed_methods", ())
+        error = MethodNotAllowed(
+            f"Method {request.method} is not allowed for {request.path}."
+            + (f" Allowed: {', '.join(sorted(allowed))}." if allowed else "")
+        )
+        if allowed:
+            error.headers["Allow"] = ",".join(sorted(allowed))
+        return error
+    if status == 413:
+        return PayloadTooLarge(
+            f"The request body is larger than the gateway accepts ({exc.text or 'limit exceeded'})."
+        )
+    error = InvalidRequest(exc.text or exc.reason or f"HTTP {status}")
+    error.status = status
+    return error
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error becomes OpenAI's error shape with the right status."""
+    try:
+        return await handler(request)
+    except GatewayError as error:
+        return error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http(exc, request))
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(
+            GatewayError("The gateway hit an internal error; it has been logged.", code="internal_error")
+        )
+
+
+def assign_request_id(request: web.Request) -> str:
+    """The client's X-Request-Id when it is sane, else a new one."""
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _CLIENT_ID.match(given) else "req_" + secrets.token_hex(12)
+    request[REQUEST_ID] = request_id
+    return request_id
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response, streamed or not, error or not, carries the id."""
+    request_id = request.get(REQUEST_ID) or assign_request_id(request)
+    response.headers["X-Request-Id"] = request_id

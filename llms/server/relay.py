@@ -1,0 +1,195 @@
+"""Chunks -> the client's socket as SSE: heartbeats, disconnect -> cancel, error event, [DONE].
+
+Default mode bytes are exactly `data: <json>\\n\\n` events, `: keep-alive\\n\\n` comments and
+`data: [DONE]\\n\\n`. Headers go out with the first chunk, or with the first heartbeat if the
+upstream is slow to commit, so an error known before then is still a plain HTTP error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import orjson
+from aiohttp import web
+
+from llms.chunks import StreamMeta
+from llms.errors import GatewayError, ServiceUnavailable
+from llms.routing import Generation, Router
+from llms.wire import ChatRequest, Chunk
+
+log = logging.getLogger("llms.relay")
+
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+STREAM_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def encode_chunks(chunks: Iterable[Chunk]) -> bytes:
+    """Several ready chunks as one buffer, so they leave in one transport write."""
+    dumps = orjson.dumps
+    return b"".join([b"data: " + dumps(item) + b"\n\n" for item in chunks])
+
+
+def error_event(error: GatewayError) -> bytes:
+    """The in-stream error (no `event:` line: every openai SDK raises on it), then [DONE]."""
+    return b"data: " + orjson.dumps(error.to_body()) + b"\n\n" + DONE
+
+
+class ClientStream:
+    """One SSE response: writes, and a heartbeat when nothing was written for `interval` s.
+
+    The heartbeat also starts the response if nothing else has, and a failed heartbeat write
+    cancels the owning task, so a client that left during a silent upstream is noticed.
+    """
+
+    __slots__ = (
+        "_beat", "_interval", "_loop", "_owner", "_request", "_started", "_timer",
+        "closed", "last_write", "response",
+    )
+
+    def __init__(self, request: web.Request, headers: dict[str, str], interval: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._request = request
+        self._owner = asyncio.current_task()
+        self._interval = interval
+        self._started: asyncio.Future[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
+        self.response = web.StreamResponse(status=200, headers=headers)
+        self.closed = False
+        self.last_write = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(
+            self.last_write + interval, self._tick
+        )
+
+    @property
+    def started(self) -> bool:
+        return self._started is not None
+
+    async def start(self) -> None:
+        started = self._started
+        if started is None:
+            started = self._started = self._loop.create_future()
+            try:
+                await self.response.prepare(self._request)
+            except BaseException as exc:
+                started.set_exception(ConnectionResetError("client gone"))
+                started.exception()  # retrieved here, so asyncio does not warn about it
+                raise exc from None
+            started.set_result(None)
+        elif not started.done():
+            await asyncio.shield(started)
+
+    async def write(self, data: bytes) -> None:
+        if self._started is None or not self._started.done():
+            await self.start()
+        await self.response.write(data)
+        self.last_write = self._loop.time()
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        due = self.last_write + self._interval
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._tick)
+        elif self._beat is None:
+            self._beat = self._loop.create_task(self._send_keepalive())
+
+    async def _send_keepalive(self) -> None:
+        try:
+            await self.write(KEEPALIVE)
+        except (ConnectionResetError, RuntimeError):
+            # The client left while the upstream is silent: stop the generation now.
+            if not self.closed and self._owner is not None:
+                self._owner.cancel()
+            self.closed = True
+        finally:
+            self._beat = None
+            if not self.closed:
+                self._timer = self._loop.call_at(self.last_write + self._interval, self._tick)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._beat is not None:
+            self._beat.cancel()
+
+    async def finish(self) -> None:
+        self.close()
+        if self.started:
+            await self.response.write_eof()
+
+
+async def relay(
+    request: web.Request,
+    router: Router,
+    chat: ChatRequest,
+    meta: StreamMeta,
+    *,
+    include_usage: bool,
+    heartbeat_s: float,
+    shutting_down: asyncio.Event,
+) -> web.StreamResponse:
+    """Run one streaming request. Errors before anything was sent propagate as HTTP errors."""
+    headers = dict(STREAM_HEADERS)
+    headers["X-Stream-Id"] = meta.id
+    out = ClientStream(request, headers, heartbeat_s)
+    try:
+        try:
+            generation = await router.open(chat, meta, include_usage)
+        except GatewayError as error:
+            if not out.started:
+                raise
+            return await _end(out, error_event(error))
+        return await _pump(out, generation, meta, shutting_down)
+    finally:
+        out.close()
+
+
+async def _pump(
+    out: ClientStream, generation: Generation, meta: StreamMeta, shutting_down: asyncio.Event
+) -> web.StreamResponse:
+    final = DONE
+    try:
+        if not out.started:
+            out.response.headers["X-Provider"] = generation.provider.name
+        write = out.write
+        await write(encode_chunks(generation.first))
+        next_batch = generation.next
+        while (batch := await next_batch()) is not None:
+            await write(encode_chunks(batch))
+    except GatewayError as error:
+        log.warning("stream %s failed after it started: %s", meta.id, error.message)
+        final = error_event(error)
+    except ConnectionResetError:
+        log.info("stream %s: the client disconnected", meta.id)
+        return out.response
+    except asyncio.CancelledError:
+        if not shutting_down.is_set():
+            log.info("stream %s: the client disconnected", meta.id)
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        final = error_event(ServiceUnavailable("The gateway shut down before the answer ended."))
+    finally:
+        generation.close()
+    return await _end(out, final)
+
+
+async def _end(out: ClientStream, final: bytes) -> web.StreamResponse:
+    """Write the last event and end the body; a client that already left is not an error."""
+    try:
+        await out.write(final)
+        await out.finish()
+    except (ConnectionResetError, RuntimeError):
+        log.info("the client left before the end of its stream")
+    return out.response

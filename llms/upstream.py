@@ -1,0 +1,222 @@
+"""Open a provider request and read its raw bytes. The only user of aiohttp's client.
+
+aiohttp and OS exceptions are translated here into `llms.errors`. Streams have no total timeout
+unless configured: a connect timeout, a first-token deadline (until the first content chunk)
+and an idle deadline (between reads) instead, enforced by a `Watchdog`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+from types import TracebackType
+
+import aiohttp
+
+from llms.adapters.base import UpstreamRequest
+from llms.config import Timeouts
+from llms.errors import (
+    GatewayError,
+    UpstreamConnectError,
+    UpstreamDisconnected,
+    UpstreamError,
+    UpstreamTimeout,
+)
+
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+class Watchdog:
+    """Cancels a task once `expires` (loop time) passes.
+
+    Moving the deadline is one attribute store: the timer re-arms itself lazily when it fires
+    early, so a stream pays for a timer only once per timeout period, not once per chunk.
+    `expires = None` pauses it (while the task writes to a slow client, say).
+    """
+
+    __slots__ = ("_base", "_handle", "_loop", "_task", "expires", "fired")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._base = task.cancelling()
+        self._handle: asyncio.TimerHandle | None = None
+        self.expires: float | None = None
+        self.fired = False
+
+    def expect_by(self, when: float) -> None:
+        if when == math.inf:
+            self.expires = None
+            return
+        self.expires = when
+        if self._handle is None:
+            self._handle = self._loop.call_at(when, self._check)
+
+    def _check(self) -> None:
+        self._handle = None
+        expires = self.expires
+        if expires is None:
+            return
+        if self._loop.time() < expires:
+            self._handle = self._loop.call_at(expires, self._check)
+            return
+        self.fired = True
+        self._task.cancel()
+
+    def absorb(self) -> bool:
+        """After a CancelledError: True if it was this watchdog's (and so is now undone)."""
+        if self.fired and self._task.uncancel() <= self._base:
+            self.fired = False
+            return True
+        return False
+
+    def stop(self) -> None:
+        self.expires = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+def new_session() -> aiohttp.ClientSession:
+    """The one shared session: no cap on concurrent streams, no total timeout."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None),
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+    )
+
+
+class UpstreamCall:
+    """One HTTP exchange with a provider: `await open()`, then `read()` until b"" (EOF)."""
+
+    __slots__ = ("_content", "_loop", "_request", "_response", "_session", "_timeouts", "watchdog")
+
+    def __init__(
+        self, session: aiohttp.ClientSession, request: UpstreamRequest, timeouts: Timeouts
+    ) -> None:
+        self._session = session
+        self._request = request
+        self._timeouts = timeouts
+        self._response: aiohttp.ClientResponse | None = None
+        self._content: aiohttp.StreamReader | None = None
+        self._loop = asyncio.get_running_loop()
+        self.watchdog = Watchdog()
+
+    @property
+    def status(self) -> int:
+        return self._response.status if self._response is not None else 0
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self._response.headers) if self._response is not None else {}
+
+    async def open(self, deadline: float) -> None:
+        """Send the request; return once the status and headers arrived (before `deadline`)."""
+        timeouts = self._timeouts
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeouts.connect_s, sock_connect=timeouts.connect_s
+        )
+        request = self._request
+        self.watchdog.expect_by(deadline)
+        try:
+            self._response = await self._session.request(
+                request.method, request.url, headers=request.headers, data=request.body,
+                timeout=timeout, allow_redirects=False,
+            )
+        except asyncio.CancelledError:
+            if self.watchdog.absorb():
+                raise UpstreamTimeout("The upstream did not answer in time.") from None
+            raise
+        except (aiohttp.ConnectionTimeoutError, TimeoutError):
+            raise UpstreamTimeout(
+                f"Connecting to the upstream timed out after {timeouts.connect_s:g} s."
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamConnectError(f"Cannot connect to the upstream: {_reason(exc)}.") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamDisconnected(
+                f"The upstream closed the connection before answering: {_reason(exc)}."
+            ) from None
+        finally:
+            self.watchdog.expires = None
+        self._content = self._response.content
+
+    async def read(self, deadline: float) -> bytes:
+        """The next bytes of the body, b"" at its end. Raises UpstreamError subclasses."""
+        content = self._content
+        assert content is not None
+        watchdog = self.watchdog
+        watchdog.expect_by(deadline)
+        try:
+            return await content.readany()
+        except asyncio.CancelledError:
+            if watchdog.absorb():
+                raise UpstreamTimeout(
+                    "The upstream stopped sending data (idle timeout).", code="upstream_idle_timeout"
+                ) from None
+            raise
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamDisconnected(
+                f"The upstream connection broke mid-stream: {_reason(exc)}."
+            ) from None
+        finally:
+            watchdog.expires = None
+
+    async def read_error_body(self, deadline: float) -> bytes:
+        """A bounded read of a non-2xx body."""
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while size < ERROR_BODY_LIMIT:
+                data = await self.read(deadline)
+                if not data:
+                    break
+                parts.append(data)
+                size += len(data)
+        except UpstreamError:
+            pass
+        return b"".join(parts)[:ERROR_BODY_LIMIT]
+
+    def close(self) -> None:
+        """Close the connection now; the provider sees the disconnect and stops generating."""
+        self.watchdog.stop()
+        response = self._response
+        if response is not None:
+            self._response = None
+            content = self._content
+            if content is not None and content.is_eof():
+                response.release()  # fully read: the connection may go back to the pool
+            else:
+                response.close()
+
+    async def __aenter__(self) -> UpstreamCall:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"{exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, socket.gaierror):
+        return "name resolution failed"
+    text = str(exc) or type(exc).__name__
+    return text[:200]
+
+
+def deadline_after(loop: asyncio.AbstractEventLoop, seconds: float | None) -> float:
+    return math.inf if seconds is None else loop.time() + seconds
+
+
+__all__ = ["GatewayError", "UpstreamCall", "Watchdog", "deadline_after", "new_session"]

@@ -1,0 +1,116 @@
+"""TypedDicts for the OpenAI shapes the gateway reads and writes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+FINISH_REASONS: frozenset[str] = frozenset(
+    ("stop", "length", "tool_calls", "content_filter", "function_call")
+)
+
+
+class FunctionDelta(TypedDict, total=False):
+    name: str
+    arguments: str
+
+
+class ToolCallDelta(TypedDict, total=False):
+    index: int
+    id: str
+    type: Literal["function"]
+    function: FunctionDelta
+
+
+class Delta(TypedDict, total=False):
+    role: Literal["assistant"]
+    content: str | None
+    refusal: str | None
+    reasoning_content: str
+    tool_calls: list[ToolCallDelta]
+
+
+class ChunkChoice(TypedDict):
+    index: int
+    delta: Delta
+    logprobs: NotRequired[dict[str, Any] | None]
+    finish_reason: FinishReason | None
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: NotRequired[dict[str, int]]
+    completion_tokens_details: NotRequired[dict[str, int]]
+
+
+class Chunk(TypedDict):
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    system_fingerprint: NotRequired[str | None]
+    usage: NotRequired[Usage | None]
+
+
+class Message(TypedDict, total=False):
+    role: str
+    content: Any
+    name: str
+    tool_calls: list[dict[str, Any]]
+    tool_call_id: str
+
+
+class StreamOptions(TypedDict, total=False):
+    include_usage: bool
+
+
+class ChatRequest(TypedDict, total=False):
+    """A validated client request; fields the gateway does not read pass through untouched."""
+
+    model: str
+    messages: list[Message]
+    stream: bool
+    stream_options: StreamOptions | None
+    temperature: float | None
+    top_p: float | None
+    n: int | None
+    max_tokens: int | None
+    max_completion_tokens: int | None
+    stop: str | list[str] | None
+    tools: list[dict[str, Any]]
+    tool_choice: str | dict[str, Any]
+
+
+class ResponseMessage(TypedDict):
+    role: Literal["assistant"]
+    content: str | None
+    refusal: str | None
+    reasoning_content: NotRequired[str]
+    tool_calls: NotRequired[list[dict[str, Any]]]
+
+
+class CompletionChoice(TypedDict):
+    index: int
+    message: ResponseMessage
+    logprobs: dict[str, Any] | None
+    finish_reason: FinishReason | None
+
+
+class Completion(TypedDict):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None
+    system_fingerprint: NotRequired[str | None]
+
+
+class ModelCard(TypedDict):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str

@@ -1,0 +1,77 @@
+"""Fixtures: fake providers and the real gateway app, both real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from llms import create_app
+from llms.config import Config, parse_config
+from tests.upstreams.openai import FakeOpenAI
+
+Gateway = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    server = TestServer(fake.app, host="127.0.0.1")
+    await server.start_server()
+    fake.base_url = str(server.make_url("/v1"))  # type: ignore[attr-defined]
+    yield fake
+    await server.close()
+
+
+def gateway_config(providers: dict[str, Any], **sections: Any) -> Config:
+    return parse_config({"providers": providers, **sections}, source="test-config", env={})
+
+
+@pytest.fixture
+async def make_gateway() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """Start the real gateway app for a config; returns its base URL (…/v1).
+
+    `handler_cancellation` picks aiohttp's mode: True (as `llms serve` runs) or False (aiohttp's
+    default for embedders).
+    """
+    runners: list[web.AppRunner] = []
+
+    async def start(config: Config, *, handler_cancellation: bool = True) -> str:
+        runner = web.AppRunner(create_app(config), handler_cancellation=handler_cancellation, shutdown_timeout=5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}/v1"
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def gateway(fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]]) -> str:
+    """The gateway in front of one fake OpenAI upstream serving `test-model` (and aliases)."""
+    config = gateway_config(
+        {
+            "fake": {
+                "type": "openai",
+                "base_url": fake_openai.base_url,  # type: ignore[attr-defined]
+                "api_key": "sk-upstream-secret",
+                "models": {"test-model": "up-model", "other": "other-up", "ns/name:tag": "up-model"},
+                "timeouts": {"idle_s": 1.5, "first_token_s": 3},
+            }
+        },
+        routing={"max_attempts": 1},
+    )
+    return await make_gateway(config)
+
+
+@pytest.fixture
+def client(gateway: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=gateway, api_key="unused", max_retries=0)

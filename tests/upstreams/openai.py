@@ -1,0 +1,163 @@
+"""A fake OpenAI-compatible provider: a real aiohttp server on 127.0.0.1 replaying scripts.
+
+A `Script` is the exact bytes to send (each item one network write), an optional pause before
+and between writes, and a fault to inject afterwards: reset the connection, or stall forever.
+Scripts are chosen by the upstream model name in the request. Every request is recorded, and so
+is the moment the server saw its client (the gateway) go away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+TRANSCRIPTS = Path(__file__).parent.parent / "transcripts"
+
+
+@dataclass
+class Script:
+    writes: Sequence[bytes] = ()
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "text/event-stream"
+    first_delay_s: float = 0.0
+    delay_s: float = 0.0
+    # None | "reset" (abort the TCP connection after the writes) | "stall" (never finish)
+    fault: str | None = None
+    # Pause before sending the status line, headers included.
+    header_delay_s: float = 0.0
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float
+
+
+def sse(*objects: Any) -> list[bytes]:
+    """Each object as one `data: <json>\\n\\n` write; strings are sent as they are."""
+    out = []
+    for obj in objects:
+        data = obj.encode() if isinstance(obj, str) else orjson.dumps(obj)
+        out.append(b"data: " + data + b"\n\n")
+    return out
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None, *, model: str = "up-model", index: int = 0) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-upstream",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "system_fingerprint": "fp_test",
+        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+
+
+def usage_chunk(prompt: int = 5, completion: int = 7) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-upstream",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "up-model",
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    }
+
+
+def text_script(pieces: Sequence[str], *, usage: bool = True, done: bool = True, finish: str = "stop", **kw: Any) -> Script:
+    """A normal text answer: role chunk, one chunk per piece, finish, usage, [DONE]."""
+    objects: list[Any] = [chunk({"role": "assistant", "content": ""})]
+    objects += [chunk({"content": piece}) for piece in pieces]
+    objects.append(chunk({}, finish))
+    if usage:
+        objects.append(usage_chunk(completion=len(pieces)))
+    if done:
+        objects.append("[DONE]")
+    return Script(writes=sse(*objects), **kw)
+
+
+def transcript(name: str, **kw: Any) -> Script:
+    """A recorded stream from tests/transcripts/, one write per SSE event."""
+    raw = (TRANSCRIPTS / name).read_bytes()
+    events = [part + b"\n\n" for part in raw.split(b"\n\n") if part.strip()]
+    return Script(writes=events, **kw)
+
+
+def error_script(status: int, body: Any, headers: dict[str, str] | None = None) -> Script:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Script(writes=[data], status=status, headers=headers or {}, content_type="application/json")
+
+
+class FakeOpenAI:
+    """Serves POST /v1/chat/completions and GET /v1/models from scripts chosen by model name."""
+
+    def __init__(self) -> None:
+        self.scripts: dict[str, Script] = {}
+        self.default = text_script(["Hello", ", ", "world", "!"])
+        self.received: list[Received] = []
+        self.gone: list[float] = []  # loop-independent monotonic times when a client left
+        self.finished: list[float] = []
+        self.active = 0
+        self.app = web.Application()
+        self.app.router.add_post("/v1/chat/completions", self._chat)
+        self.app.router.add_get("/v1/models", self._models)
+
+    def script_for(self, model: str) -> Script:
+        return self.scripts.get(model, self.default)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.scripts]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        self.received.append(Received(request.path, dict(request.headers), body, time.monotonic()))
+        script = self.script_for(body.get("model", ""))
+        self.active += 1
+        try:
+            return await self._play(request, script)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.gone.append(time.monotonic())
+            raise
+        finally:
+            self.active -= 1
+
+    async def _play(self, request: web.Request, script: Script) -> web.StreamResponse:
+        if script.header_delay_s:
+            await asyncio.sleep(script.header_delay_s)
+        if script.fault == "reset" and not script.writes:
+            assert request.transport is not None
+            request.transport.abort()
+            raise ConnectionResetError("reset by script")
+        if script.status != 200:
+            return web.Response(
+                body=b"".join(script.writes), status=script.status,
+                headers=script.headers, content_type=script.content_type,
+            )
+        response = web.StreamResponse(headers={"Content-Type": script.content_type, **script.headers})
+        await response.prepare(request)
+        if script.first_delay_s:
+            await asyncio.sleep(script.first_delay_s)
+        for i, data in enumerate(script.writes):
+            if i and script.delay_s:
+                await asyncio.sleep(script.delay_s)
+            await response.write(data)
+        if script.fault == "reset":
+            assert request.transport is not None
+            request.transport.abort()
+            raise ConnectionResetError("reset by script")
+        if script.fault == "stall":
+            await asyncio.sleep(3600)
+        await response.write_eof()
+        self.finished.append(time.monotonic())
+        return response
