@@ -157,6 +157,8 @@ class UpstreamStreamError(UpstreamError):
 class UpstreamHTTPError(UpstreamError):
     """A non-2xx upstream answer; the adapter's error mapping chooses the client status and type."""
 
+    default_code = None
+
     def __init__(
         self,
         message: str,

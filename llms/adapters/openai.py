@@ -142,7 +142,7 @@ class Converter:
         choices = obj.get("choices") or []
         kept = []
         for choice in choices:
-            index = choice.get("index", 0)
+            index = choice.setdefault("index", 0)
             if index in self._finished:
                 continue
             delta = choice.get("delta")
@@ -164,12 +164,15 @@ class Converter:
             finish = choice.get("finish_reason")
             if finish is not None:
                 if finish not in FINISH_REASONS:
-                    finish = choice["finish_reason"] = _FINISH_ALIASES.get(str(finish).lower(), "stop")
+                    finish = _FINISH_ALIASES.get(str(finish).lower(), "stop")
                 if finish == "stop" and self._tools.get(index):
-                    choice["finish_reason"] = "tool_calls"
+                    finish = "tool_calls"
+                choice["finish_reason"] = finish
                 self._finished.add(index)
             elif not delta:
                 continue
+            else:
+                choice["finish_reason"] = None
             if "logprobs" not in choice:
                 choice["logprobs"] = None
             kept.append(choice)

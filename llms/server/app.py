@@ -27,7 +27,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     assign_request_id(request)
     if request.path not in OPEN_PATHS:
-        request[KEY] = authenticate(request.app[keys.CONFIG].server.api_keys, request)
+        key = authenticate(request.app[keys.CONFIG].server.api_keys, request)
+        if key is not None:
+            request[KEY] = key
     return await handler(request)
 
 

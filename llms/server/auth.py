@@ -9,7 +9,7 @@ from aiohttp import web
 from llms.config import ApiKey
 from llms.errors import AuthenticationFailed, PermissionDenied
 
-KEY = "api_key"
+KEY = web.RequestKey("api_key", ApiKey)
 OPEN_PATHS = frozenset(("/health", "/ready"))
 
 

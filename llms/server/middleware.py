@@ -21,7 +21,7 @@ from llms.errors import (
 log = logging.getLogger("llms.server")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-REQUEST_ID = "request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 

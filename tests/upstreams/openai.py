@@ -108,7 +108,7 @@ class FakeOpenAI:
         self.gone: list[float] = []  # loop-independent monotonic times when a client left
         self.finished: list[float] = []
         self.active = 0
-        self.app = web.Application()
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
 
