@@ -33,8 +33,11 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--config", default=os.environ.get("LLMS_CONFIG", "config.json"))
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--insecure-no-auth", action="store_true",
-                       help="allow a non-loopback host without server.api_keys")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback host without server.api_keys",
+    )
     serve.add_argument("--log-level", default=os.environ.get("LLMS_LOG_LEVEL", "info"))
 
     chat = commands.add_parser("chat", help="stream an answer to the terminal")
@@ -173,7 +176,9 @@ async def _chat(args: argparse.Namespace) -> int:
     base_url = args.base_url.rstrip("/")
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     try:
-        async with aiohttp.ClientSession(headers=_headers(args.api_key), timeout=timeout) as session:
+        async with aiohttp.ClientSession(
+            headers=_headers(args.api_key), timeout=timeout
+        ) as session:
             model = args.model or await _first_model(session, base_url)
             return await _stream_chat(session, base_url, model, args)
     except aiohttp.ClientConnectorError:
@@ -235,11 +240,13 @@ async def _stream_chat(
 async def _models(args: argparse.Namespace) -> int:
     base_url = args.base_url.rstrip("/")
     try:
-        async with aiohttp.ClientSession(headers=_headers(args.api_key)) as session:
-            async with session.get(f"{base_url}/models") as response:
-                body = await response.read()
-                if response.status != 200:
-                    return _fail(_error_text(response.status, body))
+        async with (
+            aiohttp.ClientSession(headers=_headers(args.api_key)) as session,
+            session.get(f"{base_url}/models") as response,
+        ):
+            body = await response.read()
+            if response.status != 200:
+                return _fail(_error_text(response.status, body))
     except aiohttp.ClientConnectorError:
         return _fail(f"cannot reach the gateway at {base_url} (is `llms serve` running?)")
     for card in orjson.loads(body)["data"]:

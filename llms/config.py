@@ -219,7 +219,9 @@ def parse_config(data: Any, *, source: str = "config", env: Mapping[str, str]) -
     for i, key in enumerate(server.api_keys):
         for model in sorted(key.models or ()):
             if model not in declared:
-                raise r.fail(f"server.api_keys[{i}].models", f"model {model!r} is served by no provider")
+                raise r.fail(
+                    f"server.api_keys[{i}].models", f"model {model!r} is served by no provider"
+                )
     return Config(
         providers=tuple(providers),
         server=server,
@@ -330,7 +332,9 @@ def _providers(
             raise r.fail(path, f"expected an object, got {_show(item)}")
         kind = item.get("type")
         if kind not in PROVIDER_TYPES:
-            raise r.fail(f"{path}.type", f"expected one of {', '.join(PROVIDER_TYPES)}, got {_show(kind)}")
+            raise r.fail(
+                f"{path}.type", f"expected one of {', '.join(PROVIDER_TYPES)}, got {_show(kind)}"
+            )
         obj = r.obj(item, path, ("type", *_PROVIDER_KEYS[kind]))
         try:
             provider = _provider(r, name, kind, obj, path, defaults)
@@ -355,7 +359,9 @@ def _provider(
     if kind == "local":
         model = r.string(obj.get("model"), f"{path}.model", env=False)
         if model not in LOCAL_MODELS:
-            raise r.fail(f"{path}.model", f"expected one of {', '.join(LOCAL_MODELS)}, got {model!r}")
+            raise r.fail(
+                f"{path}.model", f"expected one of {', '.join(LOCAL_MODELS)}, got {model!r}"
+            )
         options: dict[str, Any] = {"model": model}
         if "model_path" in obj:
             options["model_path"] = r.string(obj["model_path"], f"{path}.model_path")
@@ -363,7 +369,12 @@ def _provider(
             if key in obj:
                 options[key] = r.integer(obj[key], f"{path}.{key}")
         return ProviderConfig(
-            name=name, type=kind, base_url="", models={model: model}, timeouts=timeouts, options=options
+            name=name,
+            type=kind,
+            base_url="",
+            models={model: model},
+            timeouts=timeouts,
+            options=options,
         )
     base_url = r.url(obj.get("base_url", DEFAULT_BASE_URLS[kind]), f"{path}.base_url")
     api_key = None if obj.get("api_key") is None else r.string(obj["api_key"], f"{path}.api_key")
@@ -397,4 +408,6 @@ def _models(r: _Reader, value: Any, path: str) -> dict[str, str]:
             r.string(k, path, env=False): r.string(v, f"{path}.{k}", env=False)
             for k, v in value.items()
         }
-    raise r.fail(path, f"expected a non-empty list of ids or object {{public: upstream}}, got {_show(value)}")
+    raise r.fail(
+        path, f"expected a non-empty list of ids or object {{public: upstream}}, got {_show(value)}"
+    )

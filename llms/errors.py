@@ -114,7 +114,7 @@ class UpstreamError(GatewayError):
 
     status = 502
     type = "server_error"
-    default_code = "upstream_error"
+    default_code: str | None = "upstream_error"
     retryable: bool = True
 
 
@@ -148,7 +148,7 @@ class UpstreamMalformed(UpstreamError):
 
 
 class UpstreamStreamError(UpstreamError):
-    """The upstream reported an error inside a stream that had started (e.g. `data: {"error":…}`)."""
+    """The upstream reported an error inside a started stream (`data: {"error": …}`)."""
 
     default_code = "upstream_error"
     retryable = False

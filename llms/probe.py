@@ -61,7 +61,9 @@ async def probe(config: Config, provider: ProviderConfig) -> ProbeResult:
                 generation.close()
             ended = time.perf_counter()
         except GatewayError as error:
-            return ProbeResult(provider.name, provider.type, model, False, None, None, error.message)
+            return ProbeResult(
+                provider.name, provider.type, model, False, None, None, error.message
+            )
         finally:
             if local is not None:
                 await local.stop()
@@ -87,16 +89,20 @@ async def run_check(config: Config, only: str | None) -> int:
     results = [await probe(config, provider) for provider in providers]
     rows = [("provider", "type", "model", "result", "first token", "total", "detail")]
     for r in results:
-        rows.append((
-            r.provider,
-            r.type,
-            r.model,
-            "ok" if r.ok else "FAILED",
-            f"{r.first_token_ms:.0f} ms" if r.first_token_ms is not None else "-",
-            f"{r.total_ms:.0f} ms" if r.total_ms is not None else "-",
-            r.detail if not r.ok else "",
-        ))
+        rows.append(
+            (
+                r.provider,
+                r.type,
+                r.model,
+                "ok" if r.ok else "FAILED",
+                f"{r.first_token_ms:.0f} ms" if r.first_token_ms is not None else "-",
+                f"{r.total_ms:.0f} ms" if r.total_ms is not None else "-",
+                r.detail if not r.ok else "",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     return 0 if all(r.ok for r in results) else 1

@@ -101,8 +101,16 @@ class Generation:
     """One committed upstream stream: `first` holds the chunks up to the commit point."""
 
     __slots__ = (
-        "_call", "_converter", "_decoder", "_end_by", "_ended", "_idle", "_loop",
-        "attempts", "first", "provider",
+        "_call",
+        "_converter",
+        "_decoder",
+        "_end_by",
+        "_ended",
+        "_idle",
+        "_loop",
+        "attempts",
+        "first",
+        "provider",
     )
 
     def __init__(
@@ -238,7 +246,9 @@ class Router:
                 last = error
                 if not should_retry(error) or attempt >= max_attempts:
                     break
-                log.info("provider %s failed (%s); attempt %d", provider.name, error.message, attempt)
+                log.info(
+                    "provider %s failed (%s); attempt %d", provider.name, error.message, attempt
+                )
                 if providers[attempt % len(providers)] is provider:
                     delay = retry_delay(attempt - 1, error)
                     if delay is None:

@@ -125,8 +125,12 @@ class UpstreamCall:
         self.watchdog.expect_by(deadline)
         try:
             self._response = await self._session.request(
-                request.method, request.url, headers=request.headers, data=request.body,
-                timeout=timeout, allow_redirects=False,
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                timeout=timeout,
+                allow_redirects=False,
             )
         except asyncio.CancelledError:
             if self.watchdog.absorb():
@@ -157,7 +161,8 @@ class UpstreamCall:
         except asyncio.CancelledError:
             if watchdog.absorb():
                 raise UpstreamTimeout(
-                    "The upstream stopped sending data (idle timeout).", code="upstream_idle_timeout"
+                    "The upstream stopped sending data (idle timeout).",
+                    code="upstream_idle_timeout",
                 ) from None
             raise
         except (aiohttp.ClientError, OSError) as exc:

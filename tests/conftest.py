@@ -41,7 +41,9 @@ async def make_gateway() -> AsyncIterator[Callable[..., Awaitable[str]]]:
     runners: list[web.AppRunner] = []
 
     async def start(config: Config, *, handler_cancellation: bool = True) -> str:
-        runner = web.AppRunner(create_app(config), handler_cancellation=handler_cancellation, shutdown_timeout=5)
+        runner = web.AppRunner(
+            create_app(config), handler_cancellation=handler_cancellation, shutdown_timeout=5
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -63,7 +65,11 @@ async def gateway(fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable
                 "type": "openai",
                 "base_url": fake_openai.base_url,  # type: ignore[attr-defined]
                 "api_key": "sk-upstream-secret",
-                "models": {"test-model": "up-model", "other": "other-up", "ns/name:tag": "up-model"},
+                "models": {
+                    "test-model": "up-model",
+                    "other": "other-up",
+                    "ns/name:tag": "up-model",
+                },
                 "timeouts": {"idle_s": 1.5, "first_token_s": 3},
             }
         },

@@ -19,7 +19,9 @@ from tests.upstreams.openai import FakeOpenAI, Script, chunk, sse, text_script
 CHAT = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
 
-async def start(fake: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]], *, handler_cancellation: bool) -> str:
+async def start(
+    fake: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]], *, handler_cancellation: bool
+) -> str:
     config = gateway_config(
         {
             "fake": {
@@ -57,7 +59,9 @@ async def test_disconnect_while_upstream_is_silent_closes_it_within_200ms(
     fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]]
 ) -> None:
     # One content chunk, then the upstream "thinks" for an hour without sending a byte.
-    fake_openai.scripts["up-model"] = Script(writes=sse(chunk({"role": "assistant", "content": "x"})), fault="stall")
+    fake_openai.scripts["up-model"] = Script(
+        writes=sse(chunk({"role": "assistant", "content": "x"})), fault="stall"
+    )
     base = await start(fake_openai, make_gateway, handler_cancellation=True)
     left = await leave_after_first_content(base)
     gone = await wait_gone(fake_openai)
@@ -80,7 +84,9 @@ async def test_without_handler_cancellation_the_next_write_or_heartbeat_notices(
 ) -> None:
     # aiohttp's default mode (for people embedding create_app): the disconnect surfaces at the
     # next write to the client, a chunk or a heartbeat (0.1 s here), and the upstream is closed.
-    fake_openai.scripts["up-model"] = Script(writes=sse(chunk({"role": "assistant", "content": "x"})), fault="stall")
+    fake_openai.scripts["up-model"] = Script(
+        writes=sse(chunk({"role": "assistant", "content": "x"})), fault="stall"
+    )
     base = await start(fake_openai, make_gateway, handler_cancellation=False)
     left = await leave_after_first_content(base)
     gone = await wait_gone(fake_openai)
@@ -124,11 +130,13 @@ async def test_100_aborted_streams_leave_nothing_behind(
                 await resp.content.readuntil(b"\n\n")
             resp.close()
 
-    for batch in range(10):
+    for _ in range(10):
         await asyncio.gather(*(aborted() for _ in range(10)))
     await wait_gone(fake_openai, count=100)
     deadline = time.monotonic() + 5
-    while (fake_openai.active or len(asyncio.all_tasks()) > tasks_before) and time.monotonic() < deadline:
+    while (
+        fake_openai.active or len(asyncio.all_tasks()) > tasks_before
+    ) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert fake_openai.active == 0, "upstream requests still open"
     assert len(asyncio.all_tasks()) <= tasks_before, "tasks left behind"
@@ -136,5 +144,8 @@ async def test_100_aborted_streams_leave_nothing_behind(
     assert live(ClientStream) == 0
     # The gateway can still serve afterwards.
     fake_openai.scripts["up-model"] = text_script(["still", " fine"])
-    async with aiohttp.ClientSession() as session, session.post(f"{base}/chat/completions", json=CHAT) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/chat/completions", json=CHAT) as resp,
+    ):
         assert (await resp.read()).endswith(b"data: [DONE]\n\n")

@@ -13,7 +13,8 @@ from llms.local import find_model_file
 from tests.conftest import gateway_config
 
 pytestmark = pytest.mark.skipif(
-    find_model_file("smollm2-135m") is None, reason="the bundled model is not installed (make test installs it)"
+    find_model_file("smollm2-135m") is None,
+    reason="the bundled model is not installed (make test installs it)",
 )
 
 
@@ -40,7 +41,8 @@ async def test_chat_with_the_bundled_model(make_gateway: Callable[..., Awaitable
     assert chunks[0].choices[0].delta.content == ""  # llama.cpp sends null; normalised
     assert {chunk.model for chunk in chunks} == {"smollm2-135m"}  # not llama.cpp's file path
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
-    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens > 0
     completion = await client.chat.completions.create(
         model="smollm2-135m", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8
@@ -49,8 +51,18 @@ async def test_chat_with_the_bundled_model(make_gateway: Callable[..., Awaitable
     assert completion.choices[0].finish_reason in ("stop", "length")
 
 
-async def test_missing_model_package_still_serves(make_gateway: Callable[..., Awaitable[str]], tmp_path: object) -> None:
-    config = gateway_config({"local": {"type": "local", "model": "smollm2-135m", "model_path": "/nonexistent/model.gguf"}})
+async def test_missing_model_package_still_serves(
+    make_gateway: Callable[..., Awaitable[str]], tmp_path: object
+) -> None:
+    config = gateway_config(
+        {
+            "local": {
+                "type": "local",
+                "model": "smollm2-135m",
+                "model_path": "/nonexistent/model.gguf",
+            }
+        }
+    )
     base = await make_gateway(config)
     root = base.removesuffix("/v1")
     async with aiohttp.ClientSession() as session:
@@ -62,7 +74,8 @@ async def test_missing_model_package_still_serves(make_gateway: Callable[..., Aw
             await asyncio.sleep(0.05)
         assert body["providers"]["local"]["state"] == "unavailable"
         async with session.post(
-            f"{base}/chat/completions", json={"model": "smollm2-135m", "messages": [{"role": "user", "content": "x"}]}
+            f"{base}/chat/completions",
+            json={"model": "smollm2-135m", "messages": [{"role": "user", "content": "x"}]},
         ) as resp:
             assert resp.status == 503
             assert (await resp.json())["error"]["code"] == "service_unavailable"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import openai
+import pytest
 
 from tests.upstreams.openai import FakeOpenAI, text_script
 
 MINUTES = 6.3
 
 
-async def test_a_six_minute_stream_is_not_cut(client: openai.AsyncOpenAI, fake_openai: FakeOpenAI) -> None:
+@pytest.mark.timeout(MINUTES * 60 + 120)
+async def test_a_six_minute_stream_is_not_cut(
+    client: openai.AsyncOpenAI, fake_openai: FakeOpenAI
+) -> None:
     # A chunk every second keeps each gap under the (test's 1.5 s) idle timeout, and the whole
     # answer lasts longer than 300 s, aiohttp's default total timeout for a ClientSession.
     pieces = [f"{i} " for i in range(int(MINUTES * 60))]

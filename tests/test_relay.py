@@ -24,7 +24,9 @@ async def post_raw(
 ) -> tuple[int, CIMultiDict[str], bytes]:
     async with (
         aiohttp.ClientSession(auto_decompress=False) as session,
-        session.post(f"{base_url}/chat/completions", data=orjson.dumps(body), headers=headers) as resp,
+        session.post(
+            f"{base_url}/chat/completions", data=orjson.dumps(body), headers=headers
+        ) as resp,
     ):
         return resp.status, resp.headers.copy(), await resp.read()
 
@@ -46,7 +48,10 @@ def payloads(body: bytes) -> list[Any]:
 
 def content_of(body: bytes) -> str:
     return "".join(
-        c["delta"].get("content") or "" for p in payloads(body) if "choices" in p for c in p["choices"]
+        c["delta"].get("content") or ""
+        for p in payloads(body)
+        if "choices" in p
+        for c in p["choices"]
     )
 
 
@@ -70,7 +75,9 @@ async def test_stream_headers_and_exact_bytes(gateway: str, fake_openai: FakeOpe
         assert not line.startswith((b"id:", b"event:", b"retry:"))
     chunks = payloads(body)
     assert {c["id"] for c in chunks} == {headers["X-Stream-Id"]}
-    assert all(c["model"] == "test-model" and c["object"] == "chat.completion.chunk" for c in chunks)
+    assert all(
+        c["model"] == "test-model" and c["object"] == "chat.completion.chunk" for c in chunks
+    )
     assert content_of(body) == "Hello, world!"
     # Usage was not asked for: no chunk with empty choices reaches the client.
     assert all(c["choices"] for c in chunks)
@@ -82,7 +89,11 @@ async def test_stream_false_returns_json(gateway: str) -> None:
     assert headers["Content-Type"].startswith("application/json")
     completion = orjson.loads(body)
     assert completion["object"] == "chat.completion"
-    assert completion["choices"][0]["message"] == {"role": "assistant", "content": "Hello, world!", "refusal": None}
+    assert completion["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "Hello, world!",
+        "refusal": None,
+    }
     assert completion["usage"]["total_tokens"] == 9
 
 
@@ -93,7 +104,9 @@ async def test_request_id_is_echoed_when_sane(gateway: str) -> None:
     assert headers["X-Request-Id"].startswith("req_")
 
 
-async def test_chunks_reach_the_client_before_the_upstream_finishes(gateway: str, fake_openai: FakeOpenAI) -> None:
+async def test_chunks_reach_the_client_before_the_upstream_finishes(
+    gateway: str, fake_openai: FakeOpenAI
+) -> None:
     fake_openai.scripts["up-model"] = text_script(["a", "b", "c", "d", "e"], delay_s=0.3)
     async with (
         aiohttp.ClientSession() as session,
@@ -113,12 +126,18 @@ async def test_heartbeat_comments_while_the_upstream_is_silent(
     fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]]
 ) -> None:
     config = gateway_config(
-        {"fake": {"type": "openai", "base_url": fake_openai.base_url, "models": {"test-model": "up-model"}}},  # type: ignore[attr-defined]
+        {
+            "fake": {
+                "type": "openai",
+                "base_url": fake_openai.base_url,
+                "models": {"test-model": "up-model"},
+            }
+        },  # type: ignore[attr-defined]
         server={"heartbeat_s": 0.2},
     )
     base = await make_gateway(config)
     fake_openai.scripts["up-model"] = text_script(["late"], first_delay_s=1.0)
-    status, headers, body = await post_raw(base, CHAT)
+    status, _, body = await post_raw(base, CHAT)
     assert status == 200
     parts = events(body)
     assert parts[0] == b": keep-alive\n\n"
@@ -134,11 +153,53 @@ def error_events(body: bytes) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("script", "code"),
     [
-        (Script(writes=sse(chunk({"role": "assistant"}), chunk({"content": "par"}), chunk({"content": "tial"})), fault="reset"), "upstream_disconnected"),
-        (Script(writes=sse(chunk({"role": "assistant"}), chunk({"content": "par"}), chunk({"content": "tial"})), fault="stall"), "upstream_idle_timeout"),
-        (Script(writes=[*sse(chunk({"content": "par"}), chunk({"content": "tial"})), b"data: {not json\n\n"], delay_s=0.05), "upstream_malformed"),
-        (Script(writes=sse(chunk({"content": "par"}), chunk({"content": "tial"}))), "upstream_incomplete"),
-        (Script(writes=sse(chunk({"content": "par"}), chunk({"content": "tial"}), {"error": {"message": "boom", "type": "server_error", "code": "engine_crash"}}), delay_s=0.05), "engine_crash"),
+        (
+            Script(
+                writes=sse(
+                    chunk({"role": "assistant"}),
+                    chunk({"content": "par"}),
+                    chunk({"content": "tial"}),
+                ),
+                fault="reset",
+            ),
+            "upstream_disconnected",
+        ),
+        (
+            Script(
+                writes=sse(
+                    chunk({"role": "assistant"}),
+                    chunk({"content": "par"}),
+                    chunk({"content": "tial"}),
+                ),
+                fault="stall",
+            ),
+            "upstream_idle_timeout",
+        ),
+        (
+            Script(
+                writes=[
+                    *sse(chunk({"content": "par"}), chunk({"content": "tial"})),
+                    b"data: {not json\n\n",
+                ],
+                delay_s=0.05,
+            ),
+            "upstream_malformed",
+        ),
+        (
+            Script(writes=sse(chunk({"content": "par"}), chunk({"content": "tial"}))),
+            "upstream_incomplete",
+        ),
+        (
+            Script(
+                writes=sse(
+                    chunk({"content": "par"}),
+                    chunk({"content": "tial"}),
+                    {"error": {"message": "boom", "type": "server_error", "code": "engine_crash"}},
+                ),
+                delay_s=0.05,
+            ),
+            "engine_crash",
+        ),
     ],
     ids=["reset", "stall", "malformed", "no-terminator", "in-stream-error"],
 )
@@ -156,14 +217,18 @@ async def test_failure_after_first_byte_is_an_error_event(
     assert error["code"] == code
     assert error["message"]
     # Never a normal finish: no finish_reason anywhere, and the error comes right before [DONE].
-    assert not any(c["finish_reason"] for p in payloads(body) if "choices" in p for c in p["choices"])
+    assert not any(
+        c["finish_reason"] for p in payloads(body) if "choices" in p for c in p["choices"]
+    )
     assert body.endswith(b"\n\ndata: [DONE]\n\n")
     assert events(body)[-2].startswith(b'data: {"error"')
     if code == "engine_crash":
         assert error["message"] == "boom"
 
 
-async def test_end_without_done_after_finish_is_a_normal_end(gateway: str, fake_openai: FakeOpenAI) -> None:
+async def test_end_without_done_after_finish_is_a_normal_end(
+    gateway: str, fake_openai: FakeOpenAI
+) -> None:
     fake_openai.scripts["up-model"] = text_script(["ok"], done=False)
     _, _, body = await post_raw(gateway, CHAT)
     assert not error_events(body)
@@ -178,7 +243,11 @@ async def test_crlf_comments_and_no_space_upstream(gateway: str, fake_openai: Fa
         + b'data:{"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}\r\n\r\n'
         + b'data: {"choices":[{"index":0,"delta":{"content":"\xe2\x82'
     )
-    rest = b'\xac"}}]}\r\n\r\ndata: {"choices":[{"index":0,"delta":{},"finish_reason":"eos"}]}\r\n\r\ndata: [DONE]\r\n\r\n'
+    rest = (
+        b'\xac"}}]}\r\n\r\n'
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"eos"}]}\r\n\r\n'
+        b"data: [DONE]\r\n\r\n"
+    )
     fake_openai.scripts["up-model"] = Script(writes=[raw, rest])
     _, _, body = await post_raw(gateway, CHAT)
     assert content_of(body) == "€"

@@ -64,7 +64,7 @@ def build_request(
 
 
 def from_error_response(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamHTTPError:
-    """OpenAI `{"error": {…}}`, flat vLLM `{"object": "error", …}`, FastAPI `{"detail": …}`, text."""
+    """Map an error body: OpenAI's, flat vLLM `{"object": "error"}`, FastAPI `{"detail"}`, text."""
     message, code, param = error_fields(body)
     return from_http_status(status, headers, message, code=code, param=param)
 
@@ -85,7 +85,9 @@ def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
             code = inner.get("code")
             param = inner.get("param")
             return (
-                message if isinstance(message, str) else (None if message is None else str(message)),
+                message
+                if isinstance(message, str)
+                else (None if message is None else str(message)),
                 code if isinstance(code, str) else None,
                 param if isinstance(param, str) else None,
             )
@@ -119,7 +121,9 @@ class Converter:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise UpstreamMalformed(f"The upstream sent an event that is not JSON: {data[:200]!r}") from None
+            raise UpstreamMalformed(
+                f"The upstream sent an event that is not JSON: {data[:200]!r}"
+            ) from None
         if not isinstance(obj, dict):
             raise UpstreamMalformed("The upstream sent an event that is not a JSON object.")
         if obj.get("error") or obj.get("object") == "error":

@@ -108,7 +108,11 @@ async def _drain(app: web.Application) -> None:
     """On shutdown: let in-flight requests finish for `server.drain_s`, then end them."""
     active = app[keys.ACTIVE]
     if active:
-        log.info("draining %d in-flight request(s) for up to %g s", len(active), app[keys.CONFIG].server.drain_s)
+        log.info(
+            "draining %d in-flight request(s) for up to %g s",
+            len(active),
+            app[keys.CONFIG].server.drain_s,
+        )
         await asyncio.wait(set(active), timeout=app[keys.CONFIG].server.drain_s)
     app[keys.SHUTTING_DOWN].set()
     remaining = set(active)

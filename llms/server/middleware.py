@@ -72,7 +72,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(
-            GatewayError("The gateway hit an internal error; it has been logged.", code="internal_error")
+            GatewayError(
+                "The gateway hit an internal error; it has been logged.", code="internal_error"
+            )
         )
 
 

@@ -49,8 +49,16 @@ class ClientStream:
     """
 
     __slots__ = (
-        "_beat", "_interval", "_loop", "_owner", "_request", "_started", "_timer",
-        "closed", "last_write", "response",
+        "_beat",
+        "_interval",
+        "_loop",
+        "_owner",
+        "_request",
+        "_started",
+        "_timer",
+        "closed",
+        "last_write",
+        "response",
     )
 
     def __init__(self, request: web.Request, headers: dict[str, str], interval: float) -> None:

@@ -16,7 +16,9 @@ from llms.server.requests import parse_chat_request
 from llms.wire import Chunk, ModelCard
 
 
-def json_response(data: object, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: object, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
     )
@@ -71,7 +73,9 @@ def _visible_models(request: web.Request) -> list[ModelCard]:
     for model, providers in app[keys.ROUTER].routes.items():
         if key is not None and key.models is not None and model not in key.models:
             continue
-        cards.append({"id": model, "object": "model", "created": created, "owned_by": providers[0].name})
+        cards.append(
+            {"id": model, "object": "model", "created": created, "owned_by": providers[0].name}
+        )
     return cards
 
 

@@ -52,7 +52,9 @@ def sse(*objects: Any) -> list[bytes]:
     return out
 
 
-def chunk(delta: dict[str, Any], finish: str | None = None, *, model: str = "up-model", index: int = 0) -> dict[str, Any]:
+def chunk(
+    delta: dict[str, Any], finish: str | None = None, *, model: str = "up-model", index: int = 0
+) -> dict[str, Any]:
     return {
         "id": "chatcmpl-upstream",
         "object": "chat.completion.chunk",
@@ -70,11 +72,17 @@ def usage_chunk(prompt: int = 5, completion: int = 7) -> dict[str, Any]:
         "created": 1700000000,
         "model": "up-model",
         "choices": [],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
     }
 
 
-def text_script(pieces: Sequence[str], *, usage: bool = True, done: bool = True, finish: str = "stop", **kw: Any) -> Script:
+def text_script(
+    pieces: Sequence[str], *, usage: bool = True, done: bool = True, finish: str = "stop", **kw: Any
+) -> Script:
     """A normal text answer: role chunk, one chunk per piece, finish, usage, [DONE]."""
     objects: list[Any] = [chunk({"role": "assistant", "content": ""})]
     objects += [chunk({"content": piece}) for piece in pieces]
@@ -95,7 +103,9 @@ def transcript(name: str, **kw: Any) -> Script:
 
 def error_script(status: int, body: Any, headers: dict[str, str] | None = None) -> Script:
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return Script(writes=[data], status=status, headers=headers or {}, content_type="application/json")
+    return Script(
+        writes=[data], status=status, headers=headers or {}, content_type="application/json"
+    )
 
 
 class FakeOpenAI:
@@ -116,7 +126,9 @@ class FakeOpenAI:
         return self.scripts.get(model, self.default)
 
     async def _models(self, request: web.Request) -> web.Response:
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.scripts]
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.scripts
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -141,10 +153,14 @@ class FakeOpenAI:
             raise ConnectionResetError("reset by script")
         if script.status != 200:
             return web.Response(
-                body=b"".join(script.writes), status=script.status,
-                headers=script.headers, content_type=script.content_type,
+                body=b"".join(script.writes),
+                status=script.status,
+                headers=script.headers,
+                content_type=script.content_type,
             )
-        response = web.StreamResponse(headers={"Content-Type": script.content_type, **script.headers})
+        response = web.StreamResponse(
+            headers={"Content-Type": script.content_type, **script.headers}
+        )
         await response.prepare(request)
         if script.first_delay_s:
             await asyncio.sleep(script.first_delay_s)
