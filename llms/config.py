@@ -69,9 +69,20 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CircuitConfig:
+    """After `failures` consecutive failures a provider is skipped for `cooldown_s`."""
+
+    failures: int = 5
+    cooldown_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingConfig:
+    """`timeouts.first_token_s` also bounds every attempt together, before the first byte."""
+
     max_attempts: int = 3
     timeouts: Timeouts = field(default_factory=Timeouts)
+    circuit: CircuitConfig = field(default_factory=CircuitConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +229,7 @@ def parse_config(data: Any, *, source: str = "config", env: Mapping[str, str]) -
     declared, providers = _providers(r, top.get("providers"), routing.timeouts, notes)
     for i, key in enumerate(server.api_keys):
         for model in sorted(key.models or ()):
-            if model not in declared:
+            if model not in declared and not any(p.options.get("discover") for p in providers):
                 raise r.fail(
                     f"server.api_keys[{i}].models", f"model {model!r} is served by no provider"
                 )
@@ -287,10 +298,20 @@ def _state(r: _Reader, value: Any) -> StateConfig:
 
 
 def _routing(r: _Reader, value: Any) -> RoutingConfig:
-    obj = r.obj(value, "routing", ("max_attempts", "timeouts"))
+    obj = r.obj(value, "routing", ("max_attempts", "timeouts", "circuit"))
+    circuit = r.obj(obj.get("circuit", {}), "routing.circuit", ("failures", "cooldown_s"))
+    defaults = CircuitConfig()
     return RoutingConfig(
         max_attempts=r.integer(obj.get("max_attempts", 3), "routing.max_attempts"),
         timeouts=_timeouts(r, obj.get("timeouts", {}), "routing.timeouts", Timeouts()),
+        circuit=CircuitConfig(
+            failures=r.integer(
+                circuit.get("failures", defaults.failures), "routing.circuit.failures"
+            ),
+            cooldown_s=r.number(
+                circuit.get("cooldown_s", defaults.cooldown_s), "routing.circuit.cooldown_s"
+            ),
+        ),
     )
 
 
@@ -382,14 +403,16 @@ def _provider(
     if not isinstance(headers_obj, dict):
         raise r.fail(f"{path}.headers", f"expected an object of strings, got {_show(headers_obj)}")
     headers = {k: r.string(v, f"{path}.headers.{k}") for k, v in headers_obj.items()}
-    options = {}
+    # An Ollama entry without `models` discovers them from the server's /api/tags.
+    discover = kind == "ollama" and "models" not in obj
+    options = {"discover": True} if discover else {}
     if "max_tokens" in obj:
         options["max_tokens"] = r.integer(obj["max_tokens"], f"{path}.max_tokens")
     return ProviderConfig(
         name=name,
         type=kind,
         base_url=base_url,
-        models=_models(r, obj.get("models"), f"{path}.models"),
+        models={} if discover else _models(r, obj.get("models"), f"{path}.models"),
         timeouts=timeouts,
         api_key=api_key,
         headers=headers,

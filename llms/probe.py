@@ -7,12 +7,16 @@ import sys
 import time
 from dataclasses import dataclass
 
+import aiohttp
+
+from llms.adapters import ollama
 from llms.chunks import StreamMeta
 from llms.config import Config, ProviderConfig, RoutingConfig
 from llms.errors import GatewayError
 from llms.local import LocalServer
-from llms.routing import BaseURLSource, Router
-from llms.upstream import new_session
+from llms.providers import Providers
+from llms.routing import Router
+from llms.upstream import fetch, new_session
 from llms.wire import ChatRequest
 
 
@@ -29,14 +33,14 @@ class ProbeResult:
 
 async def probe(config: Config, provider: ProviderConfig) -> ProbeResult:
     """Ask one provider for a one-token answer; time the first chunk and the whole answer."""
-    model = next(iter(provider.models))
     single = dataclasses.replace(
         config,
         providers=(provider,),
         routing=RoutingConfig(max_attempts=1, timeouts=config.routing.timeouts),
     )
-    dynamic: dict[str, BaseURLSource] = {}
+    registry = Providers(single)
     local: LocalServer | None = None
+    model = next(iter(provider.models), "?")
     started = time.perf_counter()
     async with new_session() as session:
         try:
@@ -44,9 +48,13 @@ async def probe(config: Config, provider: ProviderConfig) -> ProbeResult:
                 options = provider.options
                 local = LocalServer(options["model"], model_path=options.get("model_path"))
                 await local.start()
-                dynamic[provider.name] = local
+                registry.add_source(provider.name, local)
                 started = time.perf_counter()
-            router = Router(single, session, dynamic)
+            if provider.options.get("discover"):
+                model = await _discover_one(session, provider)
+                registry.set_models(provider.name, {model: model})
+                started = time.perf_counter()
+            router = Router(registry, session)
             request: ChatRequest = {
                 "model": model,
                 "messages": [{"role": "user", "content": "Say OK."}],
@@ -76,6 +84,17 @@ async def probe(config: Config, provider: ProviderConfig) -> ProbeResult:
         (ended - started) * 1000,
         "ok",
     )
+
+
+async def _discover_one(session: aiohttp.ClientSession, provider: ProviderConfig) -> str:
+    """The first model an Ollama server lists (the probe needs one to ask)."""
+    status, headers, body = await fetch(session, ollama.models_request(provider), provider.timeouts)
+    if status != 200:
+        raise ollama.from_error_response(status, headers, body)
+    names = ollama.from_models_response(body)
+    if not names:
+        raise GatewayError("The Ollama server lists no models (`ollama pull` one).")
+    return names[0]
 
 
 async def run_check(config: Config, only: str | None) -> int:

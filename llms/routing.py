@@ -10,19 +10,19 @@ sending only those can still be replaced. After the commit, failures are the cal
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import functools
 import logging
 import math
 import random
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
 from llms.adapters import ADAPTERS
 from llms.adapters.base import Converter, StreamContext
 from llms.chunks import StreamMeta
-from llms.config import Config, ProviderConfig
+from llms.config import ProviderConfig
 from llms.errors import (
     GatewayError,
     ModelNotFound,
@@ -30,6 +30,7 @@ from llms.errors import (
     UpstreamError,
 )
 from llms.framing import NDJSONDecoder, SSEDecoder
+from llms.providers import CircuitBreaker, Providers
 from llms.upstream import UpstreamCall
 from llms.wire import ChatRequest, Chunk
 
@@ -37,13 +38,6 @@ log = logging.getLogger("llms.routing")
 
 RETRY_DELAY_CAP_S = 8.0
 RETRY_BASE_S = 0.25
-
-
-class BaseURLSource(Protocol):
-    """Where a provider with a dynamic address (the local model) is reachable now."""
-
-    @property
-    def base_url(self) -> str | None: ...
 
 
 def should_retry(error: GatewayError) -> bool:
@@ -108,8 +102,8 @@ class Generation:
         "_ended",
         "_idle",
         "_loop",
-        "attempts",
         "first",
+        "on_failure",
         "provider",
     )
 
@@ -119,7 +113,6 @@ class Generation:
         decoder: SSEDecoder | NDJSONDecoder,
         converter: Converter,
         provider: ProviderConfig,
-        attempts: int,
     ) -> None:
         self._call = call
         self._decoder = decoder
@@ -130,8 +123,9 @@ class Generation:
         self._end_by = math.inf if total is None else self._loop.time() + total
         self._ended = False
         self.provider = provider
-        self.attempts = attempts
         self.first: list[Chunk] = []
+        # Told about a failure after the commit (the provider's circuit breaker listens).
+        self.on_failure: Callable[[GatewayError], None] | None = None
 
     @property
     def converter(self) -> Converter:
@@ -141,6 +135,14 @@ class Generation:
         """The chunks of the next upstream read; None once the stream has ended normally."""
         if self._ended:
             return None
+        try:
+            return await self._next()
+        except GatewayError as error:
+            if self.on_failure is not None:
+                self.on_failure(error)
+            raise
+
+    async def _next(self) -> list[Chunk] | None:
         converter = self._converter
         decoder = self._decoder
         call = self._call
@@ -198,63 +200,101 @@ class Generation:
         self._call.close()
 
 
-class Router:
-    """Resolves public models to providers and opens generations."""
+StatusCallback = Callable[[dict[str, Any]], None]
 
-    def __init__(
-        self,
-        config: Config,
-        session: aiohttp.ClientSession,
-        dynamic: Mapping[str, BaseURLSource] | None = None,
-    ) -> None:
-        self.config = config
-        self.routes = config.routes()
+
+class Router:
+    """Opens generations: providers in config order, retries, fallback, circuit breakers."""
+
+    def __init__(self, providers: Providers, session: aiohttp.ClientSession) -> None:
+        self.providers = providers
+        self.config = providers.config
         self._session = session
-        self._dynamic = dict(dynamic or {})
+
+    @property
+    def routes(self) -> dict[str, tuple[ProviderConfig, ...]]:
+        return self.providers.routes
 
     def providers_for(self, model: str) -> tuple[ProviderConfig, ...]:
-        providers = self.routes.get(model)
+        providers = self.providers.routes.get(model)
         if not providers:
             raise ModelNotFound(model)
         return providers
 
-    def _resolve(self, provider: ProviderConfig) -> ProviderConfig:
-        source = self._dynamic.get(provider.name)
-        if source is None:
-            return provider
-        url = source.base_url
-        if url is None:
-            raise ServiceUnavailable(
-                f"Provider {provider.name!r} (the bundled model) is not ready yet.",
-                headers={"Retry-After": "2"},
-            )
-        return dataclasses.replace(provider, base_url=url)
+    async def open(
+        self,
+        request: ChatRequest,
+        meta: StreamMeta,
+        include_usage: bool,
+        on_status: StatusCallback | None = None,
+    ) -> Generation:
+        """Try providers until one commits, or raise the last error.
 
-    async def open(self, request: ChatRequest, meta: StreamMeta, include_usage: bool) -> Generation:
-        """Try providers until one commits, or raise the last error."""
-        providers = self.providers_for(meta.model)
+        Every attempt together must commit before `routing.timeouts.first_token_s`.
+        """
+        candidates = self.providers_for(meta.model)
+        registry = self.providers
         max_attempts = self.config.routing.max_attempts
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.routing.timeouts.first_token_s
         last: GatewayError | None = None
         attempt = 0
-        while attempt < max_attempts:
-            provider = providers[attempt % len(providers)]
+        skipped = 0
+        position = 0
+        while attempt < max_attempts and skipped < len(candidates):
+            provider = candidates[position % len(candidates)]
+            position += 1
+            breaker = registry.breakers[provider.name]
+            if not breaker.allow(registry.now()):
+                skipped += 1
+                continue
+            skipped = 0
             attempt += 1
             try:
-                return await self._attempt(provider, request, meta, include_usage, attempt, loop)
+                generation = await self._attempt(provider, request, meta, include_usage, deadline)
             except GatewayError as error:
+                if counts_against_provider(error):
+                    breaker.failed(registry.now())
+                else:
+                    breaker.succeeded()
                 last = error
                 if not should_retry(error) or attempt >= max_attempts:
                     break
+                follower = candidates[position % len(candidates)]
+                delay = 0.0
+                if follower is provider:
+                    wait = retry_delay(attempt - 1, error)
+                    if wait is None or loop.time() + wait >= deadline:
+                        break
+                    delay = wait
                 log.info(
                     "provider %s failed (%s); attempt %d", provider.name, error.message, attempt
                 )
-                if providers[attempt % len(providers)] is provider:
-                    delay = retry_delay(attempt - 1, error)
-                    if delay is None:
-                        break
+                if on_status is not None:
+                    on_status(
+                        {
+                            "status": "retrying" if follower is provider else "falling_back",
+                            "provider": provider.name,
+                            "next_provider": follower.name,
+                            "attempt": attempt,
+                            "delay_s": round(delay, 3),
+                            "reason": error.message,
+                        }
+                    )
+                if delay:
                     await asyncio.sleep(delay)
-        assert last is not None
+                continue
+            breaker.succeeded()
+            generation.on_failure = functools.partial(_report_failure, registry, breaker)
+            return generation
+        if last is None:
+            now = registry.now()
+            wait = min(registry.breakers[p.name].retry_after(now) for p in candidates)
+            raise ServiceUnavailable(
+                f"Every provider of `{meta.model}` is failing; they are given time to recover.",
+                code="providers_unavailable",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         raise last
 
     async def _attempt(
@@ -263,14 +303,14 @@ class Router:
         request: ChatRequest,
         meta: StreamMeta,
         include_usage: bool,
-        attempt: int,
-        loop: asyncio.AbstractEventLoop,
+        deadline: float,
     ) -> Generation:
-        resolved = self._resolve(provider)
+        resolved = self.providers.resolve(provider)
         adapter = ADAPTERS[provider.type]
         upstream_request = adapter.build_request(request, resolved, provider.models[meta.model])
         timeouts = provider.timeouts
-        deadline = loop.time() + timeouts.first_token_s
+        loop = asyncio.get_running_loop()
+        deadline = min(deadline, loop.time() + timeouts.first_token_s)
         if timeouts.total_s is not None:
             deadline = min(deadline, loop.time() + timeouts.total_s)
         call = UpstreamCall(self._session, upstream_request, timeouts)
@@ -281,9 +321,23 @@ class Router:
                 raise adapter.from_error_response(call.status, call.headers, body)
             decoder = SSEDecoder() if adapter.FRAMING == "sse" else NDJSONDecoder()
             converter = adapter.new_converter(StreamContext(meta, include_usage))
-            generation = Generation(call, decoder, converter, provider, attempt)
+            generation = Generation(call, decoder, converter, provider)
             await generation.commit(deadline)
         except BaseException:
             call.close()
             raise
         return generation
+
+
+def _report_failure(registry: Providers, breaker: CircuitBreaker, error: GatewayError) -> None:
+    if counts_against_provider(error):
+        breaker.failed(registry.now())
+
+
+def counts_against_provider(error: GatewayError) -> bool:
+    """Failures that say the provider is unhealthy (not the client's fault, not rate limiting)."""
+    if isinstance(error, ServiceUnavailable):
+        return True
+    if not isinstance(error, UpstreamError) or not error.retryable:
+        return False
+    return error.status not in (404, 429)

@@ -211,6 +211,24 @@ class UpstreamCall:
         self.close()
 
 
+async def fetch(
+    session: aiohttp.ClientSession, request: UpstreamRequest, timeouts: Timeouts
+) -> tuple[int, dict[str, str], bytes]:
+    """A small whole-body exchange (model discovery): status, headers, body (bounded)."""
+    loop = asyncio.get_running_loop()
+    async with UpstreamCall(session, request, timeouts) as call:
+        deadline = loop.time() + timeouts.first_token_s
+        await call.open(deadline)
+        parts: list[bytes] = []
+        size = 0
+        while data := await call.read(deadline):
+            parts.append(data)
+            size += len(data)
+            if size > 8 * 1024 * 1024:
+                raise UpstreamError("The upstream's answer is too large.")
+        return call.status, call.headers, b"".join(parts)
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"{exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"

@@ -37,3 +37,11 @@ class Converter:
 
 def new_converter(context: StreamContext) -> Converter:
     return Converter(context)
+
+
+def models_request(provider: ProviderConfig) -> UpstreamRequest:
+    return UpstreamRequest("GET", f"{provider.base_url}/api/tags", {}, b"")
+
+
+def from_models_response(body: bytes) -> list[str]:
+    return []

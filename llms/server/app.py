@@ -9,18 +9,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from llms.config import Config
-from llms.errors import ServiceUnavailable
+from llms.adapters import ollama
+from llms.config import Config, ProviderConfig
+from llms.errors import GatewayError, ServiceUnavailable
 from llms.local import LocalServer
+from llms.providers import Providers
 from llms.routing import Router
 from llms.server import keys, routes
 from llms.server.auth import KEY, OPEN_PATHS, authenticate
 from llms.server.middleware import add_request_id, assign_request_id, errors_middleware
-from llms.upstream import new_session
+from llms.upstream import fetch, new_session
 
 log = logging.getLogger("llms.server")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DISCOVERY_REFRESH_S = 60.0
+DISCOVERY_RETRY_S = 10.0
 
 
 @web.middleware
@@ -46,12 +50,13 @@ def create_app(config: Config) -> web.Application:
     )
     app[keys.CONFIG] = config
     app[keys.LOCAL] = {}
-    app[keys.PROVIDER_STATES] = {}
+    app[keys.PROVIDERS] = Providers(config)
     app[keys.ACTIVE] = set()
     app[keys.SHUTTING_DOWN] = asyncio.Event()
     app[keys.STARTED_AT] = int(time.time())
     app.cleanup_ctx.append(_local_models)
     app.cleanup_ctx.append(_upstream_session)
+    app.cleanup_ctx.append(_discovery)
     app.on_shutdown.append(_drain)
     app.on_response_prepare.append(add_request_id)
     app.router.add_post("/v1/chat/completions", routes.chat_completions)
@@ -65,7 +70,7 @@ def create_app(config: Config) -> web.Application:
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
     session = new_session()
     app[keys.SESSION] = session
-    app[keys.ROUTER] = Router(app[keys.CONFIG], session, dynamic=app[keys.LOCAL])
+    app[keys.ROUTER] = Router(app[keys.PROVIDERS], session)
     yield
     await session.close()
 
@@ -73,7 +78,8 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
 async def _local_models(app: web.Application) -> AsyncIterator[None]:
     """Start each bundled model in the background: the gateway serves while they load."""
     servers = app[keys.LOCAL]
-    states = app[keys.PROVIDER_STATES]
+    registry = app[keys.PROVIDERS]
+    states = registry.states
     for provider in app[keys.CONFIG].providers:
         if provider.type == "local":
             options = provider.options
@@ -84,6 +90,7 @@ async def _local_models(app: web.Application) -> AsyncIterator[None]:
                 threads=options.get("threads"),
                 parallel=options.get("parallel", 2),
             )
+            registry.add_source(provider.name, servers[provider.name])
             states[provider.name] = "starting"
 
     async def start(name: str, server: LocalServer) -> None:
@@ -102,6 +109,48 @@ async def _local_models(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
     await asyncio.gather(*starting, return_exceptions=True)
     await asyncio.gather(*(server.stop() for server in servers.values()), return_exceptions=True)
+
+
+async def _discovery(app: web.Application) -> AsyncIterator[None]:
+    """Ollama entries without `models`: list the server's models now and every minute."""
+    tasks = [
+        asyncio.create_task(_discover_forever(app, provider))
+        for provider in app[keys.CONFIG].providers
+        if provider.options.get("discover")
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _discover_forever(app: web.Application, provider: ProviderConfig) -> None:
+    registry = app[keys.PROVIDERS]
+    session = app[keys.SESSION]
+    adapter = ollama
+    registry.states[provider.name] = "starting"
+    while True:
+        try:
+            status, headers, body = await fetch(
+                session, adapter.models_request(provider), provider.timeouts
+            )
+            if status != 200:
+                raise adapter.from_error_response(status, headers, body)
+            names = adapter.from_models_response(body)
+        except GatewayError as error:
+            if registry.states.get(provider.name) != "unreachable":
+                log.warning(
+                    "provider %r: cannot list models (%s); retrying", provider.name, error.message
+                )
+            registry.states[provider.name] = "unreachable"
+            await asyncio.sleep(DISCOVERY_RETRY_S)
+            continue
+        if registry.set_models(provider.name, {name: name for name in names}):
+            log.info(
+                "provider %r serves %s", provider.name, ", ".join(sorted(names)) or "no models"
+            )
+        registry.states[provider.name] = "ok"
+        await asyncio.sleep(DISCOVERY_REFRESH_S)
 
 
 async def _drain(app: web.Application) -> None:

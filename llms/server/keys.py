@@ -9,14 +9,14 @@ from aiohttp import web
 
 from llms.config import Config
 from llms.local import LocalServer
+from llms.providers import Providers
 from llms.routing import Router
 
 CONFIG = web.AppKey("config", Config)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 ROUTER = web.AppKey("router", Router)
 LOCAL = web.AppKey("local", dict[str, LocalServer])
-# Provider name -> "starting" | "ok" | "unavailable" for providers whose readiness varies.
-PROVIDER_STATES = web.AppKey("provider_states", dict[str, str])
+PROVIDERS = web.AppKey("providers", Providers)
 ACTIVE = web.AppKey("active", set[asyncio.Task[object]])
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
 STARTED_AT = web.AppKey("started_at", int)

@@ -96,17 +96,9 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """200 once every provider is usable or known to be unavailable; 503 while one is starting."""
+    """200 once providers are known; 503 while one is starting or the gateway is stopping."""
     app = request.app
-    states = app[keys.PROVIDER_STATES]
-    providers = {
-        provider.name: {
-            "type": provider.type,
-            "models": sorted(provider.models),
-            "state": states.get(provider.name, "ok"),
-        }
-        for provider in app[keys.CONFIG].providers
-    }
+    providers = app[keys.PROVIDERS].snapshot()
     starting = any(p["state"] == "starting" for p in providers.values())
     shutting_down = app[keys.SHUTTING_DOWN].is_set()
     status = "starting" if starting else "shutting_down" if shutting_down else "ready"

@@ -112,7 +112,7 @@ class FakeOpenAI:
     """Serves POST /v1/chat/completions and GET /v1/models from scripts chosen by model name."""
 
     def __init__(self) -> None:
-        self.scripts: dict[str, Script] = {}
+        self.scripts: dict[str, Script | list[Script]] = {}
         self.default = text_script(["Hello", ", ", "world", "!"])
         self.received: list[Received] = []
         self.gone: list[float] = []  # loop-independent monotonic times when a client left
@@ -123,7 +123,11 @@ class FakeOpenAI:
         self.app.router.add_get("/v1/models", self._models)
 
     def script_for(self, model: str) -> Script:
-        return self.scripts.get(model, self.default)
+        """A model's script; a list plays its scripts in turn, the last one for ever after."""
+        script = self.scripts.get(model, self.default)
+        if isinstance(script, list):
+            return script.pop(0) if len(script) > 1 else script[0]
+        return script
 
     async def _models(self, request: web.Request) -> web.Response:
         data = [
