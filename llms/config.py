@@ -66,6 +66,8 @@ class StateConfig:
     redis_url: str | None = None
     resume_grace_s: float = 30.0
     request_log: str | None = "sqlite:~/.llms/requests.db"
+    stream_ttl_s: float = 600.0
+    stream_max_mb: float = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +286,11 @@ def _api_key(r: _Reader, item: Any, path: str, index: int) -> ApiKey:
 
 
 def _state(r: _Reader, value: Any) -> StateConfig:
-    obj = r.obj(value, "state", ("redis_url", "resume_grace_s", "request_log"))
+    obj = r.obj(
+        value,
+        "state",
+        ("redis_url", "resume_grace_s", "request_log", "stream_ttl_s", "stream_max_mb"),
+    )
     defaults = StateConfig()
     redis_url = obj.get("redis_url")
     request_log = obj.get("request_log", defaults.request_log)
@@ -294,6 +300,10 @@ def _state(r: _Reader, value: Any) -> StateConfig:
             obj.get("resume_grace_s", defaults.resume_grace_s), "state.resume_grace_s", low=-1
         ),
         request_log=None if request_log is None else r.string(request_log, "state.request_log"),
+        stream_ttl_s=r.number(obj.get("stream_ttl_s", defaults.stream_ttl_s), "state.stream_ttl_s"),
+        stream_max_mb=r.number(
+            obj.get("stream_max_mb", defaults.stream_max_mb), "state.stream_max_mb"
+        ),
     )
 
 

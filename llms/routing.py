@@ -14,7 +14,7 @@ import functools
 import logging
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -200,7 +200,7 @@ class Generation:
         self._call.close()
 
 
-StatusCallback = Callable[[dict[str, Any]], None]
+StatusCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Router:
@@ -271,7 +271,7 @@ class Router:
                     "provider %s failed (%s); attempt %d", provider.name, error.message, attempt
                 )
                 if on_status is not None:
-                    on_status(
+                    await on_status(
                         {
                             "status": "retrying" if follower is provider else "falling_back",
                             "provider": provider.name,

@@ -15,6 +15,8 @@ from llms.errors import GatewayError, ServiceUnavailable
 from llms.local import LocalServer
 from llms.providers import Providers
 from llms.routing import Router
+from llms.streams.memory import MemoryLog
+from llms.streams.pump import StreamRegistry
 from llms.server import keys, routes
 from llms.server.auth import KEY, OPEN_PATHS, authenticate
 from llms.server.middleware import add_request_id, assign_request_id, errors_middleware
@@ -54,6 +56,12 @@ def create_app(config: Config) -> web.Application:
     app[keys.ACTIVE] = set()
     app[keys.SHUTTING_DOWN] = asyncio.Event()
     app[keys.STARTED_AT] = int(time.time())
+    max_bytes = int(config.state.stream_max_mb * 1024 * 1024)
+    app[keys.STREAMS] = StreamRegistry(
+        lambda _stream_id: MemoryLog(max_bytes),
+        grace_s=config.state.resume_grace_s,
+        ttl_s=config.state.stream_ttl_s,
+    )
     app.cleanup_ctx.append(_local_models)
     app.cleanup_ctx.append(_upstream_session)
     app.cleanup_ctx.append(_discovery)
@@ -62,6 +70,8 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/v1/chat/completions", routes.chat_completions)
     app.router.add_get("/v1/models", routes.list_models)
     app.router.add_get("/v1/models/{model:.+}", routes.retrieve_model)
+    app.router.add_get("/v1/streams/{id}", routes.resume_stream)
+    app.router.add_post("/v1/streams/{id}/cancel", routes.cancel_stream)
     app.router.add_get("/health", routes.health)
     app.router.add_get("/ready", routes.ready)
     return app
@@ -164,6 +174,11 @@ async def _drain(app: web.Application) -> None:
         )
         await asyncio.wait(set(active), timeout=app[keys.CONFIG].server.drain_s)
     app[keys.SHUTTING_DOWN].set()
+    # Resumable streams end with an error event their readers still receive.
+    await app[keys.STREAMS].close(
+        ServiceUnavailable("The gateway shut down before the answer ended.")
+    )
+    await asyncio.sleep(0)
     remaining = set(active)
     for task in remaining:
         task.cancel()

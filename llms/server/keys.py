@@ -11,6 +11,7 @@ from llms.config import Config
 from llms.local import LocalServer
 from llms.providers import Providers
 from llms.routing import Router
+from llms.streams.pump import StreamRegistry
 
 CONFIG = web.AppKey("config", Config)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -20,3 +21,4 @@ PROVIDERS = web.AppKey("providers", Providers)
 ACTIVE = web.AppKey("active", set[asyncio.Task[object]])
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
 STARTED_AT = web.AppKey("started_at", int)
+STREAMS = web.AppKey("streams", StreamRegistry)

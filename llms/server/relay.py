@@ -17,6 +17,8 @@ from aiohttp import web
 from llms.chunks import StreamMeta
 from llms.errors import GatewayError, ServiceUnavailable
 from llms.routing import Generation, Router
+from llms.streams.log import TERMINAL
+from llms.streams.pump import Stream
 from llms.wire import ChatRequest, Chunk
 
 log = logging.getLogger("llms.relay")
@@ -201,3 +203,47 @@ async def _end(out: ClientStream, final: bytes) -> web.StreamResponse:
     except (ConnectionResetError, RuntimeError):
         log.info("the client left before the end of its stream")
     return out.response
+
+
+async def relay_log(
+    request: web.Request, stream: Stream, after: int, *, heartbeat_s: float
+) -> web.StreamResponse:
+    """Resumable mode: replay the stream's events after `after`, then follow it to the end.
+
+    Each event carries `id: <seq>`; leaving does not stop the generation (the pump's grace does).
+    """
+    headers = dict(STREAM_HEADERS)
+    headers["X-Stream-Id"] = stream.id
+    out = ClientStream(request, headers, heartbeat_s)
+    stream.attach()
+    try:
+        seq = after
+        while events := await stream.log.read(seq, cursor=out):
+            if events[0].kind == "fail" and not out.started:
+                raise failure_of(events[0].data)
+            if not out.started and stream.provider is not None:
+                out.response.headers["X-Provider"] = stream.provider
+            await out.write(b"".join([event.to_wire() for event in events]))
+            seq = events[-1].seq
+            if events[-1].kind in TERMINAL:
+                break
+        await out.finish()
+    except ConnectionResetError:
+        log.info("stream %s: a reader left at event %d", stream.id, after)
+    finally:
+        out.close()
+        stream.log.forget(out)
+        stream.detach()
+    return out.response
+
+
+def failure_of(data: bytes) -> GatewayError:
+    """The pre-output failure a `fail` event recorded, as an error to answer with."""
+    failure = orjson.loads(data)
+    body = failure["body"]["error"]
+    error = GatewayError(
+        body["message"], param=body.get("param"), code=body.get("code"), headers=failure["headers"]
+    )
+    error.status = failure["status"]
+    error.type = body["type"]
+    return error

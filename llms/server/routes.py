@@ -8,10 +8,11 @@ import orjson
 from aiohttp import web
 
 from llms.chunks import StreamMeta, fold
-from llms.errors import ModelNotFound, ServiceUnavailable
+from llms.errors import InvalidRequest, ModelNotFound, ServiceUnavailable
 from llms.server import keys
 from llms.server.auth import KEY, authorize_model
-from llms.server.relay import relay
+from llms.server.relay import relay, relay_log
+from llms.streams.pump import Cancelled, Stream
 from llms.server.requests import parse_chat_request
 from llms.wire import Chunk, ModelCard
 
@@ -41,6 +42,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         if chat.get("stream"):
             options = chat.get("stream_options") or {}
+            if request.headers.get("X-Stream-Resumable", "").lower() == "true":
+                key = request.get(KEY)
+                stream = app[keys.STREAMS].start(
+                    router,
+                    chat,
+                    meta,
+                    include_usage=bool(options.get("include_usage")),
+                    owner=key.name if key is not None else None,
+                )
+                return await relay_log(
+                    request, stream, 0, heartbeat_s=app[keys.CONFIG].server.heartbeat_s
+                )
             return await relay(
                 request,
                 router,
@@ -104,4 +117,37 @@ async def ready(request: web.Request) -> web.Response:
     status = "starting" if starting else "shutting_down" if shutting_down else "ready"
     return json_response(
         {"status": status, "providers": providers}, status=503 if starting or shutting_down else 200
+    )
+
+
+def _stream_of(request: web.Request) -> Stream:
+    key = request.get(KEY)
+    owner = key.name if key is not None else None
+    return request.app[keys.STREAMS].get(request.match_info["id"], owner)
+
+
+async def resume_stream(request: web.Request) -> web.StreamResponse:
+    """GET /v1/streams/{id}: replay after `Last-Event-ID` (or `?last_event_id=`), then follow."""
+    stream = _stream_of(request)
+    raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id", "0")).strip()
+    if not raw.isdigit():
+        raise InvalidRequest(
+            "Last-Event-ID must be the number of the last event received.",
+            param="Last-Event-ID",
+            code="invalid_value",
+        )
+    heartbeat_s = request.app[keys.CONFIG].server.heartbeat_s
+    return await relay_log(request, stream, int(raw), heartbeat_s=heartbeat_s)
+
+
+async def cancel_stream(request: web.Request) -> web.Response:
+    """POST /v1/streams/{id}/cancel: stop the generation; idempotent."""
+    stream = _stream_of(request)
+    stopped = stream.cancel(Cancelled("The stream was cancelled."))
+    return json_response(
+        {
+            "id": stream.id,
+            "object": "chat.completion.stream",
+            "status": "cancelled" if stopped or stream.reason is not None else "finished",
+        }
     )

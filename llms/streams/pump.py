@@ -1,0 +1,216 @@
+"""Runs one generation into its event log, apart from any connection (resumable mode).
+
+The pump owns cancellation: `POST /v1/streams/{id}/cancel`, or the resume grace running out
+with no reader attached. A finished stream stays replayable for `state.stream_ttl_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from llms.chunks import StreamMeta
+from llms.errors import GatewayError, NotFound
+from llms.routing import Router
+from llms.streams.log import EventLog
+from llms.wire import ChatRequest
+
+log = logging.getLogger("llms.streams")
+
+LogFactory = Callable[[str], EventLog]
+
+
+class Cancelled(GatewayError):
+    status = 499
+    type = "invalid_request_error"
+    default_code = "cancelled"
+
+
+class Stream:
+    """One resumable generation: its log, its pump task and who may read it."""
+
+    __slots__ = (
+        "_grace",
+        "_registry",
+        "expires_at",
+        "id",
+        "log",
+        "owner",
+        "provider",
+        "readers",
+        "reason",
+        "task",
+    )
+
+    def __init__(
+        self, registry: StreamRegistry, stream_id: str, owner: str | None, event_log: EventLog
+    ) -> None:
+        self._registry = registry
+        self.id = stream_id
+        self.owner = owner
+        self.log = event_log
+        self.provider: str | None = None
+        self.readers = 0
+        self.task: asyncio.Task[None] | None = None
+        self.reason: GatewayError | None = None
+        self._grace: asyncio.TimerHandle | None = None
+        self.expires_at: float | None = None
+
+    def attach(self) -> None:
+        self.readers += 1
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+
+    def detach(self) -> None:
+        """A reader left; with nobody left, the generation goes on for the grace period only."""
+        self.readers -= 1
+        if self.readers == 0 and not self.log.finished and self._grace is None:
+            loop = asyncio.get_running_loop()
+            self._grace = loop.call_later(self._registry.grace_s, self._grace_over)
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        if self.readers == 0 and not self.log.finished:
+            log.info("stream %s: no reader came back within the grace period; stopping it", self.id)
+            self.cancel(
+                Cancelled("Nobody resumed the stream in time; it was stopped.", code="abandoned")
+            )
+
+    def cancel(self, reason: GatewayError) -> bool:
+        """Stop the generation; readers get `reason` as an error event, then [DONE]."""
+        if self.task is None or self.task.done():
+            return False
+        self.reason = reason
+        self.task.cancel()
+        return True
+
+
+class StreamRegistry:
+    """The streams of this process, by id; finished ones expire after `ttl_s`."""
+
+    def __init__(self, new_log: LogFactory, *, grace_s: float, ttl_s: float) -> None:
+        self._new_log = new_log
+        self._streams: dict[str, Stream] = {}
+        self.grace_s = grace_s
+        self.ttl_s = ttl_s
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def start(
+        self,
+        router: Router,
+        chat: ChatRequest,
+        meta: StreamMeta,
+        *,
+        include_usage: bool,
+        owner: str | None,
+    ) -> Stream:
+        stream = Stream(self, meta.id, owner, self._new_log(meta.id))
+        self._streams[meta.id] = stream
+        stream.task = asyncio.get_running_loop().create_task(
+            pump(stream, router, chat, meta, include_usage), name=f"pump {meta.id}"
+        )
+        stream.task.add_done_callback(lambda _: self._finished(stream))
+        return stream
+
+    def _finished(self, stream: Stream) -> None:
+        loop = asyncio.get_running_loop()
+        stream.expires_at = loop.time() + self.ttl_s
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(min(self.ttl_s, 30.0), self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        for stream_id, stream in list(self._streams.items()):
+            if stream.expires_at is not None and stream.expires_at <= now:
+                del self._streams[stream_id]
+        if any(s.expires_at is not None for s in self._streams.values()):
+            self._sweeper = asyncio.get_running_loop().call_later(
+                min(self.ttl_s, 30.0), self._sweep
+            )
+
+    def get(self, stream_id: str, owner: str | None) -> Stream:
+        """The stream, if it exists, has not expired and belongs to `owner`; else 404."""
+        stream = self._streams.get(stream_id)
+        expired = (
+            stream is not None
+            and stream.expires_at is not None
+            and stream.expires_at <= asyncio.get_running_loop().time()
+        )
+        if stream is None or expired or stream.owner != owner:
+            raise NotFound(
+                f"No stream `{stream_id}` (it may have expired).",
+                code="stream_not_found",
+                param="id",
+            )
+        return stream
+
+    async def close(self, reason: GatewayError) -> None:
+        """Shutdown: stop every running pump with `reason` and wait for them."""
+        tasks = [s.task for s in self._streams.values() if s.cancel(reason) and s.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+
+def status_event(status: dict[str, Any]) -> tuple[str, bytes]:
+    return ("status", orjson.dumps(status))
+
+
+def error_event(error: GatewayError) -> tuple[str, bytes]:
+    return ("error", orjson.dumps(error.to_body()))
+
+
+DONE_EVENT = ("done", b"[DONE]")
+
+
+async def pump(
+    stream: Stream, router: Router, chat: ChatRequest, meta: StreamMeta, include_usage: bool
+) -> None:
+    """Run the generation into the stream's log until [DONE], whoever is reading."""
+    event_log = stream.log
+    started = False
+
+    async def on_status(status: dict[str, Any]) -> None:
+        nonlocal started
+        started = True
+        await event_log.append([status_event(status)])
+
+    dumps = orjson.dumps
+    try:
+        try:
+            generation = await router.open(chat, meta, include_usage, on_status=on_status)
+        except GatewayError as error:
+            if started:
+                await event_log.append([error_event(error), DONE_EVENT])
+            else:
+                failure = {
+                    "status": error.status,
+                    "headers": error.headers,
+                    "body": error.to_body(),
+                }
+                await event_log.append([("fail", dumps(failure))])
+            return
+        try:
+            stream.provider = generation.provider.name
+            await event_log.append([("chunk", dumps(c)) for c in generation.first])
+            while (batch := await generation.next()) is not None:
+                await event_log.append([("chunk", dumps(c)) for c in batch])
+            await event_log.append([DONE_EVENT])
+        except GatewayError as error:
+            log.warning("stream %s failed after it started: %s", stream.id, error.message)
+            await event_log.append([error_event(error), DONE_EVENT])
+        finally:
+            generation.close()
+    except asyncio.CancelledError:
+        reason = stream.reason or Cancelled("The stream was cancelled.")
+        await event_log.append([error_event(reason), DONE_EVENT])
