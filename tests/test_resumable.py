@@ -238,18 +238,22 @@ async def test_failure_before_output_is_an_http_error_and_status_events_report_f
     fake_openai.scripts["one"] = error_script(503, {"error": {"message": "busy"}})
     fake_openai.scripts["two"] = error_script(400, {"error": {"message": "bad"}})
     base = await start(fake_openai, make_gateway, routing={"max_attempts": 1})
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{base}/chat/completions", json=chat(), headers=RESUMABLE) as resp:
-            assert resp.status == 503
-            assert (await resp.json())["error"]["message"] == "busy"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/chat/completions", json=chat(), headers=RESUMABLE) as resp,
+    ):
+        assert resp.status == 503
+        assert (await resp.json())["error"]["message"] == "busy"
     fake_openai.scripts["two"] = text_script(["rescued"])
     base = await start(fake_openai, make_gateway, routing={"max_attempts": 2})
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{base}/chat/completions", json=chat(), headers=RESUMABLE) as resp:
-            assert resp.status == 200
-            assert resp.headers.get("X-Stream-Id")
-            reader = Reader()
-            await reader.read(resp)
+    reader = Reader()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/chat/completions", json=chat(), headers=RESUMABLE) as resp,
+    ):
+        assert resp.status == 200
+        assert resp.headers.get("X-Stream-Id")
+        await reader.read(resp)
     statuses = [orjson.loads(d) for _, kind, d in reader.events if kind == "status"]
     assert statuses == [
         {

@@ -15,11 +15,11 @@ from llms.errors import GatewayError, ServiceUnavailable
 from llms.local import LocalServer
 from llms.providers import Providers
 from llms.routing import Router
-from llms.streams.memory import MemoryLog
-from llms.streams.pump import StreamRegistry
 from llms.server import keys, routes
 from llms.server.auth import KEY, OPEN_PATHS, authenticate
 from llms.server.middleware import add_request_id, assign_request_id, errors_middleware
+from llms.streams.memory import MemoryLog
+from llms.streams.pump import StreamRegistry
 from llms.upstream import fetch, new_session
 
 log = logging.getLogger("llms.server")

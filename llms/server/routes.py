@@ -12,8 +12,8 @@ from llms.errors import InvalidRequest, ModelNotFound, ServiceUnavailable
 from llms.server import keys
 from llms.server.auth import KEY, authorize_model
 from llms.server.relay import relay, relay_log
-from llms.streams.pump import Cancelled, Stream
 from llms.server.requests import parse_chat_request
+from llms.streams.pump import Cancelled, Stream
 from llms.wire import Chunk, ModelCard
 
 

@@ -6,7 +6,6 @@ import asyncio
 
 from llms.streams.log import TERMINAL, Event, StreamGone
 
-
 HARD_CAP_FACTOR = 4
 
 
