@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.stamp-deps
+NODE_CLIENT := tests/node/node_modules/.package-lock.json
 
 .PHONY: setup run test check lint typecheck bench clean
 
@@ -22,7 +23,12 @@ $(DEPS): pyproject.toml | $(BIN)/python
 run: setup
 	$(BIN)/llms serve --config config.json
 
-test: setup
+# openai-node, the JavaScript SDK the tests use as a second client (from the npm lockfile).
+$(NODE_CLIENT): tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund
+	touch $@
+
+test: setup $(NODE_CLIENT)
 	$(BIN)/python -m pytest -q
 
 lint: setup
