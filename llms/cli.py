@@ -23,6 +23,17 @@ from llms.errors import ConfigError
 from llms.framing import SSEDecoder
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
+    return port
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,13 +43,18 @@ def main(argv: list[str] | None = None) -> None:
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", default=os.environ.get("LLMS_CONFIG", "config.json"))
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="allow a non-loopback host without server.api_keys",
     )
-    serve.add_argument("--log-level", default=os.environ.get("LLMS_LOG_LEVEL", "info"))
+    serve.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=os.environ.get("LLMS_LOG_LEVEL", "info").lower(),
+    )
 
     chat = commands.add_parser("chat", help="stream an answer to the terminal")
     chat.add_argument("prompt")
@@ -249,6 +265,8 @@ async def _models(args: argparse.Namespace) -> int:
                 return _fail(_error_text(response.status, body))
     except aiohttp.ClientConnectorError:
         return _fail(f"cannot reach the gateway at {base_url} (is `llms serve` running?)")
+    except aiohttp.ClientError as exc:
+        return _fail(f"the connection to the gateway failed: {exc or type(exc).__name__}")
     for card in orjson.loads(body)["data"]:
         print(f"{card['id']}\t{card['owned_by']}")
     return 0

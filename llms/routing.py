@@ -102,6 +102,7 @@ class Generation:
         "_ended",
         "_idle",
         "_loop",
+        "_pending",
         "first",
         "on_failure",
         "provider",
@@ -122,6 +123,7 @@ class Generation:
         total = provider.timeouts.total_s
         self._end_by = math.inf if total is None else self._loop.time() + total
         self._ended = False
+        self._pending: GatewayError | None = None
         self.provider = provider
         self.first: list[Chunk] = []
         # Told about a failure after the commit (the provider's circuit breaker listens).
@@ -133,9 +135,13 @@ class Generation:
 
     async def next(self) -> list[Chunk] | None:
         """The chunks of the next upstream read; None once the stream has ended normally."""
-        if self._ended:
-            return None
         try:
+            pending = self._pending
+            if pending is not None:
+                self._pending = None
+                raise pending
+            if self._ended:
+                return None
             return await self._next()
         except GatewayError as error:
             if self.on_failure is not None:
@@ -143,56 +149,60 @@ class Generation:
             raise
 
     async def _next(self) -> list[Chunk] | None:
-        converter = self._converter
-        decoder = self._decoder
         call = self._call
         while True:
             data = await call.read(min(self._loop.time() + self._idle, self._end_by))
             out: list[Chunk] = []
-            if not data:
-                self._ended = True
-                for event in decoder.flush():
-                    out += converter.feed(event)
-                if not converter.done:
-                    out += converter.close()
-                call.close()
-                return out or None
-            for event in decoder.feed(data):
-                out += converter.feed(event)
-                if converter.done:
-                    self._ended = True
-                    call.close()
-                    return out
+            self._convert(data, out)
             if out:
                 return out
+            if self._ended:
+                return None
+
+    def _convert(self, data: bytes, out: list[Chunk]) -> None:
+        """Decode and convert one read (b"" = the end of the body) into `out`.
+
+        A provider error after some chunks of the same read is held in `_pending` and raised
+        on the next call, so the chunks before it are delivered however the bytes were split.
+        """
+        converter = self._converter
+        try:
+            if data:
+                for event in self._decoder.feed(data):
+                    out += converter.feed(event)
+                    if converter.done:
+                        self.close()
+                        return
+                return
+            for event in self._decoder.flush():
+                out += converter.feed(event)
+            if not converter.done:
+                out += converter.close()
+            self.close()
+        except GatewayError as error:
+            self.close()
+            if not out:
+                raise
+            self._pending = error
 
     async def commit(self, deadline: float) -> None:
-        """Read until the first chunk that carries output (or the end); fills `first`."""
-        converter = self._converter
-        decoder = self._decoder
+        """Read until the first chunk that carries output (or the end); fills `first`.
+
+        A failure before any output propagates (so routing may try another provider); after
+        output, even within the same read, it is delivered after that output.
+        """
         call = self._call
         held = self.first
         while True:
             data = await call.read(deadline)
-            if not data:
-                self._ended = True
-                for event in decoder.flush():
-                    held += converter.feed(event)
-                if not converter.done:
-                    held += converter.close()
-                call.close()
-                return
-            committed = False
-            for event in decoder.feed(data):
-                items = converter.feed(event)
-                held += items
-                if not committed:
-                    committed = any(carries_output(item) for item in items)
-                if converter.done:
-                    self._ended = True
-                    call.close()
-                    return
-            if committed:
+            batch: list[Chunk] = []
+            self._convert(data, batch)
+            held += batch
+            committed = any(carries_output(item) for item in held)
+            if self._pending is not None and not committed:
+                error, self._pending = self._pending, None
+                raise error
+            if committed or self._ended:
                 return
 
     def close(self) -> None:

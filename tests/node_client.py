@@ -18,7 +18,9 @@ needs_node = pytest.mark.skipif(
 )
 
 
-async def run_node(base_url: str, model: str, mode: str, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+async def run_node(
+    base_url: str, model: str, mode: str, tools: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     args = [str(NODE_DIR / "client.mjs"), base_url, model, mode]
     if tools is not None:
         args.append(orjson.dumps(tools).decode())

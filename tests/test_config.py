@@ -32,7 +32,12 @@ def test_defaults_and_overrides() -> None:
         {
             "routing": {"timeouts": {"idle_s": 5}},
             "providers": {
-                "a": {**OPENAI, "models": {"pub": "up"}, "timeouts": {"connect_s": 2}, "headers": {"X-T": "$TOKEN"}},
+                "a": {
+                    **OPENAI,
+                    "models": {"pub": "up"},
+                    "timeouts": {"connect_s": 2},
+                    "headers": {"X-T": "$TOKEN"},
+                },
                 "b": {**OPENAI, "models": ["pub", "other"], "include_usage": False},
             },
         },
@@ -51,7 +56,13 @@ def test_defaults_and_overrides() -> None:
 def test_env_expansion_and_skipping() -> None:
     config = parse(
         {
-            "server": {"api_keys": ["$GW_KEY", "${MISSING_KEY}", {"key": "literal", "name": "team", "models": ["m"], "rpm": 60}]},
+            "server": {
+                "api_keys": [
+                    "$GW_KEY",
+                    "${MISSING_KEY}",
+                    {"key": "literal", "name": "team", "models": ["m"], "rpm": 60},
+                ]
+            },
             "providers": {
                 "keyed": {**OPENAI, "api_key": "$UPSTREAM_KEY", "models": ["m"]},
                 "skipped": {**OPENAI, "api_key": "$NOT_SET", "models": ["only-here"]},
@@ -79,13 +90,25 @@ def test_env_expansion_and_skipping() -> None:
         ({"providers": {"x": {**OPENAI, "base_ur": "http://a"}}}, "providers.x.base_ur"),
         ({"providers": {"x": {**OPENAI, "models": []}}}, "providers.x.models"),
         ({"providers": {"x": {**OPENAI, "models": "m"}}}, "providers.x.models"),
-        ({"providers": {"x": {**OPENAI, "timeouts": {"idle_s": -1}}}}, "providers.x.timeouts.idle_s"),
+        (
+            {"providers": {"x": {**OPENAI, "timeouts": {"idle_s": -1}}}},
+            "providers.x.timeouts.idle_s",
+        ),
         ({"providers": {"x": {**OPENAI, "include_usage": "yes"}}}, "providers.x.include_usage"),
         ({"providers": {"x": {"type": "local", "model": "gpt-5"}}}, "providers.x.model"),
         ({"routing": {"max_attempts": "3"}, "providers": {"x": OPENAI}}, "routing.max_attempts"),
         ({"server": {"max_body_mb": 0}, "providers": {"x": OPENAI}}, "server.max_body_mb"),
-        ({"server": {"api_keys": [{"key": "k", "models": ["ghost"]}]}, "providers": {"x": OPENAI}}, "server.api_keys[0].models"),
-        ({"server": {"api_keys": [{"name": "no key"}]}, "providers": {"x": OPENAI}}, "server.api_keys[0].key"),
+        (
+            {
+                "server": {"api_keys": [{"key": "k", "models": ["ghost"]}]},
+                "providers": {"x": OPENAI},
+            },
+            "server.api_keys[0].models",
+        ),
+        (
+            {"server": {"api_keys": [{"name": "no key"}]}, "providers": {"x": OPENAI}},
+            "server.api_keys[0].key",
+        ),
         ({"providers": {"x": OPENAI}, "extra": 1}, "extra"),
         ({"providers": {"bad name": OPENAI}}, "providers.bad name"),
     ],
@@ -109,7 +132,11 @@ def test_file_errors(tmp_path: Path) -> None:
 
 def test_the_file_is_never_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
-    text = '{"providers": {"x": {"type": "openai", "api_key": "$NOPE", "models": ["m"]}, "y": ' + str(OPENAI).replace("'", '"') + "}}"
+    text = (
+        '{"providers": {"x": {"type": "openai", "api_key": "$NOPE", "models": ["m"]}, "y": '
+        + str(OPENAI).replace("'", '"')
+        + "}}"
+    )
     path.write_text(text)
     load_config(path, env={})
     assert path.read_text() == text

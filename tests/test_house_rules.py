@@ -9,7 +9,9 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "llms"
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
 def test_no_module_over_800_lines(path: Path) -> None:
     lines = path.read_text().count("\n")
     assert lines <= 800, f"{path} has {lines} lines: split it by role"

@@ -9,15 +9,32 @@ from tests.upstreams.openai import FakeOpenAI, Script, chunk, sse, text_script
 
 pytestmark = needs_node
 
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+]
 
 
 def tool_stream(calls: list[tuple[str, str, list[str]]]) -> Script:
     """Parallel calls as OpenAI streams them: the first delta with id/name, then argument pieces."""
     objects: list[Any] = [chunk({"role": "assistant", "content": None})]
     for index, (call_id, name, pieces) in enumerate(calls):
-        objects.append(chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]}))
-        objects += [chunk({"tool_calls": [{"index": index, "function": {"arguments": p}}]}) for p in pieces]
+        objects.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call_id,
+                            "type": "function",
+                            "function": {"name": name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
+        objects += [
+            chunk({"tool_calls": [{"index": index, "function": {"arguments": p}}]}) for p in pieces
+        ]
     objects += [chunk({}, "tool_calls"), "[DONE]"]
     return Script(writes=sse(*objects))
 
@@ -31,12 +48,19 @@ async def test_stream_and_plain(gateway: str, fake_openai: FakeOpenAI) -> None:
     assert {c["model"] for c in result["chunks"]} == {"test-model"}
     result = await run_node(gateway, "test-model", "plain")
     assert result["ok"], result
-    assert result["completion"]["choices"][0]["message"]["content"] == "Hi node"  # an object, not a string
+    assert (
+        result["completion"]["choices"][0]["message"]["content"] == "Hi node"
+    )  # an object, not a string
 
 
-async def test_final_chat_completion_with_parallel_tool_calls(gateway: str, fake_openai: FakeOpenAI) -> None:
+async def test_final_chat_completion_with_parallel_tool_calls(
+    gateway: str, fake_openai: FakeOpenAI
+) -> None:
     fake_openai.scripts["up-model"] = tool_stream(
-        [("call_a", "get_weather", ['{"city":', '"Paris"}']), ("call_b", "get_weather", ['{"city":"Oslo"}'])]
+        [
+            ("call_a", "get_weather", ['{"city":', '"Paris"}']),
+            ("call_b", "get_weather", ['{"city":"Oslo"}']),
+        ]
     )
     result = await run_node(gateway, "test-model", "final", TOOLS)
     assert result["ok"], result
@@ -54,7 +78,10 @@ async def test_errors(gateway: str, fake_openai: FakeOpenAI) -> None:
     result = await run_node(gateway, "missing-model", "stream")
     assert (result["ok"], result["name"], result["status"]) == (False, "NotFoundError", 404)
     fake_openai.scripts["up-model"] = Script(
-        writes=sse(chunk({"content": "partial"}), {"error": {"message": "boom", "type": "server_error", "code": "x"}}),
+        writes=sse(
+            chunk({"content": "partial"}),
+            {"error": {"message": "boom", "type": "server_error", "code": "x"}},
+        ),
         delay_s=0.05,
     )
     result = await run_node(gateway, "test-model", "stream")

@@ -263,12 +263,26 @@ async def test_long_line_from_upstream(gateway: str, fake_openai: FakeOpenAI) ->
     assert content_of(body) == big + "!"
 
 
-async def test_failure_before_anything_reached_the_client_is_an_http_error(
+async def test_content_and_error_in_one_read_still_deliver_the_content(
     gateway: str, fake_openai: FakeOpenAI
 ) -> None:
-    # Content and the error arrive in one read: nothing was sent yet, so the status can say it.
+    # However the upstream's bytes are split, output it produced reaches the client first.
     error = {"error": {"message": "boom", "type": "server_error", "code": "engine_crash"}}
     fake_openai.scripts["up-model"] = Script(writes=[b"".join(sse(chunk({"content": "x"}), error))])
+    status, _, body = await post_raw(gateway, CHAT)
+    assert status == 200
+    assert content_of(body) == "x"
+    assert error_events(body)[0]["message"] == "boom"
+    assert body.endswith(b"data: [DONE]\n\n")
+
+
+async def test_error_before_any_output_is_an_http_error(
+    gateway: str, fake_openai: FakeOpenAI
+) -> None:
+    error = {"error": {"message": "boom", "type": "server_error", "code": "engine_crash"}}
+    fake_openai.scripts["up-model"] = Script(
+        writes=sse(chunk({"role": "assistant", "content": ""}), error)
+    )
     status, headers, body = await post_raw(gateway, CHAT)
     assert status == 502
     assert headers["Content-Type"].startswith("application/json")

@@ -107,17 +107,18 @@ class Converter:
         self._ctx = context
         self._roles: set[int] = set()
         self._finished: set[int] = set()
-        # (choice index, upstream tool index) -> (gateway tool index, id)
-        self._tools: dict[int, dict[int, int]] = {}
+        # choice index -> {upstream call key: gateway tool index}; the key is the upstream's
+        # `index`, or ("id", id) / ("new", n) for servers that omit it
+        self._tools: dict[int, dict[object, int]] = {}
         self.done = False
         self.usage: Usage | None = None
 
     def feed(self, event: SSEEvent) -> list[Chunk]:
+        if self.done:
+            return []
         data = event.data
         if data[:6] == "[DONE]":
             return self._finish()
-        if self.done:
-            return []
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -161,19 +162,27 @@ class Converter:
                 del delta["role"]
             if "reasoning" in delta:
                 reasoning = delta.pop("reasoning")
-                if reasoning and "reasoning_content" not in delta:
+                if reasoning and not delta.get("reasoning_content"):
                     delta["reasoning_content"] = reasoning
+            if "reasoning_content" in delta and delta["reasoning_content"] is None:
+                del delta["reasoning_content"]
             if "tool_calls" in delta:
                 self._tool_calls(index, delta)
             finish = choice.get("finish_reason")
             if finish is not None:
                 if finish not in FINISH_REASONS:
-                    finish = _FINISH_ALIASES.get(str(finish).lower(), "stop")
+                    lowered = str(finish).lower()
+                    finish = (
+                        lowered
+                        if lowered in FINISH_REASONS
+                        else _FINISH_ALIASES.get(lowered, "stop")
+                    )
                 if finish == "stop" and self._tools.get(index):
                     finish = "tool_calls"
                 choice["finish_reason"] = finish
                 self._finished.add(index)
-            elif not delta:
+            elif not any(delta.values()):
+                # Nothing but nulls and empty strings: noise for the client.
                 continue
             else:
                 choice["finish_reason"] = None
@@ -199,13 +208,12 @@ class Converter:
         if not isinstance(calls, list):
             raise UpstreamMalformed("The upstream sent `tool_calls` that is not a list.")
         for call in calls:
-            upstream_index = call.get("index")
-            if upstream_index is None:
-                # Servers that omit the index send whole calls: each call with an id is a new one.
-                upstream_index = len(seen) if call.get("id") or not seen else len(seen) - 1
             function = call.get("function")
             if not isinstance(function, dict):
                 function = call["function"] = {}
+            upstream_index: object = call.get("index")
+            if upstream_index is None:
+                upstream_index = self._key_without_index(seen, call, function)
             arguments = function.get("arguments")
             if arguments is None:
                 function["arguments"] = ""
@@ -224,6 +232,18 @@ class Converter:
                 call.pop("type", None)
                 function.pop("name", None)
 
+    @staticmethod
+    def _key_without_index(
+        seen: dict[object, int], call: dict[str, Any], function: dict[str, Any]
+    ) -> object:
+        """Which call a delta without `index` belongs to: by id, else a name starts a new one."""
+        call_id = call.get("id")
+        if call_id:
+            return ("id", call_id)
+        if function.get("name") or not seen:
+            return ("new", len(seen))
+        return next(reversed(seen))
+
     def _finish(self) -> list[Chunk]:
         self.done = True
         meta = self._ctx.meta
@@ -235,8 +255,11 @@ class Converter:
             reason: FinishReason = "tool_calls" if self._tools.get(index) else "stop"
             out.append(finish_chunk(meta, reason, index))
             self._finished.add(index)
-        if self._ctx.include_usage and self.usage is not None:
-            out.append(usage_chunk(meta, self.usage))
+        if self._ctx.include_usage:
+            for item in out:
+                item["usage"] = None  # as on every chunk before the usage chunk
+            if self.usage is not None:
+                out.append(usage_chunk(meta, self.usage))
         return out
 
 

@@ -8,10 +8,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from llms.adapters import ollama
 from llms.config import Config, ProviderConfig
-from llms.errors import GatewayError, ServiceUnavailable
+from llms.errors import ConfigError, GatewayError, ServiceUnavailable
 from llms.local import LocalServer
 from llms.providers import Providers
 from llms.routing import Router
@@ -20,6 +21,7 @@ from llms.server.auth import KEY, OPEN_PATHS, authenticate
 from llms.server.middleware import add_request_id, assign_request_id, errors_middleware
 from llms.streams.memory import MemoryLog
 from llms.streams.pump import StreamRegistry
+from llms.streams.redis import RedisStreams
 from llms.upstream import fetch, new_session
 
 log = logging.getLogger("llms.server")
@@ -57,11 +59,21 @@ def create_app(config: Config) -> web.Application:
     app[keys.SHUTTING_DOWN] = asyncio.Event()
     app[keys.STARTED_AT] = int(time.time())
     max_bytes = int(config.state.stream_max_mb * 1024 * 1024)
-    app[keys.STREAMS] = StreamRegistry(
-        lambda _stream_id: MemoryLog(max_bytes),
-        grace_s=config.state.resume_grace_s,
-        ttl_s=config.state.stream_ttl_s,
-    )
+    state = config.state
+    if state.redis_url:
+        remote = RedisStreams(state.redis_url, max_bytes=max_bytes, ttl_s=state.stream_ttl_s)
+        registry = StreamRegistry(
+            remote.new_log, grace_s=state.resume_grace_s, ttl_s=state.stream_ttl_s, remote=remote
+        )
+        remote.on_cancel = registry.cancel_local
+        app.cleanup_ctx.append(_redis(remote))
+    else:
+        registry = StreamRegistry(
+            lambda _stream_id: MemoryLog(max_bytes),
+            grace_s=state.resume_grace_s,
+            ttl_s=state.stream_ttl_s,
+        )
+    app[keys.STREAMS] = registry
     app.cleanup_ctx.append(_local_models)
     app.cleanup_ctx.append(_upstream_session)
     app.cleanup_ctx.append(_discovery)
@@ -75,6 +87,18 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/health", routes.health)
     app.router.add_get("/ready", routes.ready)
     return app
+
+
+def _redis(remote: RedisStreams) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def connect(app: web.Application) -> AsyncIterator[None]:
+        try:
+            await remote.start()
+        except RedisError as exc:
+            raise ConfigError(f"state.redis_url: cannot reach Redis: {exc}") from None
+        yield
+        await remote.close()
+
+    return connect
 
 
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:

@@ -159,6 +159,14 @@ async def relay(
             if not out.started:
                 raise
             return await _end(out, error_event(error))
+        except asyncio.CancelledError:
+            if not shutting_down.is_set():
+                raise
+            uncancel()
+            shutdown = ServiceUnavailable("The gateway shut down before the answer started.")
+            if not out.started:
+                raise shutdown from None
+            return await _end(out, error_event(shutdown))
         return await _pump(out, generation, meta, shutting_down)
     finally:
         out.close()
@@ -186,13 +194,18 @@ async def _pump(
         if not shutting_down.is_set():
             log.info("stream %s: the client disconnected", meta.id)
             raise
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
+        uncancel()
         final = error_event(ServiceUnavailable("The gateway shut down before the answer ended."))
     finally:
         generation.close()
     return await _end(out, final)
+
+
+def uncancel() -> None:
+    """Undo the shutdown's cancellation of this task, so it can still answer."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 async def _end(out: ClientStream, final: bytes) -> web.StreamResponse:

@@ -11,7 +11,7 @@ from llms.chunks import StreamMeta, fold
 from llms.errors import InvalidRequest, ModelNotFound, ServiceUnavailable
 from llms.server import keys
 from llms.server.auth import KEY, authorize_model
-from llms.server.relay import relay, relay_log
+from llms.server.relay import relay, relay_log, uncancel
 from llms.server.requests import parse_chat_request
 from llms.streams.pump import Cancelled, Stream
 from llms.wire import Chunk, ModelCard
@@ -44,7 +44,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             options = chat.get("stream_options") or {}
             if request.headers.get("X-Stream-Resumable", "").lower() == "true":
                 key = request.get(KEY)
-                stream = app[keys.STREAMS].start(
+                stream = await app[keys.STREAMS].start(
                     router,
                     chat,
                     meta,
@@ -63,13 +63,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 heartbeat_s=app[keys.CONFIG].server.heartbeat_s,
                 shutting_down=app[keys.SHUTTING_DOWN],
             )
-        generation = await router.open(chat, meta, include_usage=True)
         try:
-            chunks: list[Chunk] = list(generation.first)
-            while (batch := await generation.next()) is not None:
-                chunks += batch
-        finally:
-            generation.close()
+            generation = await router.open(chat, meta, include_usage=True)
+            try:
+                chunks: list[Chunk] = list(generation.first)
+                while (batch := await generation.next()) is not None:
+                    chunks += batch
+            finally:
+                generation.close()
+        except asyncio.CancelledError:
+            if not app[keys.SHUTTING_DOWN].is_set():
+                raise
+            uncancel()
+            raise ServiceUnavailable("The gateway shut down before the answer was ready.") from None
         completion = fold(chunks, meta)
         if completion["usage"] is None and generation.converter.usage is not None:
             completion["usage"] = generation.converter.usage
@@ -120,15 +126,15 @@ async def ready(request: web.Request) -> web.Response:
     )
 
 
-def _stream_of(request: web.Request) -> Stream:
+async def _stream_of(request: web.Request) -> Stream:
     key = request.get(KEY)
     owner = key.name if key is not None else None
-    return request.app[keys.STREAMS].get(request.match_info["id"], owner)
+    return await request.app[keys.STREAMS].get(request.match_info["id"], owner)
 
 
 async def resume_stream(request: web.Request) -> web.StreamResponse:
     """GET /v1/streams/{id}: replay after `Last-Event-ID` (or `?last_event_id=`), then follow."""
-    stream = _stream_of(request)
+    stream = await _stream_of(request)
     raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id", "0")).strip()
     if not raw.isdigit():
         raise InvalidRequest(
@@ -142,8 +148,8 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
 
 async def cancel_stream(request: web.Request) -> web.Response:
     """POST /v1/streams/{id}/cancel: stop the generation; idempotent."""
-    stream = _stream_of(request)
-    stopped = stream.cancel(Cancelled("The stream was cancelled."))
+    stream = await _stream_of(request)
+    stopped = await request.app[keys.STREAMS].cancel(stream, Cancelled("The stream was cancelled."))
     return json_response(
         {
             "id": stream.id,

@@ -17,6 +17,7 @@ from llms.chunks import StreamMeta
 from llms.errors import GatewayError, NotFound
 from llms.routing import Router
 from llms.streams.log import EventLog
+from llms.streams.redis import RedisStreams
 from llms.wire import ChatRequest
 
 log = logging.getLogger("llms.streams")
@@ -76,6 +77,17 @@ class Stream:
     def _grace_over(self) -> None:
         self._grace = None
         if self.readers == 0 and not self.log.finished:
+            asyncio.get_running_loop().create_task(self._stop_if_abandoned())
+
+    async def _stop_if_abandoned(self) -> None:
+        remote = self._registry.remote
+        if remote is not None and await remote.has_readers(self.id):
+            # Someone follows it through another replica: keep generating.
+            self._grace = asyncio.get_running_loop().call_later(
+                self._registry.grace_s, self._grace_over
+            )
+            return
+        if self.readers == 0 and not self.log.finished:
             log.info("stream %s: no reader came back within the grace period; stopping it", self.id)
             self.cancel(
                 Cancelled("Nobody resumed the stream in time; it was stopped.", code="abandoned")
@@ -93,8 +105,16 @@ class Stream:
 class StreamRegistry:
     """The streams of this process, by id; finished ones expire after `ttl_s`."""
 
-    def __init__(self, new_log: LogFactory, *, grace_s: float, ttl_s: float) -> None:
+    def __init__(
+        self,
+        new_log: LogFactory,
+        *,
+        grace_s: float,
+        ttl_s: float,
+        remote: RedisStreams | None = None,
+    ) -> None:
         self._new_log = new_log
+        self.remote = remote
         self._streams: dict[str, Stream] = {}
         self.grace_s = grace_s
         self.ttl_s = ttl_s
@@ -103,7 +123,7 @@ class StreamRegistry:
     def __len__(self) -> int:
         return len(self._streams)
 
-    def start(
+    async def start(
         self,
         router: Router,
         chat: ChatRequest,
@@ -113,6 +133,8 @@ class StreamRegistry:
         owner: str | None,
     ) -> Stream:
         stream = Stream(self, meta.id, owner, self._new_log(meta.id))
+        if self.remote is not None:
+            await self.remote.register(meta.id, owner)
         self._streams[meta.id] = stream
         stream.task = asyncio.get_running_loop().create_task(
             pump(stream, router, chat, meta, include_usage), name=f"pump {meta.id}"
@@ -121,6 +143,8 @@ class StreamRegistry:
         return stream
 
     def _finished(self, stream: Stream) -> None:
+        if self.remote is not None:
+            self.remote.release(stream.id)
         loop = asyncio.get_running_loop()
         stream.expires_at = loop.time() + self.ttl_s
         if self._sweeper is None:
@@ -137,21 +161,42 @@ class StreamRegistry:
                 min(self.ttl_s, 30.0), self._sweep
             )
 
-    def get(self, stream_id: str, owner: str | None) -> Stream:
-        """The stream, if it exists, has not expired and belongs to `owner`; else 404."""
-        stream = self._streams.get(stream_id)
-        expired = (
-            stream is not None
-            and stream.expires_at is not None
-            and stream.expires_at <= asyncio.get_running_loop().time()
+    async def get(self, stream_id: str, owner: str | None) -> Stream:
+        """The stream, if it exists, has not expired and belongs to `owner`; else 404.
+
+        With Redis, a stream pumped by another replica is found there too.
+        """
+        missing = NotFound(
+            f"No stream `{stream_id}` (it may have expired).", code="stream_not_found", param="id"
         )
-        if stream is None or expired or stream.owner != owner:
-            raise NotFound(
-                f"No stream `{stream_id}` (it may have expired).",
-                code="stream_not_found",
-                param="id",
-            )
-        return stream
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            now = asyncio.get_running_loop().time()
+            if (
+                stream.expires_at is not None and stream.expires_at <= now
+            ) or stream.owner != owner:
+                raise missing
+            return stream
+        if self.remote is None:
+            raise missing
+        found = await self.remote.lookup(stream_id)
+        if found is None or found != (owner or ""):
+            raise missing
+        return Stream(self, stream_id, owner, self.remote.new_log(stream_id))
+
+    async def cancel(self, stream: Stream, reason: GatewayError) -> bool:
+        """Stop a stream wherever it is pumped; True if it was still running here."""
+        if stream.task is not None:
+            return stream.cancel(reason)
+        if self.remote is not None:
+            await self.remote.publish_cancel(stream.id)
+        return True
+
+    def cancel_local(self, stream_id: str) -> None:
+        """A cancel message from another replica."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.cancel(Cancelled("The stream was cancelled."))
 
     async def close(self, reason: GatewayError) -> None:
         """Shutdown: stop every running pump with `reason` and wait for them."""
