@@ -273,6 +273,8 @@ class Router:
                 follower = candidates[position % len(candidates)]
                 delay = 0.0
                 if follower is provider:
+                    if error.status == 404:
+                        break  # the same provider will not know the model a moment later
                     wait = retry_delay(attempt - 1, error)
                     if wait is None or loop.time() + wait >= deadline:
                         break

@@ -81,23 +81,16 @@ def build_request(
         body["format"] = fmt
     effort = request.get("reasoning_effort")
     if effort is not None:
-        if effort not in _THINK:
-            raise _invalid(
-                "reasoning_effort",
-                f"Invalid 'reasoning_effort': expected one of {', '.join(_THINK)}.",
-            )
+        if not isinstance(effort, str) or effort not in _THINK:
+            raise _invalid("reasoning_effort", f"Expected one of {', '.join(_THINK)}.")
         body["think"] = _THINK[effort]
     if request.get("logprobs"):
         body["logprobs"] = True
         top = request.get("top_logprobs")
         if top:
             body["top_logprobs"] = top
-    return UpstreamRequest(
-        "POST",
-        f"{provider.base_url}/api/chat",
-        _headers(provider, "application/x-ndjson", json_body=True),
-        orjson.dumps(body),
-    )
+    headers = _headers(provider, "application/x-ndjson", json_body=True)
+    return UpstreamRequest("POST", f"{provider.base_url}/api/chat", headers, orjson.dumps(body))
 
 
 def _headers(provider: ProviderConfig, accept: str, *, json_body: bool) -> dict[str, str]:
@@ -117,13 +110,9 @@ def _refuse_unsupported(request: Mapping[str, Any]) -> None:
         raise _unsupported("n", "Ollama generates one choice per request; `n` must be 1.")
     choice = request.get("tool_choice")
     if choice is not None and choice not in ("auto", "none"):
-        raise _unsupported(
-            "tool_choice", "Ollama cannot force a tool call; use tool_choice 'auto' or 'none'."
-        )
+        raise _unsupported("tool_choice", "Ollama cannot force a tool call: use 'auto' or 'none'.")
     if request.get("parallel_tool_calls") is False and request.get("tools"):
-        raise _unsupported(
-            "parallel_tool_calls", "Ollama cannot limit the model to one tool call per turn."
-        )
+        raise _unsupported("parallel_tool_calls", "Ollama cannot limit the model to one call.")
     if request.get("logit_bias"):
         raise _unsupported("logit_bias", "Ollama does not support `logit_bias`.")
     if request.get("audio") or any(m != "text" for m in request.get("modalities") or ()):
@@ -167,9 +156,7 @@ def _format(response_format: Any) -> Any:
         if schema is None:
             return "json"
         if not isinstance(schema, dict):
-            raise _invalid(
-                "response_format.json_schema.schema", "The JSON schema must be an object."
-            )
+            raise _invalid("response_format.json_schema.schema", "Expected a JSON object.")
         return schema
     raise _unsupported("response_format.type", f"Ollama does not support response_format {kind!r}.")
 
@@ -233,10 +220,7 @@ def _text(content: Any, where: str) -> str:
                 raise _invalid(f"{where}.content[{j}].{kind}", f"Expected a string in '{kind}'.")
             texts.append(value)
         else:
-            raise _unsupported(
-                f"{where}.content[{j}].type",
-                f"Content parts of type {kind!r} are not supported in this message for Ollama.",
-            )
+            raise _unsupported(f"{where}.content[{j}].type", f"Ollama cannot take {kind!r} here.")
     return "\n".join(texts)
 
 
@@ -259,9 +243,7 @@ def _image(image_url: Any, param: str) -> str:
     if not isinstance(url, str):
         raise _invalid(param, "Expected an object with a 'url' string.")
     if url.startswith(("http://", "https://")):
-        raise _unsupported(
-            param, "Ollama does not fetch image URLs; send the image as a base64 data URL."
-        )
+        raise _unsupported(param, "Ollama does not fetch image URLs: send a base64 data URL.")
     head, comma, data = url.partition(",")
     mime = head[5 : -len(_BASE64_MARK)] if head.endswith(_BASE64_MARK) else None
     if not (comma and head.startswith("data:") and mime is not None and data):
@@ -278,20 +260,13 @@ def _tool_call(call: Any, where: str, index: int, names: dict[str, str]) -> dict
     name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str) or not name:
         raise _invalid(f"{where}.function.name", "A tool call needs a function name.")
-    raw = function.get("arguments")  # type: ignore[union-attr]
-    if isinstance(raw, str):
-        try:
-            arguments = orjson.loads(raw) if raw.strip() else {}
-        except orjson.JSONDecodeError:
-            raise _invalid(
-                f"{where}.function.arguments", "The tool call arguments are not valid JSON."
-            ) from None
-    else:
-        arguments = {} if raw is None else raw
+    raw = function.get("arguments") or "{}"  # type: ignore[union-attr]
+    try:
+        arguments = orjson.loads(raw) if isinstance(raw, str) else raw
+    except orjson.JSONDecodeError:
+        arguments = None
     if not isinstance(arguments, dict):
-        raise _invalid(
-            f"{where}.function.arguments", "The tool call arguments must be a JSON object."
-        )
+        raise _invalid(f"{where}.function.arguments", "Expected a JSON object, as a string.")
     out: dict[str, Any] = {"function": {"index": index, "name": name, "arguments": arguments}}
     call_id = call.get("id")
     if isinstance(call_id, str) and call_id:

@@ -67,6 +67,7 @@ def create_app(config: Config) -> web.Application:
         )
         remote.on_cancel = registry.cancel_local
         app.cleanup_ctx.append(_redis(remote))
+        app.on_response_prepare.append(_replica_header(remote.replica))
     else:
         registry = StreamRegistry(
             lambda _stream_id: MemoryLog(max_bytes),
@@ -99,6 +100,15 @@ def _redis(remote: RedisStreams) -> Callable[[web.Application], AsyncIterator[No
         await remote.close()
 
     return connect
+
+
+def _replica_header(
+    replica: str,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Replica"] = replica  # which of several replicas answered
+
+    return add
 
 
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
@@ -179,7 +189,10 @@ async def _discover_forever(app: web.Application, provider: ProviderConfig) -> N
             registry.states[provider.name] = "unreachable"
             await asyncio.sleep(DISCOVERY_RETRY_S)
             continue
-        if registry.set_models(provider.name, {name: name for name in names}):
+        # `llama3.2:latest` is also served as `llama3.2`, as the Ollama CLI does.
+        models = {name.removesuffix(":latest"): name for name in names}
+        models.update({name: name for name in names})
+        if registry.set_models(provider.name, models):
             log.info(
                 "provider %r serves %s", provider.name, ", ".join(sorted(names)) or "no models"
             )
