@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.stamp-deps
 NODE_CLIENT := tests/node/node_modules/.package-lock.json
 
-.PHONY: setup run test check lint typecheck bench clean
+.PHONY: setup system run test check lint typecheck bench clean
 
 setup: $(DEPS)
 
@@ -28,7 +28,17 @@ $(NODE_CLIENT): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund
 	touch $@
 
-test: setup $(NODE_CLIENT)
+# Debian's redis-server and nginx run the multi-replica tests (CI runs as root).
+SYSTEM_TOOLS := redis-server nginx
+system:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light; \
+	  else echo "install redis-server and nginx (apt-get install redis-server nginx-light) for the cluster tests"; fi; \
+	fi
+
+test: setup system $(NODE_CLIENT)
 	$(BIN)/python -m pytest -q
 
 lint: setup
