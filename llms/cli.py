@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     check = commands.add_parser("check", help="probe each provider with a tiny request")
     check.add_argument("provider", nargs="?")
     check.add_argument("--config", default=os.environ.get("LLMS_CONFIG", "config.json"))
+    check.add_argument(
+        "--gateway",
+        metavar="URL",
+        help="also show the circuit state of each provider in this running gateway (its /ready)",
+    )
 
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -79,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "check":
         from llms.probe import run_check
 
-        sys.exit(asyncio.run(run_check(_load_or_exit(args.config), args.provider)))
+        config = _load_or_exit(args.config)
+        live = asyncio.run(_live_states(args.gateway)) if args.gateway else None
+        sys.exit(asyncio.run(run_check(config, args.provider, live)))
 
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
@@ -251,6 +258,19 @@ async def _stream_chat(
         file=sys.stderr,
     )
     return 0
+
+
+async def _live_states(url: str) -> dict[str, dict[str, Any]] | None:
+    """The provider states a running gateway reports on /ready (None if unreachable)."""
+    root = url.rstrip("/").removesuffix("/v1")
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"{root}/ready") as response:
+            data = orjson.loads(await response.read())
+    except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+        print(f"note: cannot read {root}/ready: {exc}", file=sys.stderr)
+        return None
+    providers: dict[str, dict[str, Any]] = data.get("providers", {})
+    return providers
 
 
 async def _models(args: argparse.Namespace) -> int:

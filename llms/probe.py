@@ -6,6 +6,7 @@ import dataclasses
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -97,8 +98,13 @@ async def _discover_one(session: aiohttp.ClientSession, provider: ProviderConfig
     return names[0]
 
 
-async def run_check(config: Config, only: str | None) -> int:
-    """Probe every provider (or one), print a table; exit status 1 if any failed."""
+async def run_check(
+    config: Config, only: str | None, live: dict[str, dict[str, Any]] | None = None
+) -> int:
+    """Probe every provider (or one), print a table; exit status 1 if any failed.
+
+    `live` is a running gateway's `/ready` provider states: their circuits are shown too.
+    """
     providers = [p for p in config.providers if only is None or p.name == only]
     if only is not None and not providers:
         print(f"llms: no provider named {only!r} in {config.source}", file=sys.stderr)
@@ -106,8 +112,12 @@ async def run_check(config: Config, only: str | None) -> int:
     for note in config.notes:
         print(f"note: {note}")
     results = [await probe(config, provider) for provider in providers]
-    rows = [("provider", "type", "model", "result", "first token", "total", "detail")]
+    rows = [("provider", "type", "model", "result", "first token", "total", "circuit", "detail")]
     for r in results:
+        state = (live or {}).get(r.provider, {})
+        circuit = state.get("circuit", "-")
+        if state.get("consecutive_failures"):
+            circuit += f" ({state['consecutive_failures']} failures)"
         rows.append(
             (
                 r.provider,
@@ -116,6 +126,7 @@ async def run_check(config: Config, only: str | None) -> int:
                 "ok" if r.ok else "FAILED",
                 f"{r.first_token_ms:.0f} ms" if r.first_token_ms is not None else "-",
                 f"{r.total_ms:.0f} ms" if r.total_ms is not None else "-",
+                circuit,
                 r.detail if not r.ok else "",
             )
         )
