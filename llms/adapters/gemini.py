@@ -39,51 +39,19 @@ from llms.wire import ChatRequest, Chunk, FinishReason, Message, Usage
 
 FRAMING: Framing = "sse"
 
-_FILTERED = frozenset(
-    (
-        "SAFETY",
-        "RECITATION",
-        "BLOCKLIST",
-        "PROHIBITED_CONTENT",
-        "SPII",
-        "IMAGE_SAFETY",
-        "IMAGE_PROHIBITED_CONTENT",
-        "IMAGE_RECITATION",
-    )
-)
-
+_FILTERED = frozenset(("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII"))
+_FILTERED |= {"IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"}
 # Google's own OpenAI layer maps effort to these budgets (2.x) and levels (3.x and later).
-_BUDGETS = {
-    "minimal": 1024,
-    "low": 1024,
-    "medium": 8192,
-    "high": 24576,
-    "xhigh": 24576,
-    "max": 24576,
-}
-_LEVELS = {
-    "minimal": "minimal",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "xhigh": "high",
-    "max": "high",
-}
+_BUDGETS = dict(minimal=1024, low=1024, medium=8192, high=24576, xhigh=24576, max=24576)
+_LEVELS = dict(minimal="minimal", low="low", medium="medium", high="high", xhigh="high", max="high")
 
 # Google's documented stand-in for a signature the client could not keep (OpenAI's format has
 # no field for it); Gemini 3 rejects replayed function calls that carry none.
 _SIGNATURE_SENTINEL = "skip_thought_signature_validator"
 
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
-_IMAGE_TYPES = {
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "webp": "image/webp",
-    "gif": "image/gif",
-    "heic": "image/heic",
-    "heif": "image/heif",
-}
+_IMAGE_TYPES = dict(png="image/png", jpg="image/jpeg", jpeg="image/jpeg", webp="image/webp")
+_IMAGE_TYPES |= dict(gif="image/gif", heic="image/heic", heif="image/heif")
 _FILES_API = "https://generativelanguage.googleapis.com/"
 
 
@@ -328,7 +296,7 @@ def _function_response(message: Message, where: str, names: dict[str, str]) -> d
         )
     text = "".join(_text_of(message.get("content"), where))
     response: Any = None
-    if text[:1] == "{":
+    if text.lstrip()[:1] == "{":
         try:
             response = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -547,7 +515,7 @@ class Converter:
         elif not self._tools:
             feedback = obj.get("promptFeedback")
             if isinstance(feedback, dict) and feedback.get("blockReason"):
-                self._open(0, out)
+                self._start(0, out)
                 self._finish(0, "content_filter", out)
         if out and self._ctx.include_usage:
             for item in out:
@@ -565,7 +533,7 @@ class Converter:
             return [usage_chunk(self._ctx.meta, self.usage)]
         return []
 
-    def _open(self, index: int, out: list[Chunk]) -> None:
+    def _start(self, index: int, out: list[Chunk]) -> None:
         if index not in self._tools:
             self._tools[index] = 0
             out.append(role_chunk(self._ctx.meta, index))
@@ -578,7 +546,7 @@ class Converter:
         index = candidate.get("index") or 0
         if index in self._finished:
             return
-        self._open(index, out)
+        self._start(index, out)
         meta = self._ctx.meta
         content = candidate.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None

@@ -1,0 +1,193 @@
+"""A fake Google Gemini API: a real aiohttp server on 127.0.0.1 replaying recorded streams.
+
+`POST /v1beta/models/{model}:streamGenerateContent?alt=sse` with the key in `x-goog-api-key`.
+Like the real service it answers `data: <GenerateContentResponse>\\r\\n\\r\\n` events with no
+`[DONE]` (the end of the body is the end), a JSON array when `alt=sse` is missing, 403 without
+a key, 400 `API_KEY_INVALID` for a wrong key, and 400 `INVALID_ARGUMENT` for fields the API
+does not know. Errors are pretty-printed JSON, as Google sends them. Playback, fault injection
+(`Script.fault`, delays) and the `received` / `gone` / `finished` records come from the fake
+OpenAI provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.upstreams.openai import FakeOpenAI, Received, Script
+
+TRANSCRIPTS = Path(__file__).parent.parent / "transcripts" / "gemini"
+
+_REQUEST_FIELDS = {
+    "contents",
+    "systemInstruction",
+    "tools",
+    "toolConfig",
+    "generationConfig",
+    "safetySettings",
+    "cachedContent",
+}
+_GENERATION_FIELDS = {
+    "temperature",
+    "topP",
+    "topK",
+    "candidateCount",
+    "maxOutputTokens",
+    "stopSequences",
+    "seed",
+    "presencePenalty",
+    "frequencyPenalty",
+    "responseMimeType",
+    "responseSchema",
+    "responseJsonSchema",
+    "responseLogprobs",
+    "logprobs",
+    "thinkingConfig",
+    "responseModalities",
+}
+_PART_DATA = {"text", "inlineData", "fileData", "functionCall", "functionResponse"}
+_PART_FIELDS = _PART_DATA | {"thought", "thoughtSignature"}
+
+
+def events(*objects: Any) -> list[bytes]:
+    """Each object as one `data: <json>\\r\\n\\r\\n` write, the way Gemini frames its events."""
+    return [b"data: " + orjson.dumps(obj) + b"\r\n\r\n" for obj in objects]
+
+
+def transcript(name: str, **kw: Any) -> Script:
+    """A stored stream from tests/transcripts/gemini/, one write per event."""
+    raw = (TRANSCRIPTS / name).read_bytes()
+    writes = [part + b"\r\n\r\n" for part in raw.split(b"\r\n\r\n") if part.strip()]
+    return Script(writes=writes, **kw)
+
+
+def error_body(code: int, status: str, message: str, details: list[Any] | None = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if details is not None:
+        error["details"] = details
+    return orjson.dumps({"error": error}, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def error_script(
+    code: int,
+    status: str,
+    message: str,
+    *,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Script:
+    return Script(
+        writes=[error_body(code, status, message, details)],
+        status=code,
+        headers=headers or {},
+        content_type="application/json",
+    )
+
+
+def _problem(body: Any) -> str | None:
+    """What the real API would reject in a request body, in its words; None when it is fine."""
+    if not isinstance(body, dict):
+        return "Invalid JSON payload received. Expected an object."
+    for key in body:
+        if key not in _REQUEST_FIELDS:
+            return f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.'
+    for key in body.get("generationConfig") or {}:
+        if key not in _GENERATION_FIELDS:
+            return (
+                f'Invalid JSON payload received. Unknown name "{key}" at '
+                "'generation_config': Cannot find field."
+            )
+    contents = body.get("contents")
+    if not contents:
+        return "* GenerateContentRequest.contents: contents is not specified"
+    for i, content in enumerate(contents):
+        if content.get("role") not in ("user", "model"):
+            return f"Please use a valid role: user, model. (contents[{i}])"
+        parts = content.get("parts")
+        if not parts:
+            return (
+                f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
+            )
+        for part in parts:
+            if set(part) - _PART_FIELDS or len(set(part) & _PART_DATA) != 1:
+                return f"* GenerateContentRequest.contents[{i}].parts: invalid part {part}"
+    return None
+
+
+class FakeGemini(FakeOpenAI):
+    """Serves `:streamGenerateContent`; scripts are chosen by the model in the path."""
+
+    def __init__(self, api_key: str = "gm-test-key") -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.default = transcript("text.sse")
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.app.router.add_post("/v1beta/models/{target}", self._generate)
+
+    async def _generate(self, request: web.Request) -> web.StreamResponse:
+        model, _, method = request.match_info["target"].rpartition(":")
+        if method != "streamGenerateContent":
+            return _error(404, "NOT_FOUND", f"Method {method!r} is not served by this fake.")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        self.received.append(
+            Received(request.path_qs, dict(request.headers), body, time.monotonic())
+        )
+        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        if not key:
+            return _error(
+                403,
+                "PERMISSION_DENIED",
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call "
+                "this API.",
+            )
+        if key != self.api_key:
+            return _error(
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                    }
+                ],
+            )
+        problem = _problem(body)
+        if problem is not None:
+            return _error(400, "INVALID_ARGUMENT", problem)
+        script = self.script_for(model)
+        if request.query.get("alt") != "sse" and script.status == 200:
+            script = _as_json_array(script)
+        self.active += 1
+        try:
+            return await self._play(request, script)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.gone.append(time.monotonic())
+            raise
+        finally:
+            self.active -= 1
+
+
+def _error(code: int, status: str, message: str, details: list[Any] | None = None) -> web.Response:
+    return web.Response(
+        body=error_body(code, status, message, details),
+        status=code,
+        content_type="application/json",
+        charset="UTF-8",
+    )
+
+
+def _as_json_array(script: Script) -> Script:
+    """Without `alt=sse` Gemini streams one JSON array, `[{…},\\r\\n{…}]`."""
+    items = [w.removeprefix(b"data: ").rstrip(b"\r\n") for w in script.writes]
+    writes = [(b"[" if i == 0 else b",\r\n") + item for i, item in enumerate(items)]
+    return Script(writes=[*writes, b"]"], content_type="application/json")
