@@ -20,7 +20,11 @@ CHAT = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], 
 
 
 async def start(
-    fake: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]], *, handler_cancellation: bool
+    fake: FakeOpenAI,
+    make_gateway: Callable[..., Awaitable[str]],
+    *,
+    handler_cancellation: bool,
+    heartbeat_s: float = 0.1,
 ) -> str:
     config = gateway_config(
         {
@@ -31,7 +35,7 @@ async def start(
                 "timeouts": {"idle_s": 30, "first_token_s": 30},
             }
         },
-        server={"heartbeat_s": 0.1},
+        server={"heartbeat_s": heartbeat_s},
     )
     return await make_gateway(config, handler_cancellation=handler_cancellation)
 
@@ -97,7 +101,7 @@ async def test_disconnect_before_headers_closes_upstream(
     fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]]
 ) -> None:
     fake_openai.scripts["up-model"] = text_script(["late"], header_delay_s=30)
-    base = await start(fake_openai, make_gateway, handler_cancellation=True)
+    base = await start(fake_openai, make_gateway, handler_cancellation=True, heartbeat_s=30)
     async with aiohttp.ClientSession() as session:
         task = asyncio.create_task(session.post(f"{base}/chat/completions", json=CHAT))
         while not fake_openai.received:

@@ -22,6 +22,7 @@ from llms.server.middleware import add_request_id, assign_request_id, errors_mid
 from llms.streams.memory import MemoryLog
 from llms.streams.pump import StreamRegistry
 from llms.streams.redis import RedisStreams
+from llms.telemetry.record import Sinks
 from llms.upstream import fetch, new_session
 
 log = logging.getLogger("llms.server")
@@ -75,6 +76,7 @@ def create_app(config: Config) -> web.Application:
             ttl_s=state.stream_ttl_s,
         )
     app[keys.STREAMS] = registry
+    app[keys.TELEMETRY] = Sinks()
     app.cleanup_ctx.append(_local_models)
     app.cleanup_ctx.append(_upstream_session)
     app.cleanup_ctx.append(_discovery)

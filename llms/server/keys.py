@@ -12,6 +12,7 @@ from llms.local import LocalServer
 from llms.providers import Providers
 from llms.routing import Router
 from llms.streams.pump import StreamRegistry
+from llms.telemetry.record import Sinks
 
 CONFIG = web.AppKey("config", Config)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -22,3 +23,4 @@ ACTIVE = web.AppKey("active", set[asyncio.Task[object]])
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
 STARTED_AT = web.AppKey("started_at", int)
 STREAMS = web.AppKey("streams", StreamRegistry)
+TELEMETRY = web.AppKey("telemetry", Sinks)

@@ -19,6 +19,7 @@ from llms.errors import GatewayError, ServiceUnavailable
 from llms.routing import Generation, Router
 from llms.streams.log import TERMINAL
 from llms.streams.pump import Stream
+from llms.telemetry.record import RequestRecord, finish_reason_of
 from llms.wire import ChatRequest, Chunk
 
 log = logging.getLogger("llms.relay")
@@ -147,6 +148,7 @@ async def relay(
     include_usage: bool,
     heartbeat_s: float,
     shutting_down: asyncio.Event,
+    record: RequestRecord,
 ) -> web.StreamResponse:
     """Run one streaming request. Errors before anything was sent propagate as HTTP errors."""
     headers = dict(STREAM_HEADERS)
@@ -156,47 +158,71 @@ async def relay(
         try:
             generation = await router.open(chat, meta, include_usage)
         except GatewayError as error:
+            record.failed(error, status=200 if out.started else None)
             if not out.started:
                 raise
             return await _end(out, error_event(error))
         except asyncio.CancelledError:
             if not shutting_down.is_set():
+                record.disconnected = True
                 raise
             uncancel()
             shutdown = ServiceUnavailable("The gateway shut down before the answer started.")
+            record.failed(shutdown, status=200 if out.started else None)
             if not out.started:
                 raise shutdown from None
             return await _end(out, error_event(shutdown))
-        return await _pump(out, generation, meta, shutting_down)
+        record.provider = generation.provider.name
+        return await _pump(out, generation, meta, shutting_down, record)
     finally:
         out.close()
 
 
 async def _pump(
-    out: ClientStream, generation: Generation, meta: StreamMeta, shutting_down: asyncio.Event
+    out: ClientStream,
+    generation: Generation,
+    meta: StreamMeta,
+    shutting_down: asyncio.Event,
+    record: RequestRecord,
 ) -> web.StreamResponse:
     final = DONE
+    batch: list[Chunk] | None = generation.first
+    assert batch is not None
+    chunks = 0
     try:
         if not out.started:
             out.response.headers["X-Provider"] = generation.provider.name
         write = out.write
-        await write(encode_chunks(generation.first))
+        await write(encode_chunks(batch))
+        record.first_output = out.last_write
+        chunks = len(batch)
+        last = batch
         next_batch = generation.next
         while (batch := await next_batch()) is not None:
             await write(encode_chunks(batch))
+            chunks += len(batch)
+            last = batch
+        record.finish_reason = finish_reason_of(last)
     except GatewayError as error:
         log.warning("stream %s failed after it started: %s", meta.id, error.message)
+        record.failed(error, status=200)
         final = error_event(error)
     except ConnectionResetError:
         log.info("stream %s: the client disconnected", meta.id)
+        record.disconnected = True
         return out.response
     except asyncio.CancelledError:
         if not shutting_down.is_set():
             log.info("stream %s: the client disconnected", meta.id)
+            record.disconnected = True
             raise
         uncancel()
-        final = error_event(ServiceUnavailable("The gateway shut down before the answer ended."))
+        shutdown = ServiceUnavailable("The gateway shut down before the answer ended.")
+        record.failed(shutdown, status=200)
+        final = error_event(shutdown)
     finally:
+        record.chunks = chunks
+        record.usage = generation.converter.usage
         generation.close()
     return await _end(out, final)
 

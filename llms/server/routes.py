@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 from aiohttp import web
 
 from llms.chunks import StreamMeta, fold
-from llms.errors import InvalidRequest, ModelNotFound, ServiceUnavailable
+from llms.errors import GatewayError, InvalidRequest, ModelNotFound, ServiceUnavailable
+from llms.routing import Router
 from llms.server import keys
 from llms.server.auth import KEY, authorize_model
+from llms.server.middleware import REQUEST_ID
 from llms.server.relay import relay, relay_log, uncancel
 from llms.server.requests import parse_chat_request
 from llms.streams.pump import Cancelled, Stream
-from llms.wire import Chunk, ModelCard
+from llms.telemetry.record import RequestRecord
+from llms.wire import ChatRequest, Chunk, ModelCard
 
 
 def json_response(
@@ -26,62 +30,97 @@ def json_response(
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """POST /v1/chat/completions: stream (default or resumable mode) or one JSON answer."""
     app = request.app
-    if app[keys.SHUTTING_DOWN].is_set():
-        raise ServiceUnavailable("The gateway is shutting down.", headers={"Retry-After": "1"})
-    chat = parse_chat_request(await request.read())
-    model = chat["model"]
-    authorize_model(request.get(KEY), model)
-    router = app[keys.ROUTER]
-    router.providers_for(model)
-    meta = StreamMeta(model=model)
+    loop = asyncio.get_running_loop()
+    key = request.get(KEY)
+    record = RequestRecord(
+        request_id=request[REQUEST_ID],
+        model="",
+        stream=False,
+        started=loop.time(),
+        wall=time.time(),
+        key=key.name if key is not None else None,
+    )
+    handed_over = False  # a resumable stream's pump finishes the record instead
     active = app[keys.ACTIVE]
     task = asyncio.current_task()
     assert task is not None
     active.add(task)
     try:
-        if chat.get("stream"):
-            options = chat.get("stream_options") or {}
-            if request.headers.get("X-Stream-Resumable", "").lower() == "true":
-                key = request.get(KEY)
-                stream = await app[keys.STREAMS].start(
-                    router,
-                    chat,
-                    meta,
-                    include_usage=bool(options.get("include_usage")),
-                    owner=key.name if key is not None else None,
-                )
-                return await relay_log(
-                    request, stream, 0, heartbeat_s=app[keys.CONFIG].server.heartbeat_s
-                )
-            return await relay(
-                request,
+        if app[keys.SHUTTING_DOWN].is_set():
+            raise ServiceUnavailable("The gateway is shutting down.", headers={"Retry-After": "1"})
+        chat = parse_chat_request(await request.read())
+        record.model = model = chat["model"]
+        authorize_model(key, model)
+        router = app[keys.ROUTER]
+        router.providers_for(model)
+        meta = StreamMeta(model=model)
+        record.stream_id = meta.id
+        if not chat.get("stream"):
+            return await _complete(app, router, chat, meta, record)
+        record.stream = True
+        include_usage = bool((chat.get("stream_options") or {}).get("include_usage"))
+        heartbeat_s = app[keys.CONFIG].server.heartbeat_s
+        if request.headers.get("X-Stream-Resumable", "").lower() == "true":
+            record.resumable = True
+            stream = await app[keys.STREAMS].start(
                 router,
                 chat,
                 meta,
-                include_usage=bool(options.get("include_usage")),
-                heartbeat_s=app[keys.CONFIG].server.heartbeat_s,
-                shutting_down=app[keys.SHUTTING_DOWN],
+                include_usage=include_usage,
+                record=record,
+                on_done=app[keys.TELEMETRY].finish,
             )
-        try:
-            generation = await router.open(chat, meta, include_usage=True)
-            try:
-                chunks: list[Chunk] = list(generation.first)
-                while (batch := await generation.next()) is not None:
-                    chunks += batch
-            finally:
-                generation.close()
-        except asyncio.CancelledError:
-            if not app[keys.SHUTTING_DOWN].is_set():
-                raise
-            uncancel()
-            raise ServiceUnavailable("The gateway shut down before the answer was ready.") from None
-        completion = fold(chunks, meta)
-        if completion["usage"] is None and generation.converter.usage is not None:
-            completion["usage"] = generation.converter.usage
-        return json_response(completion, headers={"X-Provider": generation.provider.name})
+            handed_over = True
+            return await relay_log(request, stream, 0, heartbeat_s=heartbeat_s)
+        return await relay(
+            request,
+            router,
+            chat,
+            meta,
+            include_usage=include_usage,
+            heartbeat_s=heartbeat_s,
+            shutting_down=app[keys.SHUTTING_DOWN],
+            record=record,
+        )
+    except GatewayError as error:
+        record.failed(error)
+        raise
     finally:
         active.discard(task)
+        if not handed_over:
+            record.ended = loop.time()
+            app[keys.TELEMETRY].finish(record)
+
+
+async def _complete(
+    app: web.Application, router: Router, chat: ChatRequest, meta: StreamMeta, record: RequestRecord
+) -> web.Response:
+    """A non-stream answer: the upstream stream folded into one chat.completion."""
+    try:
+        generation = await router.open(chat, meta, include_usage=True)
+        record.provider = generation.provider.name
+        try:
+            chunks: list[Chunk] = list(generation.first)
+            record.first_output = asyncio.get_running_loop().time()
+            while (batch := await generation.next()) is not None:
+                chunks += batch
+        finally:
+            record.usage = generation.converter.usage
+            generation.close()
+    except asyncio.CancelledError:
+        if not app[keys.SHUTTING_DOWN].is_set():
+            record.disconnected = True
+            raise
+        uncancel()
+        raise ServiceUnavailable("The gateway shut down before the answer was ready.") from None
+    completion = fold(chunks, meta)
+    if completion["usage"] is None and record.usage is not None:
+        completion["usage"] = record.usage
+    record.chunks = len(chunks)
+    record.finish_reason = completion["choices"][0]["finish_reason"]
+    return json_response(completion, headers={"X-Provider": generation.provider.name})
 
 
 def _visible_models(request: web.Request) -> list[ModelCard]:

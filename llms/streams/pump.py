@@ -18,7 +18,8 @@ from llms.errors import GatewayError, NotFound
 from llms.routing import Router
 from llms.streams.log import EventLog
 from llms.streams.redis import RedisStreams
-from llms.wire import ChatRequest
+from llms.telemetry.record import RequestRecord, finish_reason_of
+from llms.wire import ChatRequest, Chunk
 
 log = logging.getLogger("llms.streams")
 
@@ -130,14 +131,16 @@ class StreamRegistry:
         meta: StreamMeta,
         *,
         include_usage: bool,
-        owner: str | None,
+        record: RequestRecord,
+        on_done: Callable[[RequestRecord], None],
     ) -> Stream:
+        owner = record.key
         stream = Stream(self, meta.id, owner, self._new_log(meta.id))
         if self.remote is not None:
             await self.remote.register(meta.id, owner)
         self._streams[meta.id] = stream
         stream.task = asyncio.get_running_loop().create_task(
-            pump(stream, router, chat, meta, include_usage), name=f"pump {meta.id}"
+            pump(stream, router, chat, meta, include_usage, record, on_done), name=f"pump {meta.id}"
         )
         stream.task.add_done_callback(lambda _: self._finished(stream))
         return stream
@@ -219,9 +222,30 @@ DONE_EVENT = ("done", b"[DONE]")
 
 
 async def pump(
-    stream: Stream, router: Router, chat: ChatRequest, meta: StreamMeta, include_usage: bool
+    stream: Stream,
+    router: Router,
+    chat: ChatRequest,
+    meta: StreamMeta,
+    include_usage: bool,
+    record: RequestRecord,
+    on_done: Callable[[RequestRecord], None],
 ) -> None:
     """Run the generation into the stream's log until [DONE], whoever is reading."""
+    try:
+        await _generate(stream, router, chat, meta, include_usage, record)
+    finally:
+        record.ended = asyncio.get_running_loop().time()
+        on_done(record)
+
+
+async def _generate(
+    stream: Stream,
+    router: Router,
+    chat: ChatRequest,
+    meta: StreamMeta,
+    include_usage: bool,
+    record: RequestRecord,
+) -> None:
     event_log = stream.log
     started = False
 
@@ -235,6 +259,7 @@ async def pump(
         try:
             generation = await router.open(chat, meta, include_usage, on_status=on_status)
         except GatewayError as error:
+            record.failed(error, status=200 if started else None)
             if started:
                 await event_log.append([error_event(error), DONE_EVENT])
             else:
@@ -246,16 +271,27 @@ async def pump(
                 await event_log.append([("fail", dumps(failure))])
             return
         try:
-            stream.provider = generation.provider.name
-            await event_log.append([("chunk", dumps(c)) for c in generation.first])
+            stream.provider = record.provider = generation.provider.name
+            batch: list[Chunk] | None = generation.first
+            assert batch is not None
+            await event_log.append([("chunk", dumps(c)) for c in batch])
+            record.first_output = asyncio.get_running_loop().time()
+            record.chunks = len(batch)
+            last = batch
             while (batch := await generation.next()) is not None:
                 await event_log.append([("chunk", dumps(c)) for c in batch])
+                record.chunks += len(batch)
+                last = batch
+            record.finish_reason = finish_reason_of(last)
             await event_log.append([DONE_EVENT])
         except GatewayError as error:
             log.warning("stream %s failed after it started: %s", stream.id, error.message)
+            record.failed(error, status=200)
             await event_log.append([error_event(error), DONE_EVENT])
         finally:
+            record.usage = generation.converter.usage
             generation.close()
     except asyncio.CancelledError:
         reason = stream.reason or Cancelled("The stream was cancelled.")
+        record.failed(reason, status=200)
         await event_log.append([error_event(reason), DONE_EVENT])

@@ -1,0 +1,1 @@
+"""What the gateway did: one record per request, handed to the telemetry sinks at its end."""

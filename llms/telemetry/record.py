@@ -1,0 +1,66 @@
+"""The record of one chat request, filled along the chunk's path and finished once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from llms.errors import GatewayError
+from llms.wire import Chunk, Usage
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """Times are the event loop's clock (seconds); `wall` is the Unix time it started."""
+
+    request_id: str
+    model: str
+    stream: bool
+    started: float
+    wall: float
+    key: str | None = None
+    resumable: bool = False
+    provider: str | None = None
+    status: int = 200
+    first_output: float | None = None
+    ended: float | None = None
+    chunks: int = 0
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    error_type: str | None = None
+    error_code: str | None = None
+    stream_id: str | None = None
+    disconnected: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def failed(self, error: GatewayError, *, status: int | None = None) -> None:
+        self.status = status if status is not None else error.status
+        self.error_type = error.type
+        self.error_code = error.code
+
+
+class Sink(Protocol):
+    """Receives every finished record. Must not block: it runs on the request path."""
+
+    def finish(self, record: RequestRecord) -> None: ...
+
+
+class Sinks:
+    """Fans a finished record out to every sink."""
+
+    def __init__(self, sinks: list[Sink] | None = None) -> None:
+        self.sinks: list[Sink] = list(sinks or [])
+
+    def finish(self, record: RequestRecord) -> None:
+        for sink in self.sinks:
+            sink.finish(record)
+
+
+def finish_reason_of(chunks: list[Chunk]) -> str | None:
+    """The last finish reason in a batch (the final batch of a stream holds it)."""
+    for item in reversed(chunks):
+        for choice in item["choices"]:
+            reason = choice["finish_reason"]
+            if reason is not None:
+                return str(reason)
+    return None
