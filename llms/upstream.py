@@ -52,7 +52,12 @@ class Watchdog:
             self.expires = None
             return
         self.expires = when
-        if self._handle is None:
+        handle = self._handle
+        if handle is None:
+            self._handle = self._loop.call_at(when, self._check)
+        elif when < handle.when():
+            # An earlier deadline (idle after first-token): the armed timer would be too late.
+            handle.cancel()
             self._handle = self._loop.call_at(when, self._check)
 
     def _check(self) -> None:

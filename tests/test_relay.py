@@ -287,3 +287,27 @@ async def test_error_before_any_output_is_an_http_error(
     assert status == 502
     assert headers["Content-Type"].startswith("application/json")
     assert orjson.loads(body)["error"]["message"] == "boom"
+
+
+async def test_idle_timeout_applies_after_the_commit_not_the_first_token_one(
+    fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]]
+) -> None:
+    config = gateway_config(
+        {
+            "fake": {
+                "type": "openai",
+                "base_url": fake_openai.base_url,  # type: ignore[attr-defined]
+                "models": {"test-model": "up-model"},
+                "timeouts": {"idle_s": 0.5, "first_token_s": 30},
+            }
+        },
+        routing={"max_attempts": 1},
+    )
+    base = await make_gateway(config)
+    fake_openai.scripts["up-model"] = Script(writes=sse(chunk({"content": "x"})), fault="stall")
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.post(f"{base}/chat/completions", json=CHAT) as resp,
+    ):
+        body = await resp.read()  # with the 30 s first-token timer still armed, this times out
+    assert error_events(body)[0]["code"] == "upstream_idle_timeout"
