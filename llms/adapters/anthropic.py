@@ -307,8 +307,9 @@ def _data_url(url: str) -> tuple[str, str]:
     if not url.startswith("data:"):
         return "", ""
     header, _, data = url[5:].partition(",")
-    media_type, _, encoding = header.partition(";")
-    return (media_type.lower(), data) if encoding == "base64" else ("", "")
+    if not header.endswith(";base64"):
+        return "", ""
+    return header.partition(";")[0].lower(), data
 
 
 def _tool_uses(calls: Any, where: str) -> list[dict[str, Any]]:
@@ -318,10 +319,12 @@ def _tool_uses(calls: Any, where: str) -> list[dict[str, Any]]:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict) or call.get("type", "function") != "function":
             raise _unsupported(at, "Anthropic takes function tool calls only.")
-        try:
-            arguments = orjson.loads(function.get("arguments") or "{}")
-        except orjson.JSONDecodeError:
-            arguments = None
+        arguments = function.get("arguments") or "{}"
+        if isinstance(arguments, str):
+            try:
+                arguments = orjson.loads(arguments)
+            except orjson.JSONDecodeError:
+                arguments = None
         if not isinstance(arguments, dict):
             raise _unsupported(
                 f"{at}.function.arguments",

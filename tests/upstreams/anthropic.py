@@ -1,0 +1,167 @@
+"""A fake Anthropic Messages API: a real aiohttp server on 127.0.0.1 replaying scripts.
+
+It speaks the real protocol (protocol.md §3.3): `POST /v1/messages` with `x-api-key` and
+`anthropic-version` headers, `max_tokens` required, answers as SSE with named events
+(`event: <type>\\ndata: <json>\\n\\n`), errors as `{"type": "error", "error": {...}}`. Playback,
+faults and recording come from the fake OpenAI server (`Script`, `Received`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.upstreams.openai import FakeOpenAI, Received, Script, transcript
+
+API_KEY = "sk-ant-test"
+VERSION = "2023-06-01"
+MODEL = "claude-sonnet-4-5"
+TRANSCRIPTS = (
+    "text",
+    "tool_use",
+    "parallel_tools",
+    "thinking",
+    "refusal",
+    "max_tokens",
+    "stop_sequence",
+    "cached_usage",
+    "server_tools",
+)
+
+
+def event(obj: dict[str, Any]) -> bytes:
+    """One SSE event named after the object's `type`, as Anthropic frames it."""
+    return b"event: " + obj["type"].encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+
+
+def events(*objects: dict[str, Any]) -> list[bytes]:
+    return [event(obj) for obj in objects]
+
+
+def message_start(input_tokens: int = 10, **usage: int) -> dict[str, Any]:
+    return {
+        "type": "message_start",
+        "message": {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": MODEL,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1, **usage},
+        },
+    }
+
+
+def text_start(index: int = 0) -> dict[str, Any]:
+    return {
+        "type": "content_block_start",
+        "index": index,
+        "content_block": {"type": "text", "text": ""},
+    }
+
+
+def text_delta(text: str, index: int = 0) -> dict[str, Any]:
+    return {
+        "type": "content_block_delta",
+        "index": index,
+        "delta": {"type": "text_delta", "text": text},
+    }
+
+
+def block_stop(index: int = 0) -> dict[str, Any]:
+    return {"type": "content_block_stop", "index": index}
+
+
+def message_delta(stop_reason: str | None = "end_turn", output_tokens: int = 5) -> dict[str, Any]:
+    return {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+        "usage": {"output_tokens": output_tokens},
+    }
+
+
+MESSAGE_STOP = {"type": "message_stop"}
+
+
+def error_event(kind: str = "overloaded_error", message: str = "Overloaded") -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def error_body(kind: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_fake"}
+
+
+def text_script(
+    pieces: list[str], *, stop: bool = True, stop_reason: str = "end_turn", **kw: Any
+) -> Script:
+    """A text answer, one write per event; without `stop` it ends after the last piece."""
+    objects = [message_start(), text_start(), *(text_delta(p) for p in pieces)]
+    if stop:
+        objects += [block_stop(), message_delta(stop_reason, len(pieces)), MESSAGE_STOP]
+    return Script(writes=events(*objects), **kw)
+
+
+def recorded(name: str, **kw: Any) -> Script:
+    """A transcript from tests/transcripts/anthropic/, one write per event."""
+    return transcript(f"anthropic/{name}.sse", **kw)
+
+
+def error_script(
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+) -> Script:
+    return Script(
+        writes=[orjson.dumps(error_body(kind, message))],
+        status=status,
+        headers=headers or {},
+        content_type="application/json",
+    )
+
+
+class FakeAnthropic(FakeOpenAI):
+    """Serves POST /v1/messages from scripts chosen by the upstream model name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.default = recorded("text")
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.app.router.add_post("/v1/messages", self._messages)
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return _error(400, "invalid_request_error", "There was an issue with the JSON body.")
+        self.received.append(Received(request.path, dict(request.headers), body, time.monotonic()))
+        # The checks the real API makes before it streams anything.
+        if request.headers.get("x-api-key") != API_KEY:
+            return _error(401, "authentication_error", "invalid x-api-key")
+        if request.headers.get("anthropic-version") != VERSION:
+            return _error(400, "invalid_request_error", "anthropic-version: header is required")
+        if not isinstance(body.get("max_tokens"), int):
+            return _error(400, "invalid_request_error", "max_tokens: Field required")
+        if any(m.get("role") not in ("user", "assistant") for m in body.get("messages", ())):
+            return _error(400, "invalid_request_error", "messages: Unexpected role")
+        script = self.script_for(body.get("model", ""))
+        self.active += 1
+        try:
+            return await self._play(request, script)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.gone.append(time.monotonic())
+            raise
+        finally:
+            self.active -= 1
+
+
+def _error(status: int, kind: str, message: str) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(error_body(kind, message)),
+        status=status,
+        content_type="application/json",
+    )
