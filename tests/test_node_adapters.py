@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import gateway_config
 from tests.node_client import needs_node, run_node
+from tests.upstreams import anthropic as anthropic_fake
 from tests.upstreams import gemini as gemini_fake
 from tests.upstreams import ollama as ollama_fake
 from tests.upstreams.openai import FakeOpenAI
@@ -75,5 +76,28 @@ async def test_gemini(make_gateway: Callable[..., Awaitable[str]]) -> None:
             [
                 ("ujx4wm2b", "get_weather", {"city": "Paris"}),
                 ("3lq9d0ft", "get_weather", {"city": "Tokyo"}),
+            ],
+        )
+
+
+async def test_anthropic(make_gateway: Callable[..., Awaitable[str]]) -> None:
+    fake = anthropic_fake.FakeAnthropic()
+    fake.scripts["claude-sonnet-4-5"] = anthropic_fake.recorded("parallel_tools")
+    async for url in serve(fake, ""):
+        provider = {
+            "type": "anthropic",
+            "base_url": url,
+            "api_key": anthropic_fake.API_KEY,
+            "models": {"claude": "claude-sonnet-4-5"},
+        }
+        base = await make_gateway(
+            gateway_config({"anthropic": provider}, routing={"max_attempts": 1})
+        )
+        result = await run_node(base, "claude", "final", TOOLS)
+        assert_calls(
+            result,
+            [
+                ("toolu_01Paris9mWq3ZkJ8xVfT2bH", "get_weather", {"city": "Paris"}),
+                ("toolu_01Tokyo4cRn8LpA6sYdE1uG", "get_time", {"city": "Tokyo", "utc": True}),
             ],
         )
