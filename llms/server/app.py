@@ -19,6 +19,7 @@ from llms.routing import Router
 from llms.server import keys, routes
 from llms.server.auth import KEY, OPEN_PATHS, authenticate
 from llms.server.middleware import add_request_id, assign_request_id, errors_middleware
+from llms.server.ui import add_ui_routes
 from llms.streams.memory import MemoryLog
 from llms.streams.pump import StreamRegistry
 from llms.streams.redis import RedisStreams
@@ -89,6 +90,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/v1/streams/{id}/cancel", routes.cancel_stream)
     app.router.add_get("/health", routes.health)
     app.router.add_get("/ready", routes.ready)
+    add_ui_routes(app)
     return app
 
 
