@@ -255,8 +255,8 @@ async def relay_log(
     headers["X-Stream-Id"] = stream.id
     out = ClientStream(request, headers, heartbeat_s)
     stream.attach()
+    seq = after
     try:
-        seq = after
         while events := await stream.log.read(seq, cursor=out):
             if events[0].kind == "fail" and not out.started:
                 raise failure_of(events[0].data)
@@ -267,8 +267,14 @@ async def relay_log(
             if events[-1].kind in TERMINAL:
                 break
         await out.finish()
+    except GatewayError as error:
+        if not out.started:
+            raise
+        # The log itself failed (Redis unreachable…): the reader still gets an honest end.
+        log.warning("stream %s: reading its events failed: %s", stream.id, error.message)
+        return await _end(out, error_event(error))
     except ConnectionResetError:
-        log.info("stream %s: a reader left at event %d", stream.id, after)
+        log.info("stream %s: a reader left after event %d", stream.id, seq)
     finally:
         out.close()
         stream.log.forget(out)
