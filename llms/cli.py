@@ -21,6 +21,8 @@ from aiohttp import web
 from llms.config import Config, load_config
 from llms.errors import ConfigError
 from llms.framing import SSEDecoder
+from llms.telemetry.logs import LOG_FORMATS, configure_logging
+from llms.telemetry.redact import secrets_of
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -54,6 +56,13 @@ def main(argv: list[str] | None = None) -> None:
         type=str.lower,
         choices=LOG_LEVELS,
         default=os.environ.get("LLMS_LOG_LEVEL", "info").lower(),
+    )
+    serve.add_argument(
+        "--log-format",
+        type=str.lower,
+        choices=LOG_FORMATS,
+        default=os.environ.get("LLMS_LOG_FORMAT", "text").lower(),
+        help="text lines, or one JSON object a line (with the request id)",
     )
 
     chat = commands.add_parser("chat", help="stream an answer to the terminal")
@@ -119,10 +128,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     config = _load_or_exit(args.config)
+    # The formatter also scrubs every credential the config holds from whatever is logged.
+    configure_logging(args.log_level, args.log_format, secrets_of(config))
     if not config.server.api_keys and not _is_loopback(args.host) and not args.insecure_no_auth:
         return _fail(
             f"refusing to listen on {args.host} without server.api_keys: anyone who can reach it "

@@ -68,6 +68,11 @@ class StateConfig:
     request_log: str | None = "sqlite:~/.llms/requests.db"
     stream_ttl_s: float = 600.0
     stream_max_mb: float = 4.0
+    # Rows older than this are pruned (None: kept for ever); rows waiting for the writer beyond
+    # `request_log_queue` are dropped and counted; the messages and answers only if `log_content`.
+    request_log_retention_days: float | None = 30.0
+    request_log_queue: int = 10_000
+    log_content: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,9 @@ class ProviderConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     include_usage: bool = True
     options: Mapping[str, Any] = field(default_factory=dict)
+    # USD per million prompt / completion tokens (for the usage API's cost); None: not priced.
+    price_in: float | None = None
+    price_out: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,21 +297,46 @@ def _state(r: _Reader, value: Any) -> StateConfig:
     obj = r.obj(
         value,
         "state",
-        ("redis_url", "resume_grace_s", "request_log", "stream_ttl_s", "stream_max_mb"),
+        (
+            "redis_url",
+            "resume_grace_s",
+            "request_log",
+            "stream_ttl_s",
+            "stream_max_mb",
+            "request_log_retention_days",
+            "request_log_queue",
+            "log_content",
+        ),
     )
     defaults = StateConfig()
     redis_url = obj.get("redis_url")
     request_log = obj.get("request_log", defaults.request_log)
+    if request_log is not None:
+        request_log = r.string(request_log, "state.request_log")
+        if not request_log.startswith("sqlite:") or request_log == "sqlite:":
+            raise r.fail(
+                "state.request_log",
+                f'expected "sqlite:<path>" or null, got {_show(request_log)}',
+            )
     return StateConfig(
         redis_url=None if redis_url is None else r.string(redis_url, "state.redis_url"),
         resume_grace_s=r.number(
             obj.get("resume_grace_s", defaults.resume_grace_s), "state.resume_grace_s", low=-1
         ),
-        request_log=None if request_log is None else r.string(request_log, "state.request_log"),
+        request_log=request_log,
         stream_ttl_s=r.number(obj.get("stream_ttl_s", defaults.stream_ttl_s), "state.stream_ttl_s"),
         stream_max_mb=r.number(
             obj.get("stream_max_mb", defaults.stream_max_mb), "state.stream_max_mb"
         ),
+        request_log_retention_days=r.number(
+            obj.get("request_log_retention_days", defaults.request_log_retention_days),
+            "state.request_log_retention_days",
+            nullable=True,
+        ),
+        request_log_queue=r.integer(
+            obj.get("request_log_queue", defaults.request_log_queue), "state.request_log_queue"
+        ),
+        log_content=r.boolean(obj.get("log_content", defaults.log_content), "state.log_content"),
     )
 
 
@@ -337,11 +370,12 @@ def _timeouts(r: _Reader, value: Any, path: str, base: Timeouts) -> Timeouts:
     )
 
 
+_PRICES = ("price_in", "price_out")
 _PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
-    "openai": ("base_url", "api_key", "models", "timeouts", "headers", "include_usage"),
-    "ollama": ("base_url", "api_key", "models", "timeouts", "headers"),
-    "anthropic": ("base_url", "api_key", "models", "timeouts", "headers", "max_tokens"),
-    "gemini": ("base_url", "api_key", "models", "timeouts", "headers"),
+    "openai": ("base_url", "api_key", "models", "timeouts", "headers", "include_usage", *_PRICES),
+    "ollama": ("base_url", "api_key", "models", "timeouts", "headers", *_PRICES),
+    "anthropic": ("base_url", "api_key", "models", "timeouts", "headers", "max_tokens", *_PRICES),
+    "gemini": ("base_url", "api_key", "models", "timeouts", "headers", *_PRICES),
     "local": ("model", "model_path", "n_ctx", "threads", "parallel", "timeouts"),
 }
 
@@ -428,7 +462,21 @@ def _provider(
         headers=headers,
         include_usage=r.boolean(obj.get("include_usage", True), f"{path}.include_usage"),
         options=options,
+        price_in=_price(r, obj.get("price_in"), f"{path}.price_in"),
+        price_out=_price(r, obj.get("price_out"), f"{path}.price_out"),
     )
+
+
+def _price(r: _Reader, value: Any, path: str) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value < float("inf")
+    ):
+        raise r.fail(path, f"expected USD per million tokens (a number >= 0), got {_show(value)}")
+    return float(value)
 
 
 def _models(r: _Reader, value: Any, path: str) -> dict[str, str]:

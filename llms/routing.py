@@ -15,7 +15,7 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -31,6 +31,7 @@ from llms.errors import (
 )
 from llms.framing import NDJSONDecoder, SSEDecoder
 from llms.providers import CircuitBreaker, Providers
+from llms.telemetry.redact import redact_error, secrets_of
 from llms.upstream import UpstreamCall
 from llms.wire import ChatRequest, Chunk
 
@@ -106,6 +107,7 @@ class Generation:
         "first",
         "on_failure",
         "provider",
+        "tap",
     )
 
     def __init__(
@@ -128,6 +130,8 @@ class Generation:
         self.first: list[Chunk] = []
         # Told about a failure after the commit (the provider's circuit breaker listens).
         self.on_failure: Callable[[GatewayError], None] | None = None
+        # Sees every later batch (the request log keeps the answer with `state.log_content`).
+        self.tap: Callable[[list[Chunk]], None] | None = None
 
     @property
     def converter(self) -> Converter:
@@ -142,7 +146,10 @@ class Generation:
                 raise pending
             if self._ended:
                 return None
-            return await self._next()
+            batch = await self._next()
+            if batch is not None and self.tap is not None:
+                self.tap(batch)
+            return batch
         except GatewayError as error:
             if self.on_failure is not None:
                 self.on_failure(error)
@@ -213,13 +220,34 @@ class Generation:
 StatusCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class RouteObserver(Protocol):
+    """Told what routing does (telemetry counts attempts, retries and fallbacks with it)."""
+
+    def sending(self, provider: ProviderConfig, request: ChatRequest) -> None:
+        """An attempt's upstream request is about to be sent."""
+
+    def failed(self, model: str, provider: ProviderConfig, follower: ProviderConfig) -> None:
+        """An attempt failed and `follower` is tried next (the same provider: a retry)."""
+
+    def committed(self, generation: Generation) -> None:
+        """An attempt committed: its first output is in `generation.first`."""
+
+
 class Router:
     """Opens generations: providers in config order, retries, fallback, circuit breakers."""
 
-    def __init__(self, providers: Providers, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        providers: Providers,
+        session: aiohttp.ClientSession,
+        observer: RouteObserver | None = None,
+    ) -> None:
         self.providers = providers
         self.config = providers.config
         self._session = session
+        self.observer = observer
+        # Credentials never reach a client or a log through an upstream's error message.
+        self._secrets = secrets_of(self.config)
 
     @property
     def routes(self) -> dict[str, tuple[ProviderConfig, ...]]:
@@ -247,6 +275,7 @@ class Router:
         max_attempts = self.config.routing.max_attempts
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.routing.timeouts.first_token_s
+        observer = self.observer
         last: GatewayError | None = None
         attempt = 0
         skipped = 0
@@ -279,6 +308,8 @@ class Router:
                     if wait is None or loop.time() + wait >= deadline:
                         break
                     delay = wait
+                if observer is not None:
+                    observer.failed(meta.model, provider, follower)
                 log.info(
                     "provider %s failed (%s); attempt %d", provider.name, error.message, attempt
                 )
@@ -297,7 +328,11 @@ class Router:
                     await asyncio.sleep(delay)
                 continue
             breaker.succeeded()
-            generation.on_failure = functools.partial(_report_failure, registry, breaker)
+            generation.on_failure = functools.partial(
+                _report_failure, registry, breaker, self._secrets
+            )
+            if observer is not None:
+                observer.committed(generation)
             return generation
         if last is None:
             now = registry.now()
@@ -326,6 +361,8 @@ class Router:
         if timeouts.total_s is not None:
             deadline = min(deadline, loop.time() + timeouts.total_s)
         call = UpstreamCall(self._session, upstream_request, timeouts)
+        if self.observer is not None:
+            self.observer.sending(provider, request)
         try:
             await call.open(deadline)
             if call.status >= 300:
@@ -335,13 +372,18 @@ class Router:
             converter = adapter.new_converter(StreamContext(meta, include_usage))
             generation = Generation(call, decoder, converter, provider)
             await generation.commit(deadline)
-        except BaseException:
+        except BaseException as exc:
             call.close()
+            if isinstance(exc, GatewayError):
+                redact_error(exc, self._secrets)
             raise
         return generation
 
 
-def _report_failure(registry: Providers, breaker: CircuitBreaker, error: GatewayError) -> None:
+def _report_failure(
+    registry: Providers, breaker: CircuitBreaker, secrets: tuple[str, ...], error: GatewayError
+) -> None:
+    redact_error(error, secrets)
     if counts_against_provider(error):
         breaker.failed(registry.now())
 

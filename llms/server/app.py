@@ -23,7 +23,12 @@ from llms.server.ui import add_ui_routes
 from llms.streams.memory import MemoryLog
 from llms.streams.pump import StreamRegistry
 from llms.streams.redis import RedisStreams
-from llms.telemetry.record import Sinks
+from llms.telemetry import api
+from llms.telemetry.attempts import RouteTelemetry
+from llms.telemetry.logs import AccessLog
+from llms.telemetry.metrics import Metrics
+from llms.telemetry.record import Sink, Sinks
+from llms.telemetry.usage import RequestLog
 from llms.upstream import fetch, new_session
 
 log = logging.getLogger("llms.server")
@@ -77,7 +82,14 @@ def create_app(config: Config) -> web.Application:
             ttl_s=state.stream_ttl_s,
         )
     app[keys.STREAMS] = registry
-    app[keys.TELEMETRY] = Sinks()
+    metrics = app[keys.METRICS] = Metrics(app[keys.PROVIDERS])
+    request_log = RequestLog.from_config(config, metrics.request_log_dropped.inc)
+    app[keys.REQUEST_LOG] = request_log
+    sinks: list[Sink] = [metrics, AccessLog()]
+    if request_log is not None:
+        sinks.append(request_log)
+        app.cleanup_ctx.append(_request_log(request_log))
+    app[keys.TELEMETRY] = Sinks(sinks)
     app.cleanup_ctx.append(_local_models)
     app.cleanup_ctx.append(_upstream_session)
     app.cleanup_ctx.append(_discovery)
@@ -90,6 +102,8 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/v1/streams/{id}/cancel", routes.cancel_stream)
     app.router.add_get("/health", routes.health)
     app.router.add_get("/ready", routes.ready)
+    app.router.add_get("/metrics", api.metrics)
+    app.router.add_get("/api/usage", api.usage)
     add_ui_routes(app)
     return app
 
@@ -106,6 +120,15 @@ def _redis(remote: RedisStreams) -> Callable[[web.Application], AsyncIterator[No
     return connect
 
 
+def _request_log(request_log: RequestLog) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        await request_log.start()
+        yield
+        await request_log.stop()
+
+    return run
+
+
 def _replica_header(
     replica: str,
 ) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
@@ -118,7 +141,8 @@ def _replica_header(
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
     session = new_session()
     app[keys.SESSION] = session
-    app[keys.ROUTER] = Router(app[keys.PROVIDERS], session)
+    observer = RouteTelemetry(app[keys.METRICS], log_content=app[keys.CONFIG].state.log_content)
+    app[keys.ROUTER] = Router(app[keys.PROVIDERS], session, observer)
     yield
     await session.close()
 

@@ -12,7 +12,9 @@ from llms.local import LocalServer
 from llms.providers import Providers
 from llms.routing import Router
 from llms.streams.pump import StreamRegistry
+from llms.telemetry.metrics import Metrics
 from llms.telemetry.record import Sinks
+from llms.telemetry.usage import RequestLog
 
 CONFIG = web.AppKey("config", Config)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -24,3 +26,5 @@ SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
 STARTED_AT = web.AppKey("started_at", int)
 STREAMS = web.AppKey("streams", StreamRegistry)
 TELEMETRY = web.AppKey("telemetry", Sinks)
+METRICS = web.AppKey("metrics", Metrics)
+REQUEST_LOG: web.AppKey[RequestLog | None] = web.AppKey("request_log")

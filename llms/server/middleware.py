@@ -17,6 +17,7 @@ from llms.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from llms.telemetry.logs import CURRENT_REQUEST_ID
 
 log = logging.getLogger("llms.server")
 
@@ -60,7 +61,18 @@ def _from_http(exc: web.HTTPException, request: web.Request) -> GatewayError:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error becomes OpenAI's error shape with the right status."""
+    """Every error becomes OpenAI's error shape with the right status.
+
+    Outermost, it also puts the request id in the logging context for the whole request.
+    """
+    token = CURRENT_REQUEST_ID.set(assign_request_id(request))
+    try:
+        return await _answer(request, handler)
+    finally:
+        CURRENT_REQUEST_ID.reset(token)
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as error:
@@ -79,7 +91,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 def assign_request_id(request: web.Request) -> str:
-    """The client's X-Request-Id when it is sane, else a new one."""
+    """The client's X-Request-Id when it is sane, else a new one (once per request)."""
+    if REQUEST_ID in request:
+        return request[REQUEST_ID]
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _CLIENT_ID.match(given) else "req_" + secrets.token_hex(12)
     request[REQUEST_ID] = request_id

@@ -17,6 +17,7 @@ from llms.server.middleware import REQUEST_ID
 from llms.server.relay import relay, relay_log, uncancel
 from llms.server.requests import parse_chat_request
 from llms.streams.pump import Cancelled, Stream
+from llms.telemetry.attempts import CURRENT_RECORD
 from llms.telemetry.record import RequestRecord
 from llms.wire import ChatRequest, Chunk, ModelCard
 
@@ -43,6 +44,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         key=key.name if key is not None else None,
     )
     handed_over = False  # a resumable stream's pump finishes the record instead
+    current = CURRENT_RECORD.set(record)  # routing's observer fills it (attempts, timings)
     active = app[keys.ACTIVE]
     task = asyncio.current_task()
     assert task is not None
@@ -60,6 +62,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if not chat.get("stream"):
             return await _complete(app, router, chat, meta, record)
         record.stream = True
+        app[keys.METRICS].stream_started()
         include_usage = bool((chat.get("stream_options") or {}).get("include_usage"))
         heartbeat_s = app[keys.CONFIG].server.heartbeat_s
         if request.headers.get("X-Stream-Resumable", "").lower() == "true":
@@ -88,6 +91,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         record.failed(error)
         raise
     finally:
+        CURRENT_RECORD.reset(current)
         active.discard(task)
         if not handed_over:
             record.ended = loop.time()
@@ -174,6 +178,7 @@ async def _stream_of(request: web.Request) -> Stream:
 async def resume_stream(request: web.Request) -> web.StreamResponse:
     """GET /v1/streams/{id}: replay after `Last-Event-ID` (or `?last_event_id=`), then follow."""
     stream = await _stream_of(request)
+    request.app[keys.METRICS].resumes.inc()
     raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id", "0")).strip()
     if not raw.isdigit():
         raise InvalidRequest(
@@ -188,6 +193,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
 async def cancel_stream(request: web.Request) -> web.Response:
     """POST /v1/streams/{id}/cancel: stop the generation; idempotent."""
     stream = await _stream_of(request)
+    request.app[keys.METRICS].cancels.inc()
     stopped = await request.app[keys.STREAMS].cancel(stream, Cancelled("The stream was cancelled."))
     return json_response(
         {

@@ -31,6 +31,15 @@ class RequestRecord:
     error_code: str | None = None
     stream_id: str | None = None
     disconnected: bool = False
+    # Routing (set through Router's observer): attempts made, when the first attempt's request
+    # was sent, when the committed attempt's was sent, and when that attempt committed.
+    attempts: int = 0
+    upstream_sent: float | None = None
+    attempt_sent: float | None = None
+    committed: float | None = None
+    # Only with `state.log_content`: the request's messages (JSON) and the answer's text.
+    prompt_content: str | None = None
+    answer_parts: list[str] | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def failed(self, error: GatewayError, *, status: int | None = None) -> None:

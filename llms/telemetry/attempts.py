@@ -1,0 +1,63 @@
+"""Routing's side of the record: attempts, when they were sent and committed, retries, fallbacks.
+
+Router.open does not know the record; the chat handler puts it in `CURRENT_RECORD` (a context
+variable, so one value per request's task, inherited by the resumable stream's pump task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextvars import ContextVar
+
+import orjson
+
+from llms.config import ProviderConfig
+from llms.routing import Generation
+from llms.telemetry.metrics import Metrics
+from llms.telemetry.record import RequestRecord
+from llms.wire import ChatRequest, Chunk
+
+CURRENT_RECORD: ContextVar[RequestRecord | None] = ContextVar("llms_record", default=None)
+
+
+class RouteTelemetry:
+    """The Router's observer: fills the current request's record and counts retries."""
+
+    def __init__(self, metrics: Metrics, *, log_content: bool = False) -> None:
+        self.metrics = metrics
+        self.log_content = log_content
+
+    def sending(self, provider: ProviderConfig, request: ChatRequest) -> None:
+        record = CURRENT_RECORD.get()
+        if record is None:
+            return
+        now = asyncio.get_running_loop().time()
+        record.attempts += 1
+        record.attempt_sent = now
+        record.provider = provider.name  # the last one tried, for requests that fail
+        if record.upstream_sent is None:
+            record.upstream_sent = now
+            if self.log_content:
+                record.prompt_content = orjson.dumps(request.get("messages")).decode()
+
+    def failed(self, model: str, provider: ProviderConfig, follower: ProviderConfig) -> None:
+        self.metrics.retried(model, provider.name, fallback=follower is not provider)
+
+    def committed(self, generation: Generation) -> None:
+        record = CURRENT_RECORD.get()
+        if record is None:
+            return
+        record.committed = asyncio.get_running_loop().time()
+        if self.log_content:
+            parts: list[str] = []
+            record.answer_parts = parts
+            _keep_text(generation.first, parts)
+            generation.tap = lambda batch: _keep_text(batch, parts)
+
+
+def _keep_text(chunks: list[Chunk], parts: list[str]) -> None:
+    for item in chunks:
+        for choice in item["choices"]:
+            text = choice["delta"].get("content")
+            if text and choice["index"] == 0:
+                parts.append(text)

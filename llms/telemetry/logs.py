@@ -1,0 +1,111 @@
+"""Log lines: text or JSON, each with the id of the request being handled, never a credential.
+
+The request id travels in a `ContextVar` (set by the request-id middleware), so every line
+logged while a request is handled carries it, including lines from the resumable stream's
+pump task, which inherits the context of the request that started it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from contextvars import ContextVar
+
+import orjson
+
+from llms.telemetry.record import RequestRecord
+from llms.telemetry.redact import redact
+
+# Context-local (one value per request's task), not process state.
+CURRENT_REQUEST_ID: ContextVar[str | None] = ContextVar("llms_request_id", default=None)
+
+LOG_FORMATS = ("text", "json")
+access_log = logging.getLogger("llms.access")
+
+
+class _Redacting(logging.Formatter):
+    """Renders a line, then replaces every known secret in it (a last line of defence)."""
+
+    def __init__(self, secrets: tuple[str, ...] = (), fmt: str | None = None) -> None:
+        super().__init__(fmt)
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.render(record), self.secrets)
+
+    def render(self, record: logging.LogRecord) -> str:
+        return super().format(record)
+
+
+class TextFormatter(_Redacting):
+    """`time level logger: message`, with ` [request_id]` while a request is handled."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__(secrets, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def render(self, record: logging.LogRecord) -> str:
+        line = super().render(record)
+        request_id = CURRENT_REQUEST_ID.get()
+        if request_id is None:
+            return line
+        head, newline, rest = line.partition("\n")
+        return f"{head} [{request_id}]{newline}{rest}"
+
+
+class JSONFormatter(_Redacting):
+    """One JSON object a line: time (UTC, ISO 8601), level, logger, message, request_id."""
+
+    def render(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": _iso(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": CURRENT_REQUEST_ID.get(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def _iso(created: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+
+
+def configure_logging(level: str, fmt: str, secrets: tuple[str, ...] = ()) -> logging.Handler:
+    """The root logger writes to stderr in `fmt` ("text" or "json") at `level`."""
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = JSONFormatter(secrets) if fmt == "json" else TextFormatter(secrets)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return handler
+
+
+class AccessLog:
+    """A sink: one debug line per finished chat request (no content, no key, only its name)."""
+
+    def finish(self, record: RequestRecord) -> None:
+        if not access_log.isEnabledFor(logging.DEBUG):
+            return
+        duration = (record.ended or record.started) - record.started
+        usage = record.usage
+        access_log.debug(
+            "chat model=%s provider=%s status=%d stream=%s attempts=%d duration_ms=%.1f "
+            "tokens=%s finish=%s error=%s key=%s",
+            record.model or "-",
+            record.provider or "-",
+            record.status,
+            "resumable" if record.resumable else record.stream,
+            record.attempts,
+            duration * 1000,
+            usage["completion_tokens"] if usage else "-",
+            record.finish_reason or "-",
+            record.error_code or record.error_type or "-",
+            record.key or "-",
+        )

@@ -1,0 +1,270 @@
+"""Prometheus metrics, one registry per app (never the process-wide default registry).
+
+Labels are bounded: models outside the routing table are "unknown", a request without a
+provider is "none", and every label keeps at most `LABEL_LIMIT` distinct values (later new
+values become "other"). Stream ids and request ids are never labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from llms.providers import Providers
+from llms.telemetry import timing
+from llms.telemetry.record import RequestRecord
+
+LABEL_LIMIT = 200
+CIRCUIT_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+OVERHEAD_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+RATE_BUCKETS = (1.0, 5.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0, 150.0, 250.0, 500.0, 1000.0, 5000.0)
+
+
+class LabelCap:
+    """At most `limit` distinct values for one label; any later new value becomes "other"."""
+
+    def __init__(self, limit: int = LABEL_LIMIT) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) >= self.limit:
+            return "other"
+        self.seen.add(value)
+        return value
+
+
+class _Children(NamedTuple):
+    """The labelled children of one (model, provider), looked up once (labels() is not free)."""
+
+    duration: Histogram
+    ttft: Histogram
+    chunk_gap: Histogram
+    upstream_latency: Histogram
+    overhead: Histogram
+    tokens_per_second: Histogram
+    prompt_tokens: Counter
+    completion_tokens: Counter
+
+
+class _Circuits(Collector):
+    """Read at scrape time from the live circuit breakers."""
+
+    def __init__(self, providers: Providers) -> None:
+        self._providers = providers
+
+    def collect(self) -> Iterable[Metric]:
+        providers = self._providers
+        state = GaugeMetricFamily(
+            "llms_circuit_state",
+            "Circuit breaker per provider: 0 closed, 1 half-open (probing), 2 open (skipped).",
+            labels=["provider"],
+        )
+        failures = GaugeMetricFamily(
+            "llms_circuit_consecutive_failures",
+            "Consecutive failures counted by each provider's circuit breaker.",
+            labels=["provider"],
+        )
+        now = providers.now()
+        for name, breaker in providers.breakers.items():
+            state.add_metric([name], CIRCUIT_VALUES[breaker.state(now)])
+            failures.add_metric([name], float(breaker.failures))
+        return [state, failures]
+
+
+class Metrics:
+    """The gateway's metric families; a telemetry sink (`finish`) plus a few direct counters."""
+
+    def __init__(self, providers: Providers) -> None:
+        self.providers = providers
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self._models = LabelCap()
+        self._providers = LabelCap()
+        self._statuses = LabelCap()
+        self._types = LabelCap()
+        self._codes = LabelCap()
+        model_provider = ["model", "provider"]
+        self.requests = Counter(
+            "llms_requests",
+            "Chat requests finished, by model, provider and HTTP status (200 also for streams "
+            "that ended with an error event; see llms_errors_total).",
+            ["model", "provider", "status"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "llms_errors",
+            "Chat requests that ended with an error, by OpenAI error type and code.",
+            ["model", "provider", "type", "code"],
+            registry=registry,
+        )
+        self.active_streams = Gauge(
+            "llms_active_streams",
+            "Streaming chat requests in progress (resumable ones until their generation ends).",
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "llms_time_to_first_token_seconds",
+            "Request arrival to the first output written to the client.",
+            model_provider,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.chunk_gap = Histogram(
+            "llms_chunk_gap_seconds",
+            "Mean gap between chunks, one observation per stream: "
+            "(end - first output) / (chunks - 1).",
+            model_provider,
+            buckets=GAP_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_latency = Histogram(
+            "llms_upstream_latency_seconds",
+            "The committed attempt's upstream request sent to its first output chunk received.",
+            model_provider,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.overhead = Histogram(
+            "llms_gateway_overhead_seconds",
+            "Time to first token spent in the gateway: arrival to the first upstream request "
+            "sent, plus the committed first chunk received to written to the client.",
+            model_provider,
+            buckets=OVERHEAD_BUCKETS,
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "llms_request_duration_seconds",
+            "Request arrival to the end of the answer.",
+            model_provider,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tokens_per_second = Histogram(
+            "llms_tokens_per_second",
+            "Decode rate per request: completion tokens after the first / time after the first.",
+            model_provider,
+            buckets=RATE_BUCKETS,
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "llms_tokens",
+            "Tokens reported by the upstreams' usage, by kind (prompt or completion).",
+            ["model", "provider", "kind"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "llms_retries",
+            "Failed attempts retried on the same provider.",
+            model_provider,
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "llms_fallbacks",
+            "Failed attempts followed by the next provider (label: the provider that failed).",
+            model_provider,
+            registry=registry,
+        )
+        self.disconnects = Counter(
+            "llms_client_disconnects",
+            "Clients that left before the end of their answer.",
+            ["model"],
+            registry=registry,
+        )
+        self.cancels = Counter(
+            "llms_stream_cancels",
+            "POST /v1/streams/{id}/cancel requests for a known stream.",
+            registry=registry,
+        )
+        self.resumes = Counter(
+            "llms_stream_resumes",
+            "GET /v1/streams/{id} requests that found the stream.",
+            registry=registry,
+        )
+        self.request_log_dropped = Counter(
+            "llms_request_log_dropped",
+            "Request log rows dropped: the writer's queue was full or the write failed.",
+            registry=registry,
+        )
+        registry.register(_Circuits(providers))
+        self._children: dict[tuple[str, str], _Children] = {}
+
+    def model_label(self, model: str) -> str:
+        return self._models(model) if model in self.providers.routes else "unknown"
+
+    def provider_label(self, provider: str | None) -> str:
+        return self._providers(provider) if provider else "none"
+
+    def stream_started(self) -> None:
+        self.active_streams.inc()
+
+    def finish(self, record: RequestRecord) -> None:
+        model = self.model_label(record.model)
+        provider = self.provider_label(record.provider)
+        self.requests.labels(model, provider, self._statuses(str(record.status))).inc()
+        if record.stream:
+            self.active_streams.dec()
+        if record.error_type is not None:
+            self.errors.labels(
+                model,
+                provider,
+                self._types(record.error_type),
+                self._codes(record.error_code or "none"),
+            ).inc()
+        if record.disconnected:
+            self.disconnects.labels(model).inc()
+        children = self._children.get((model, provider)) or self._new_children(model, provider)
+        children.duration.observe(timing.duration(record))
+        observations = (
+            (children.ttft, timing.time_to_first_token(record)),
+            (children.chunk_gap, timing.mean_chunk_gap(record) if record.stream else None),
+            (children.upstream_latency, timing.upstream_latency(record)),
+            (children.overhead, timing.gateway_overhead(record)),
+            (children.tokens_per_second, timing.tokens_per_second(record)),
+        )
+        for histogram, value in observations:
+            if value is not None:
+                histogram.observe(value)
+        usage = record.usage
+        if usage is not None:
+            children.prompt_tokens.inc(usage.get("prompt_tokens") or 0)
+            children.completion_tokens.inc(usage.get("completion_tokens") or 0)
+
+    def _new_children(self, model: str, provider: str) -> _Children:
+        children = _Children(
+            self.duration.labels(model, provider),
+            self.ttft.labels(model, provider),
+            self.chunk_gap.labels(model, provider),
+            self.upstream_latency.labels(model, provider),
+            self.overhead.labels(model, provider),
+            self.tokens_per_second.labels(model, provider),
+            self.tokens.labels(model, provider, "prompt"),
+            self.tokens.labels(model, provider, "completion"),
+        )
+        self._children[(model, provider)] = children
+        return children
+
+    def retried(self, model: str, provider: str, *, fallback: bool) -> None:
+        counter = self.fallbacks if fallback else self.retries
+        counter.labels(self.model_label(model), self.provider_label(provider)).inc()

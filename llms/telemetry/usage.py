@@ -1,0 +1,265 @@
+"""The request log: one SQLite row per chat request, written off the request path.
+
+`finish(record)` (a telemetry sink) turns the record into a row and puts it in a bounded queue;
+it never waits. One writer task drains the queue in batches, each batch one transaction. When
+the queue is full (a slow or full disk, a burst), the row is dropped and counted, so memory
+stays bounded and no stream is slowed. Rows older than the retention are pruned periodically.
+The content of requests and answers is stored only with `state.log_content`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from llms.config import Config
+from llms.telemetry import timing
+from llms.telemetry.record import RequestRecord
+
+log = logging.getLogger("llms.telemetry")
+
+SCHEMA_VERSION = 1
+BATCH = 500
+PRUNE_EVERY_S = 3600.0
+STOP_TIMEOUT_S = 5.0
+COLUMNS = (
+    "time",  # Unix seconds when the request arrived
+    "request_id",
+    "key",  # the API key's name, never the key
+    "model",
+    "provider",
+    "status",
+    "stream",
+    "ttft_s",
+    "duration_s",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens_per_s",
+    "finish_reason",
+    "error_type",
+    "error_code",
+    "attempts",
+    "stream_id",
+    "disconnected",
+    "cost_micro_usd",  # USD x 1e6 = tokens x price per million tokens; NULL: not priced
+    "request_content",
+    "answer_content",
+)
+_TYPES = {
+    "time": "REAL NOT NULL",
+    "status": "INTEGER",
+    "stream": "INTEGER",
+    "attempts": "INTEGER",
+    "disconnected": "INTEGER",
+    "prompt_tokens": "INTEGER",
+    "completion_tokens": "INTEGER",
+    "ttft_s": "REAL",
+    "duration_s": "REAL",
+    "tokens_per_s": "REAL",
+    "cost_micro_usd": "REAL",
+}
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, "
+    + ", ".join(f"{name} {_TYPES.get(name, 'TEXT')}" for name in COLUMNS)
+    + ")"
+)
+INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+Row = tuple[object, ...]
+Prices = Mapping[str, tuple[float | None, float | None]]
+
+
+def path_of(url: str) -> Path:
+    """`sqlite:<path>` -> the file, `~` expanded."""
+    return Path(url.removeprefix("sqlite:")).expanduser()
+
+
+class RequestLog:
+    """A bounded queue in front of one SQLite writer task; also answers usage queries."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention_days: float | None,
+        capacity: int,
+        prices: Prices,
+        on_drop: Callable[[int], None],
+        log_content: bool = False,
+    ) -> None:
+        self.path = path
+        self.retention_days = retention_days
+        self.prices = dict(prices)
+        self.log_content = log_content
+        self.queue: asyncio.Queue[Row] = asyncio.Queue(maxsize=capacity)
+        self.dropped = 0
+        self._on_drop = on_drop
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._open = False
+
+    @classmethod
+    def from_config(cls, config: Config, on_drop: Callable[[int], None]) -> RequestLog | None:
+        state = config.state
+        if state.request_log is None:
+            return None
+        return cls(
+            path_of(state.request_log),
+            retention_days=state.request_log_retention_days,
+            capacity=state.request_log_queue,
+            prices={p.name: (p.price_in, p.price_out) for p in config.providers},
+            on_drop=on_drop,
+            log_content=state.log_content,
+        )
+
+    # --- the request path -----------------------------------------------------------------
+
+    def finish(self, record: RequestRecord) -> None:
+        """Queue the record's row; when the queue is full (or the log closed), drop and count."""
+        if not self._open:
+            self._drop(1)
+            return
+        try:
+            self.queue.put_nowait(self.row_of(record))
+        except asyncio.QueueFull:
+            self._drop(1)
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        self._on_drop(count)
+
+    def row_of(self, record: RequestRecord) -> Row:
+        usage = record.usage
+        prompt = usage.get("prompt_tokens") if usage else None
+        completion = usage.get("completion_tokens") if usage else None
+        price_in, price_out = self.prices.get(record.provider or "", (None, None))
+        cost: float | None = None
+        if price_in is not None or price_out is not None:
+            cost = (prompt or 0) * (price_in or 0.0) + (completion or 0) * (price_out or 0.0)
+        answer = record.answer_parts
+        return (
+            record.wall,
+            record.request_id,
+            record.key,
+            record.model[:200],
+            record.provider,
+            record.status,
+            int(record.stream) + int(record.resumable),  # 0 no, 1 default mode, 2 resumable
+            timing.time_to_first_token(record),
+            timing.duration(record),
+            prompt,
+            completion,
+            timing.tokens_per_second(record),
+            record.finish_reason,
+            record.error_type,
+            record.error_code,
+            record.attempts,
+            record.stream_id,
+            int(record.disconnected),
+            cost,
+            record.prompt_content if self.log_content else None,
+            "".join(answer) if self.log_content and answer is not None else None,
+        )
+
+    # --- the writer -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open (creating) the database and start the writer; on failure, log without it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(self.path)
+            await db.execute("PRAGMA busy_timeout = 5000")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute(SCHEMA)
+            await db.execute("CREATE INDEX IF NOT EXISTS requests_time ON requests (time)")
+            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await db.commit()
+        except (sqlite3.Error, OSError) as exc:
+            log.warning(
+                "request log %s cannot be opened (%s); requests are not logged", self.path, exc
+            )
+            return
+        self._db = db
+        self._open = True
+        await self.prune()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._write_forever(db), name="request log writer"),
+            loop.create_task(self._prune_forever(), name="request log retention"),
+        ]
+
+    async def stop(self) -> None:
+        """Write what is queued (for up to STOP_TIMEOUT_S), then close; the rest is dropped."""
+        self._open = False
+        if self._db is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.queue.join(), STOP_TIMEOUT_S)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        left = self.queue.qsize()
+        if left:
+            self._drop(left)
+        db, self._db = self._db, None
+        await db.close()
+
+    async def flush(self) -> None:
+        """Wait until every row queued so far is written."""
+        await self.queue.join()
+
+    async def _write_forever(self, db: aiosqlite.Connection) -> None:
+        queue = self.queue
+        while True:
+            rows = [await queue.get()]
+            while len(rows) < BATCH and not queue.empty():
+                rows.append(queue.get_nowait())
+            try:
+                async with self._lock:
+                    await db.executemany(INSERT, rows)
+                    await db.commit()
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("request log: %d row(s) not written: %s", len(rows), exc)
+                self._drop(len(rows))
+                with contextlib.suppress(sqlite3.Error):
+                    await db.rollback()
+            finally:
+                for _ in rows:
+                    queue.task_done()
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_EVERY_S)
+            await self.prune()
+
+    async def prune(self, now: float | None = None) -> int:
+        """Delete rows older than the retention; the number deleted."""
+        if self.retention_days is None or self._db is None:
+            return 0
+        cutoff = (time.time() if now is None else now) - self.retention_days * 86400
+        try:
+            async with self._lock:
+                cursor = await self._db.execute("DELETE FROM requests WHERE time < ?", (cutoff,))
+                await self._db.commit()
+        except sqlite3.Error as exc:
+            log.warning("request log: pruning failed: %s", exc)
+            return 0
+        return cursor.rowcount
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Rows of a read-only query (the usage API)."""
+        if self._db is None:
+            return []
+        async with self._lock:
+            cursor = await self._db.execute(sql, params)
+            rows = await cursor.fetchall()
+        return [tuple(row) for row in rows]
