@@ -3,6 +3,12 @@
 Starts the fake upstream and the gateway (each in its own process), runs every scenario straight
 against the upstream (the floor) and then through the gateway, measures the gateway's CPU, and
 prints and saves the report (bench/results/latest.json and latest.md).
+
+Resumable mode (``X-Stream-Resumable: true``) is measured on the same gateway. For Redis mode a
+redis-server and two more gateways (replicas A and B, ``state.redis_url``) are started: the
+resumable throughput scenario runs against replica A, with redis-server's CPU and commands counted.
+Resume latency is timed in memory mode, on the same Redis replica and across replicas. Without
+a redis-server the Redis scenarios are reported as skipped.
 """
 
 from __future__ import annotations
@@ -12,104 +18,48 @@ import asyncio
 import shlex
 import sys
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
-
-from bench.load import LoadClient, LoadSpec
-from bench.procs import (
-    ROOT,
-    Child,
-    CpuSample,
-    free_port,
-    raise_fd_limit,
-    self_cpu,
-    spawn,
-    tree_cpu,
-    wait_ready,
+from bench.figures import Report, figures
+from bench.fleet import Fleet, start_gateways, stop_fleet
+from bench.markdown import to_markdown
+from bench.procs import ROOT, Child, free_port, raise_fd_limit, spawn, wait_ready
+from bench.report import machine, save
+from bench.resume import Replica
+from bench.scenarios import (
+    FULL,
+    QUICK,
+    RESUME_FULL,
+    RESUME_QUICK,
+    Scenario,
+    measure,
+    measure_resumes,
+    settings_of,
 )
-from bench.procs import stop as stop_child
-from bench.report import Report, figures, machine, save, summarise_run, to_markdown
-from bench.shape import Shape, content_pieces
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One measured workload; run once direct and once through the gateway."""
-
-    name: str
-    shape: Shape
-    stream: bool
-    requests: int
-    concurrency: int
-    max_seconds: float
-    warmup: int
-
 
 CLEAN_STOP = "stopped on SIGTERM with exit code 0"
 
-# Latency paces chunks 2 ms apart so that "added gap" shows any buffering the gateway does.
-FULL = (
-    Scenario("latency", Shape(20, 2, 0, 8), True, 200, 1, 120, 10),
-    Scenario("throughput", Shape(50, 0, 0, 8), True, 2000, 64, 300, 64),
-    Scenario("nonstream", Shape(20, 0, 0, 8), False, 1000, 32, 120, 32),
-)
-QUICK = (
-    Scenario("latency", Shape(20, 2, 0, 8), True, 5, 1, 20, 1),
-    Scenario("throughput", Shape(50, 0, 0, 8), True, 16, 8, 20, 8),
-    Scenario("nonstream", Shape(20, 0, 0, 8), False, 16, 8, 20, 8),
-)
 
-
-def gateway_config(upstream_url: str, models: list[str]) -> Report:
-    """The gateway's config.json: one OpenAI-type provider, the fake upstream."""
-    return {
-        "providers": {
-            "bench": {
-                "type": "openai",
-                "base_url": f"{upstream_url}/v1",
-                "api_key": "bench",
-                "models": models,
-            }
-        }
-    }
-
-
-async def measure(
-    scenario: Scenario, target: Child, upstream: Child, gateway: Child | None
-) -> Report:
-    """Run one scenario against ``target``; CPU is sampled around the measured part only."""
-    spec = LoadSpec(
-        url=f"{target.base_url}/v1/chat/completions",
-        model=scenario.shape.model,
-        stream=scenario.stream,
-        requests=scenario.requests,
-        concurrency=scenario.concurrency,
-        max_seconds=scenario.max_seconds,
-        warmup=scenario.warmup,
-    )
-    watched = {"upstream": upstream}
+async def run_scenario(scenario: Scenario, fleet: Fleet) -> Report | None:
+    """Both runs of one scenario; None if its gateway was not started (resumable ones only)."""
+    upstream = fleet.upstream
+    gateway = fleet.gateway if scenario.mode == "memory" else fleet.replicas.get("A")
+    if gateway is None and scenario.resumable:
+        return None
+    runs: Report = {"settings": settings_of(scenario)}
+    # During a direct run the gateway should be idle; its CPU then shows background work.
+    idle = {"gateway_idle": gateway} if gateway is not None else {}
+    runs["direct"] = await measure(scenario, upstream, {"upstream": upstream, **idle})
     if gateway is not None:
-        # During a direct run the gateway should be idle; its CPU then shows background work.
-        watched["gateway" if target is gateway else "gateway_idle"] = gateway
-
-    def sample() -> dict[str, CpuSample]:
-        """CPU seconds so far of every watched process and of this one."""
-        cpu = {name: tree_cpu(child.proc.pid) for name, child in watched.items()}
-        cpu["client"] = self_cpu()
-        return cpu
-
-    async with LoadClient(spec, content_pieces(scenario.shape)) as client:
-        warm = await client.warm()
-        before = sample()
-        result = await client.run()
-        after = sample()
-    for child in (upstream, gateway):
-        if child is not None and child.proc.poll() is not None:
-            result.fail("process_died", f"{child.name} exited with {child.proc.returncode}")
-    return summarise_run(result, warm, {name: after[name] - before[name] for name in after})
+        redis = fleet.redis if scenario.mode == "redis" else None
+        watched = {"upstream": upstream, "gateway": gateway}
+        if redis is not None:
+            watched["redis"] = redis
+        runs["gateway"] = await measure(
+            scenario, gateway, watched, resumable=scenario.resumable, redis=redis
+        )
+    return runs
 
 
 async def run(args: argparse.Namespace, results_dir: Path) -> Report:
@@ -126,7 +76,9 @@ async def run(args: argparse.Namespace, results_dir: Path) -> Report:
         "machine": machine(),
         "fd_limit": list(fd_limit),
         "gateway": {},
+        "redis": {"skipped": "direct-only run"} if args.direct_only else {},
         "scenarios": {},
+        "resume": {},
     }
     up_port = free_port()
     upstream = spawn(
@@ -136,45 +88,49 @@ async def run(args: argparse.Namespace, results_dir: Path) -> Report:
         up_port,
         {},
     )
-    gateway: Child | None = None
+    fleet = Fleet(upstream)
     with tempfile.TemporaryDirectory(prefix="llms-bench-") as tmp:
         try:
             await wait_ready(upstream, "/v1/models", 15)
             if not args.direct_only:
-                config_path = Path(tmp) / "config.json"
-                config = gateway_config(upstream.base_url, models)
-                config_path.write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))
-                gw_port = free_port()
-                argv = ["-m", args.gateway_module, "serve", "--config", str(config_path)]
-                argv += ["--host", "127.0.0.1", "--port", str(gw_port)]
-                # HOME points at the temp dir so the gateway's default files stay out of ~.
-                gateway = spawn(
-                    "gateway", argv, results_dir / "gateway.log", gw_port, {"HOME": tmp}
+                await start_gateways(
+                    fleet,
+                    report,
+                    models=models,
+                    tmp=Path(tmp),
+                    results_dir=results_dir,
+                    module=args.gateway_module,
+                    redis_program=args.redis_server,
+                    start_timeout=args.start_timeout,
                 )
-                report["gateway"] = {"command": shlex.join(["python", *argv]), "config": config}
-                await wait_ready(gateway, "/ready", args.start_timeout)
             for scenario in scenarios:
-                runs: Report = {
-                    "settings": {
-                        "model": scenario.shape.model,
-                        "stream": scenario.stream,
-                        "requests": scenario.requests,
-                        "concurrency": scenario.concurrency,
-                        "warmup": scenario.warmup,
-                        "max_seconds": scenario.max_seconds,
-                    }
+                runs = await run_scenario(scenario, fleet)
+                if runs is not None:
+                    report["scenarios"][scenario.name] = runs
+                    print(f"{scenario.name}: done", file=sys.stderr, flush=True)
+            if fleet.gateway is not None:
+                pairs: dict[str, tuple[Child, Child, Replica]] = {
+                    "memory": (fleet.gateway, fleet.gateway, "any")
                 }
-                runs["direct"] = await measure(scenario, upstream, upstream, gateway)
-                if gateway is not None:
-                    runs["gateway"] = await measure(scenario, gateway, upstream, gateway)
-                report["scenarios"][scenario.name] = runs
-                print(f"{scenario.name}: done", file=sys.stderr, flush=True)
+                if fleet.replicas:
+                    a, b = fleet.replicas["A"], fleet.replicas["B"]
+                    pairs["redis_same"] = (a, a, "same")
+                    pairs["redis_across"] = (a, b, "other")
+                settings = RESUME_QUICK if args.quick else RESUME_FULL
+                report["resume"] = await measure_resumes(settings, upstream, pairs)
+                print("resume: done", file=sys.stderr, flush=True)
         finally:
-            if gateway is not None:
-                report["gateway"]["stop"] = await stop_child(gateway)
-            report["upstream_stop"] = await stop_child(upstream)
-    report["figures"] = figures(report["scenarios"])
+            await stop_fleet(fleet, report)
+    report["figures"] = figures(report["scenarios"], report["resume"])
     return report
+
+
+def _stops(report: Report) -> dict[str, str]:
+    """How every gateway process ended."""
+    stops = {"gateway": report["gateway"].get("stop", CLEAN_STOP)}
+    for name, replica in report["redis"].get("replicas", {}).items():
+        stops[f"replica {name}"] = replica.get("stop", "was not stopped")
+    return stops
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         default="llms",
         help="module run as `python -m MODULE serve ...` (another build of the gateway)",
     )
+    parser.add_argument(
+        "--redis-server",
+        default="redis-server",
+        help="redis-server executable for the Redis scenarios (skipped if not found)",
+    )
     parser.add_argument("--start-timeout", type=float, default=30.0, help="gateway /ready wait")
     args = parser.parse_args(argv)
     args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -201,14 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = save(report, args.results_dir)
     print(to_markdown(report))
     print(f"saved {json_path} and {md_path}", file=sys.stderr)
-    complete = all(
-        not run.get("capped") for runs in report["scenarios"].values() for run in runs.values()
-    )
-    # The gateway's contract includes a clean stop on SIGTERM.
-    stop = report["gateway"].get("stop", CLEAN_STOP)
-    if stop != CLEAN_STOP:
-        print(f"gateway did not stop cleanly: it {stop}", file=sys.stderr)
-    return 0 if report["figures"]["errors"] == 0 and complete and stop == CLEAN_STOP else 1
+    runs = [run for runs in report["scenarios"].values() for run in runs.values()]
+    runs += list(report["resume"].values())
+    complete = all(not run.get("capped") for run in runs)
+    # The gateway's contract includes a clean stop on SIGTERM, in Redis mode too.
+    unclean = {name: stop for name, stop in _stops(report).items() if stop != CLEAN_STOP}
+    for name, stop in unclean.items():
+        print(f"{name} did not stop cleanly: it {stop}", file=sys.stderr)
+    return 0 if report["figures"]["errors"] == 0 and complete and not unclean else 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The load generator: bounded concurrent requests, every answer checked, timings recorded.
 
-The SSE parser here is written for the benchmark alone (not shared with the gateway) so that a
-framing bug in the gateway cannot hide behind the same bug in its checker.
+Streams are read with the benchmark's own SSE parser (bench.sse). In resumable mode
+(``X-Stream-Resumable: true``) every event must also carry ``id: <seq>``, numbered 1, 2, 3...
+without gap or repeat, and status events (``event: status``) are counted but not checked as chunks.
 """
 
 from __future__ import annotations
@@ -15,75 +16,11 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench.sse import SSEEvent, SSEParser
+
+__all__ = ["Failure", "LoadClient", "LoadResult", "LoadSpec", "SSEParser"]
+
 _SAMPLES = 10
-_SPEC_FIELDS = frozenset({b"data", b"event", b"id", b"retry"})
-
-
-class SSEParser:
-    """Incremental Server-Sent Events parser (WHATWG rules) that also notes forbidden fields.
-
-    ``feed`` takes bytes as they arrive, split anywhere, and returns the ``data`` of each event
-    completed by them. Lines end in CR, LF or CRLF. ``problems`` lists what the gateway's wire
-    contract forbids: a BOM, ``event:``/``id:``/``retry:`` fields, unknown fields.
-    """
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._data: list[bytes] = []
-        self._pending_cr = False
-        self._started = False
-        self.comments = 0
-        self.problems: list[str] = []
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """Consume bytes; return the data of every event they complete."""
-        if self._pending_cr and chunk.startswith(b"\n"):
-            # The CR that ended the previous read and this LF are one line ending.
-            chunk = chunk[1:]
-        self._pending_cr = False
-        buf = self._buf + chunk
-        if not self._started and buf:
-            if len(buf) < 3 and b"\xef\xbb\xbf".startswith(buf):
-                self._buf = buf
-                return []
-            self._started = True
-            if buf.startswith(b"\xef\xbb\xbf"):
-                self.problems.append("byte order mark at start of stream")
-                buf = buf[3:]
-        if b"\r" in buf:
-            self._pending_cr = buf.endswith(b"\r")
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buf.split(b"\n")
-        self._buf = lines.pop()
-        events: list[bytes] = []
-        for line in lines:
-            self._line(line, events)
-        return events
-
-    def _line(self, line: bytes, events: list[bytes]) -> None:
-        """Apply one line (without its ending) to the event being built."""
-        if not line:
-            if self._data:
-                events.append(b"\n".join(self._data))
-                self._data = []
-            return
-        if line.startswith(b":"):
-            self.comments += 1
-            return
-        name, colon, value = line.partition(b":")
-        if colon and value.startswith(b" "):
-            value = value[1:]
-        if name == b"data":
-            self._data.append(value)
-        elif name in _SPEC_FIELDS:
-            self.problems.append(f"forbidden field {name.decode()!r}: {line[:80]!r}")
-        else:
-            self.problems.append(f"unknown field: {line[:80]!r}")
-
-    def close(self) -> None:
-        """Note an event left unterminated when the stream ended (WHATWG discards it)."""
-        if self._buf or self._data:
-            self.problems.append(f"stream ended inside an event: {self._buf[:80]!r}")
 
 
 @dataclass(frozen=True)
@@ -97,6 +34,9 @@ class LoadSpec:
     concurrency: int
     max_seconds: float
     warmup: int = 0
+    resumable: bool = False
+    # One answer may take this long at most: heartbeats can keep a stuck stream open forever.
+    request_timeout_s: float = 30.0
 
 
 @dataclass
@@ -111,6 +51,8 @@ class LoadResult:
     totals: list[float] = field(default_factory=list)
     chunks: int = 0
     content_chunks: int = 0
+    events: int = 0
+    status_events: int = 0
     bytes_received: int = 0
     wall_s: float = 0.0
     capped: bool = False
@@ -131,18 +73,21 @@ class Failure(Exception):
 
 
 @dataclass
-class _Stream:
+class Stream:
     """Per-request bookkeeping while a streamed answer is read."""
 
+    first_byte: float = 0.0
     pieces: list[str] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
+    events: int = 0
+    statuses: int = 0
     chunks: int = 0
     roles: int = 0
     finishes: list[str] = field(default_factory=list)
     done: bool = False
 
 
-def _check_chunk(data: bytes, now: float, model: str, state: _Stream) -> None:
+def _check_chunk(data: bytes, now: float, model: str, state: Stream) -> None:
     """Apply one SSE data payload to ``state``; raise Failure if it breaks the contract."""
     if state.done:
         raise Failure("after_done", f"event after [DONE]: {data[:80]!r}")
@@ -178,22 +123,56 @@ def _check_chunk(data: bytes, now: float, model: str, state: _Stream) -> None:
         state.finishes.append(choice["finish_reason"])
 
 
-async def _read_stream(
-    resp: aiohttp.ClientResponse, model: str, expected: tuple[str, ...], start: float
-) -> tuple[_Stream, int]:
-    """Read and check one streamed answer; return its bookkeeping and its size in bytes."""
+def _check_id(event: SSEEvent, state: Stream) -> None:
+    """Resumable mode: the event's id must be the next number (1 for the first event)."""
+    expected = state.events
+    if event.id is None or not event.id.isdigit():
+        raise Failure("event_id", f"event {expected} has id {event.id!r}: {event.data[:60]!r}")
+    if int(event.id) != expected:
+        raise Failure("event_id", f"event {expected} has id {int(event.id)}: ids not contiguous")
+
+
+async def read_stream(
+    resp: aiohttp.ClientResponse,
+    model: str,
+    expected: tuple[str, ...],
+    start: float,
+    resumable: bool,
+    keep: list[SSEEvent] | None = None,
+) -> tuple[Stream, int]:
+    """Read and check one streamed answer; return its bookkeeping and its size in bytes.
+
+    Times are seconds since ``start``; every event is also appended to ``keep`` if given.
+    """
     if resp.content_type != "text/event-stream":
         raise Failure("content_type", f"Content-Type {resp.content_type!r}")
     if resp.headers.get("Content-Encoding", "identity") != "identity":
         raise Failure("compressed", f"Content-Encoding {resp.headers['Content-Encoding']!r}")
-    parser = SSEParser()
-    state = _Stream()
+    if resumable and not resp.headers.get("X-Stream-Id"):
+        raise Failure("no_stream_id", "resumable stream without an X-Stream-Id header")
+    parser = SSEParser(resumable)
+    state = Stream()
     size = 0
     async for data in resp.content.iter_any():
         now = time.perf_counter() - start
+        if not size:
+            state.first_byte = now
         size += len(data)
-        for event in parser.feed(data):
-            _check_chunk(event, now, model, state)
+        events = parser.feed(data)
+        if parser.problems:
+            # Before the events are checked, so a forbidden field is reported as what it is.
+            raise Failure("sse_framing", "; ".join(parser.problems[:3]))
+        for event in events:
+            if keep is not None:
+                keep.append(event)
+            state.events += 1
+            if resumable:
+                _check_id(event, state)
+                if event.event is not None:
+                    # `event: status` (retrying, falling back): not a chunk, but it takes an id.
+                    state.statuses += 1
+                    continue
+            _check_chunk(event.data, now, model, state)
     parser.close()
     if parser.problems:
         raise Failure("sse_framing", "; ".join(parser.problems[:3]))
@@ -239,24 +218,31 @@ async def _read_completion(
     return len(body)
 
 
+def chat_body(model: str, stream: bool) -> bytes:
+    """The chat completion request every benchmark client sends."""
+    return orjson.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "Say something for the benchmark."}],
+            "stream": stream,
+        }
+    )
+
+
 class LoadClient:
     """Runs a LoadSpec over one pooled aiohttp session; use as an async context manager."""
 
     def __init__(self, spec: LoadSpec, expected: tuple[str, ...]) -> None:
         self.spec = spec
         self.expected = expected
-        self._body = orjson.dumps(
-            {
-                "model": spec.model,
-                "messages": [{"role": "user", "content": "Say something for the benchmark."}],
-                "stream": spec.stream,
-            }
-        )
+        self._body = chat_body(spec.model, spec.stream)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> LoadClient:
         connector = aiohttp.TCPConnector(limit=self.spec.concurrency, limit_per_host=0)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        timeout = aiohttp.ClientTimeout(
+            total=self.spec.request_timeout_s, sock_connect=10, sock_read=60
+        )
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         return self
 
@@ -269,17 +255,26 @@ class LoadClient:
         assert self._session is not None
         start = time.perf_counter()
         headers = {"Content-Type": "application/json"}
+        if self.spec.resumable:
+            headers["X-Stream-Resumable"] = "true"
         try:
             async with self._session.post(self.spec.url, data=self._body, headers=headers) as resp:
                 if resp.status != 200:
                     text = (await resp.read())[:200]
                     raise Failure(f"http_{resp.status}", text.decode("utf-8", "replace"))
                 if self.spec.stream:
-                    state, size = await _read_stream(resp, self.spec.model, self.expected, start)
+                    state, size = await read_stream(
+                        resp, self.spec.model, self.expected, start, self.spec.resumable
+                    )
                 else:
                     size = await _read_completion(resp, self.spec.model, self.expected)
         except Failure as exc:
             result.fail(exc.kind, str(exc))
+            return
+        except TimeoutError:
+            result.fail(
+                "request_timeout", f"no complete answer within {self.spec.request_timeout_s:g} s"
+            )
             return
         except Exception as exc:
             result.fail(type(exc).__name__, repr(exc))
@@ -292,6 +287,8 @@ class LoadClient:
             result.gaps.extend(b - a for a, b in zip(state.times, state.times[1:], strict=False))
             result.chunks += state.chunks
             result.content_chunks += len(state.pieces)
+            result.events += state.events
+            result.status_events += state.statuses
 
     async def _run(self, count: int, result: LoadResult) -> None:
         """Run ``count`` requests, ``concurrency`` at a time, within the wall-clock cap."""

@@ -1,4 +1,4 @@
-"""Child processes of the benchmark (fake upstream, gateway) and their CPU time.
+"""Child processes of the benchmark (fake upstream, gateways, redis-server) and their CPU time.
 
 CPU time is read from /proc. ``/proc/<pid>/stat`` counts utime and stime in clock ticks (10 ms);
 the same quantity is kept by the scheduler in nanoseconds per thread in
@@ -114,8 +114,19 @@ class Child:
         return "\n".join(text[-lines:])
 
 
-def spawn(name: str, args: list[str], log_path: Path, port: int, env: dict[str, str]) -> Child:
-    """Start ``python args...`` from the project root, output to ``log_path``."""
+def spawn(
+    name: str,
+    args: list[str],
+    log_path: Path,
+    port: int,
+    env: dict[str, str],
+    program: str = sys.executable,
+    scheme: str = "http",
+) -> Child:
+    """Start ``program args...`` (Python by default) from the project root, output to ``log_path``.
+
+    ``base_url`` is ``scheme://127.0.0.1:port``.
+    """
     log = log_path.open("wb")
     full_env = {**os.environ, **env}
     # Run the project's packages from the source tree, installed or not.
@@ -123,14 +134,14 @@ def spawn(name: str, args: list[str], log_path: Path, port: int, env: dict[str, 
         p for p in (str(ROOT), full_env.get("PYTHONPATH", "")) if p
     )
     proc = subprocess.Popen(
-        [sys.executable, *args],
+        [program, *args],
         cwd=ROOT,
         env=full_env,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    return Child(name, proc, log_path, log, f"http://127.0.0.1:{port}")
+    return Child(name, proc, log_path, log, f"{scheme}://127.0.0.1:{port}")
 
 
 async def wait_ready(child: Child, path: str, within_s: float) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import shutil
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,8 +19,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bench.load import LoadClient, LoadSpec, SSEParser
+from bench.load import LoadClient, LoadSpec
+from bench.redis_server import command_figures, parse_commandstats
+from bench.resume import ResumeSpec, run_resumes
 from bench.shape import Shape, content_pieces
+from bench.sse import SSEParser
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = Shape(chunks=6, delay_ms=0, first_ms=0, size=8)
@@ -44,7 +48,8 @@ def test_sse_parser_gives_same_events_whatever_the_split(size: int) -> None:
     for start in range(0, len(SSE_SAMPLE), size):
         events += parser.feed(SSE_SAMPLE[start : start + size])
     parser.close()
-    assert tuple(events) == SSE_EVENTS
+    assert tuple(event.data for event in events) == SSE_EVENTS
+    assert all(event.id is None and event.event is None for event in events)
     assert parser.comments == 1
     assert parser.problems == ["byte order mark at start of stream"]
 
@@ -54,11 +59,30 @@ def test_sse_parser_flags_fields_the_contract_forbids() -> None:
     parser = SSEParser()
     events = parser.feed(b"id: 1\nevent: status\nretry: 10\nfoo: bar\ndata: x\n\ndata: cut")
     parser.close()
-    assert events == [b"x"]
+    assert [event.data for event in events] == [b"x"]
     assert len(parser.problems) == 5
     assert "'id'" in parser.problems[0]
     assert "'event'" in parser.problems[1]
     assert "ended inside an event" in parser.problems[-1]
+
+
+def test_sse_parser_in_resumable_mode_keeps_ids_and_status_events_only() -> None:
+    """Resumable mode allows id: on every event and event: status; nothing else changes."""
+    parser = SSEParser(resumable=True)
+    events = parser.feed(
+        b"id: 1\ndata: a\n\nid: 2\nevent: status\ndata: {}\n\ndata: no-id\n\n"
+        b"id: 4\nevent: message\nretry: 10\ndata: b\n\n"
+    )
+    parser.close()
+    assert [(e.data, e.id, e.event) for e in events] == [
+        (b"a", b"1", None),
+        (b"{}", b"2", b"status"),
+        (b"no-id", None, None),
+        (b"b", b"4", None),
+    ]
+    assert len(parser.problems) == 2
+    assert "'event'" in parser.problems[0]
+    assert "'retry'" in parser.problems[1]
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None, model: str = "") -> bytes:
@@ -119,13 +143,18 @@ BROKEN = (
 )
 
 
-async def _serve(events: list[bytes], piece: int, server: ServerFactory) -> TestServer:
+async def _serve(
+    events: list[bytes], piece: int, server: ServerFactory, resumable: bool = False
+) -> TestServer:
     """A loopback server answering every chat request with ``events`` in ``piece``-byte writes."""
     body = b"".join(events)
+    headers = {"Content-Type": "text/event-stream"}
+    if resumable:
+        headers["X-Stream-Id"] = "chatcmpl-test"
 
     async def chat(request: web.Request) -> web.StreamResponse:
         """Stream the events in small writes."""
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
         for start in range(0, len(body), piece):
             await resp.write(body[start : start + piece])
@@ -137,10 +166,12 @@ async def _serve(events: list[bytes], piece: int, server: ServerFactory) -> Test
     return await server(app)
 
 
-def _spec(srv: TestServer, requests: int = 3) -> LoadSpec:
+def _spec(srv: TestServer, requests: int = 3, resumable: bool = False) -> LoadSpec:
     """Streamed requests for SHAPE against the test server."""
     url = str(srv.make_url("/v1/chat/completions"))
-    return LoadSpec(url, SHAPE.model, True, requests, concurrency=2, max_seconds=20)
+    return LoadSpec(
+        url, SHAPE.model, True, requests, concurrency=2, max_seconds=20, resumable=resumable
+    )
 
 
 @pytest.mark.parametrize("piece", [7, 100_000])
@@ -170,6 +201,135 @@ async def test_load_client_counts_every_broken_stream(
     assert result.errors == {kind: 3}, result.samples
 
 
+def with_ids(events: list[bytes], first: int = 1) -> list[bytes]:
+    """The events as resumable mode sends them: each with `id: <seq>`."""
+    return [b"id: %d\n" % (first + i) + event for i, event in enumerate(events)]
+
+
+def _status(events: list[bytes]) -> list[bytes]:
+    """A status event (as `event: status`) before the first chunk, ids renumbered."""
+    status = b'event: status\ndata: {"status": "retrying"}\n\n'
+    return with_ids([status, *events])
+
+
+RESUMABLE_BROKEN = (
+    pytest.param(lambda e: [*with_ids(e[:2]), *with_ids(e[3:], 4)], "event_id", id="gap"),
+    pytest.param(lambda e: [*with_ids(e[:3]), *with_ids(e[2:], 3)], "event_id", id="repeat"),
+    pytest.param(lambda e: with_ids(e, 2), "event_id", id="not from 1"),
+    pytest.param(lambda e: [*with_ids(e[:2]), e[2], *with_ids(e[3:], 4)], "event_id", id="no id"),
+    pytest.param(
+        lambda e: [*with_ids(e[:2]), b"id: 3\nevent: other\n" + e[2], *with_ids(e[3:], 4)],
+        "sse_framing",
+        id="other event type",
+    ),
+    pytest.param(lambda e: with_ids(e[:-1]), "no_done", id="no done"),
+    pytest.param(lambda e: with_ids(_swap(e)), "content", id="reordered"),
+)
+
+
+async def test_load_client_in_resumable_mode_accepts_ids_and_status_events(
+    aiohttp_server: ServerFactory,
+) -> None:
+    """Contiguous ids from 1 and an `event: status` pass; the status event is not a chunk."""
+    srv = await _serve(_status(good_events()), 7, aiohttp_server, resumable=True)
+    async with LoadClient(_spec(srv, resumable=True), content_pieces(SHAPE)) as client:
+        result = await client.run()
+    assert result.errors == {}, result.samples
+    assert result.ok == 3
+    assert result.content_chunks == 3 * SHAPE.chunks
+    assert result.status_events == 3
+    assert result.events == 3 * (len(good_events()) + 1)
+    # Resumable client got what it asked for; a default-mode client must still refuse it.
+    async with LoadClient(_spec(srv), content_pieces(SHAPE)) as client:
+        result = await client.run()
+    assert result.errors == {"sse_framing": 3}, result.samples
+
+
+@pytest.mark.parametrize(("transform", "kind"), RESUMABLE_BROKEN)
+async def test_load_client_in_resumable_mode_counts_broken_ids(
+    transform: Callable[[list[bytes]], list[bytes]], kind: str, aiohttp_server: ServerFactory
+) -> None:
+    """A gap, a repeat, a missing id or an unknown event type fails the request."""
+    srv = await _serve(transform(good_events()), 7, aiohttp_server, resumable=True)
+    async with LoadClient(_spec(srv, 3, resumable=True), content_pieces(SHAPE)) as client:
+        result = await client.run()
+    assert result.ok == 0
+    assert result.errors == {kind: 3}, result.samples
+
+
+async def test_load_client_in_resumable_mode_needs_a_stream_id(
+    aiohttp_server: ServerFactory,
+) -> None:
+    """Without X-Stream-Id a resumable stream could never be resumed."""
+    srv = await _serve(with_ids(good_events()), 7, aiohttp_server)
+    async with LoadClient(_spec(srv, 2, resumable=True), content_pieces(SHAPE)) as client:
+        result = await client.run()
+    assert result.errors == {"no_stream_id": 2}
+
+
+def _resumer(events: list[bytes], skew: int) -> web.Application:
+    """A fake resumable gateway: POST streams ``events``; GET replays from ``Last-Event-ID``.
+
+    ``skew`` shifts where the replay starts, to break it on purpose.
+    """
+    body = b"".join(events)
+    headers = {"Content-Type": "text/event-stream", "X-Stream-Id": "s1"}
+
+    async def chat(request: web.Request) -> web.Response:
+        """The whole stream, with a replica name."""
+        return web.Response(body=body, headers={**headers, "X-Replica": "a"})
+
+    async def resume(request: web.Request) -> web.Response:
+        """The events after Last-Event-ID (plus ``skew``), from another replica."""
+        after = int(request.headers["Last-Event-ID"]) + skew
+        return web.Response(body=b"".join(events[after:]), headers={**headers, "X-Replica": "b"})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/streams/{id}", resume)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("skew", "replica", "errors"),
+    [
+        (0, "other", {}),
+        (1, "other", {"replay": 4}),
+        (-1, "other", {"replay": 4}),
+        (0, "same", {"wrong_replica": 4}),
+    ],
+)
+async def test_resume_rounds_check_the_replay_and_the_replica(
+    skew: int, replica: Any, errors: dict[str, int], aiohttp_server: ServerFactory
+) -> None:
+    """A replay that starts one event late or early, or on the wrong replica, fails the round."""
+    srv = await aiohttp_server(_resumer(with_ids(good_events()), skew))
+    base = str(srv.make_url("")).rstrip("/")
+    spec = ResumeSpec(base, base, SHAPE.model, rounds=4, warmup=0, max_seconds=20, replica=replica)
+    result = await run_resumes(spec, content_pieces(SHAPE))
+    assert dict(result.errors) == errors, result.samples
+    if not errors:
+        assert result.ok == 4
+        assert len(result.first_byte) == 4
+        assert result.replayed > 0
+    else:
+        assert result.ok == 0, result.samples
+
+
+def test_commandstats_are_counted_per_event() -> None:
+    """Calls between two INFO samples, without the benchmark's own INFO and PING."""
+    before = parse_commandstats("# Commandstats\r\ncmdstat_xadd:calls=10,usec=20,x=1\r\n")
+    after = parse_commandstats(
+        "cmdstat_xadd:calls=30,usec=60\r\ncmdstat_info:calls=2,usec=9\r\n"
+        "cmdstat_xread:calls=10,usec=10\r\ncmdstat_ping:calls=1,usec=1\r\n"
+    )
+    figures = command_figures(before, after, events=20)
+    assert figures["calls"] == {"xadd": 20, "xread": 10}
+    assert figures["commands_per_event"] == 1.5
+    assert figures["per_event"] == {"xadd": 1.0, "xread": 0.5}
+    assert figures["command_us_per_event"] == 2.5
+
+
 async def test_load_client_stops_at_the_wall_clock_cap(aiohttp_server: ServerFactory) -> None:
     """Requests still running or never started at the cap are counted as errors, not dropped."""
 
@@ -189,6 +349,32 @@ async def test_load_client_stops_at_the_wall_clock_cap(aiohttp_server: ServerFac
     assert result.capped
     assert result.ok == 0
     assert result.errors == {"cap_in_flight": 2, "cap_not_started": 3}
+    assert result.wall_s < 5
+
+
+async def test_load_client_gives_up_on_a_stream_kept_open_by_heartbeats(
+    aiohttp_server: ServerFactory,
+) -> None:
+    """A stream that only sends keep-alive comments fails on its own timeout, not the cap."""
+
+    async def heartbeats(request: web.Request) -> web.StreamResponse:
+        """Start a stream and send nothing but comments."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for _ in range(300):
+            await resp.write(b": keep-alive\n\n")
+            await asyncio.sleep(0.1)
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", heartbeats)
+    srv = await aiohttp_server(app)
+    url = str(srv.make_url("/v1/chat/completions"))
+    spec = LoadSpec(url, SHAPE.model, True, 2, 2, max_seconds=20, request_timeout_s=0.5)
+    async with LoadClient(spec, content_pieces(SHAPE)) as client:
+        result = await client.run()
+    assert not result.capped
+    assert result.errors == {"request_timeout": 2}
     assert result.wall_s < 5
 
 
@@ -213,9 +399,14 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
-def _check_runs(report: dict[str, Any], runs: tuple[str, ...]) -> None:
+BASIC = {"latency", "throughput", "nonstream"}
+CLEAN_STOP = "stopped on SIGTERM with exit code 0"
+HAS_REDIS = shutil.which("redis-server") is not None
+
+
+def _check_runs(report: dict[str, Any], runs: tuple[str, ...], scenarios: set[str]) -> None:
     """Every run finished every request, error-free, with positive figures."""
-    assert set(report["scenarios"]) == {"latency", "throughput", "nonstream"}
+    assert set(report["scenarios"]) == scenarios
     for name, scenario in report["scenarios"].items():
         for run in runs:
             r = scenario[run]
@@ -243,7 +434,9 @@ def _check_runs(report: dict[str, Any], runs: tuple[str, ...]) -> None:
 def test_bench_direct_only(tmp_path: Path) -> None:
     """The harness alone: fake upstream and load generator, no gateway."""
     report = _run_bench(tmp_path, "--direct-only")
-    _check_runs(report, ("direct",))
+    _check_runs(report, ("direct",), BASIC)
+    assert report["resume"] == {}
+    assert report["redis"] == {"skipped": "direct-only run"}
     fig = report["figures"]
     assert fig["errors"] == 0
     assert _positive(fig["upstream_cpu_us_per_chunk"])
@@ -251,13 +444,9 @@ def test_bench_direct_only(tmp_path: Path) -> None:
     assert all(_positive(rps["direct"]) for rps in fig["rps"].values())
 
 
-def test_bench_through_the_gateway(tmp_path: Path) -> None:
-    """The whole benchmark at its tiny size: zero errors and every figure present."""
-    report = _run_bench(tmp_path)
-    _check_runs(report, ("direct", "gateway"))
-    fig = report["figures"]
+def _check_gateway_figures(fig: dict[str, Any]) -> None:
+    """The figures every gateway run has, Redis or not."""
     assert fig["errors"] == 0
-    assert report["gateway"]["stop"] == "stopped on SIGTERM with exit code 0"
     for name in (
         "gateway_cpu_us_per_chunk",
         "gateway_cpu_us_per_request_stream",
@@ -266,6 +455,8 @@ def test_bench_through_the_gateway(tmp_path: Path) -> None:
         "client_cpu_us_per_chunk",
         # A gateway hop cannot be free, so even five requests show a positive median.
         "added_ttft_p50_ms",
+        "resumable_cpu_us_per_chunk",
+        "resumable_cpu_ratio",
     ):
         assert _positive(fig[name]), name
     for name in ("added_ttft_p99_ms", "added_gap_p99_ms"):
@@ -276,3 +467,68 @@ def test_bench_through_the_gateway(tmp_path: Path) -> None:
     for name, rps in fig["rps"].items():
         for way in ("direct", "gateway", "ratio"):
             assert _positive(rps[way]), (name, way)
+
+
+def _check_resume(report: dict[str, Any], runs: tuple[str, ...]) -> None:
+    """Every resume round replayed exactly the events after its Last-Event-ID, error-free."""
+    resume = report["resume"]
+    assert set(resume) == {"settings", *runs}
+    rounds = resume["settings"]["rounds"]
+    for run in runs:
+        r = resume[run]
+        assert r["errors"] == 0, (run, r["error_samples"])
+        assert not r["capped"], run
+        assert r["requests_ok"] == rounds, run
+        for q in ("p50", "p99"):
+            assert _positive(r["first_byte_ms"][q]), (run, q)
+            assert _positive(report["figures"]["resume_first_byte_ms"][run][q]), (run, q)
+        assert _positive(r["total_ms"]["p99"]), run
+        if run != "direct":
+            assert _positive(r["events_replayed"]), run
+
+
+def test_bench_through_the_gateway(tmp_path: Path) -> None:
+    """The whole benchmark at its tiny size: zero errors and every figure present."""
+    report = _run_bench(tmp_path)
+    scenarios = BASIC | {"resumable", "resumable_redis"} if HAS_REDIS else BASIC | {"resumable"}
+    _check_runs(report, ("direct", "gateway"), scenarios)
+    fig = report["figures"]
+    _check_gateway_figures(fig)
+    assert report["gateway"]["stop"] == CLEAN_STOP
+    resumable = report["scenarios"]["resumable"]["gateway"]
+    assert resumable["events"] > resumable["chunks"] > 0  # [DONE] carries an id too
+    if not HAS_REDIS:
+        assert "skipped" in report["redis"]
+        _check_resume(report, ("direct", "memory"))
+        return
+    _check_resume(report, ("direct", "memory", "redis_same", "redis_across"))
+    for name in (
+        "redis_gateway_cpu_us_per_chunk",
+        "redis_gateway_cpu_ratio",
+        "redis_server_cpu_us_per_chunk",
+        "redis_commands_per_event",
+    ):
+        assert _positive(fig[name]), name
+    redis_run = report["scenarios"]["resumable_redis"]["gateway"]
+    assert redis_run["redis"]["events"] == redis_run["events"]
+    assert _positive(redis_run["cpu"]["redis"]["seconds"])
+    assert _positive(fig["redis_commands_by_name_per_event"]["xadd"])
+    assert report["redis"]["server"]["stop"] == CLEAN_STOP
+    assert {r["stop"] for r in report["redis"]["replicas"].values()} == {CLEAN_STOP}
+    # Across replicas means what it says: the resume was answered by the other replica.
+    (pair,) = report["resume"]["redis_across"]["replicas_seen"]
+    started, resumed = pair.split("->")
+    assert started != resumed
+    (pair,) = report["resume"]["redis_same"]["replicas_seen"]
+    assert pair.split("->")[0] == pair.split("->")[1]
+
+
+def test_bench_without_redis_skips_the_redis_scenarios(tmp_path: Path) -> None:
+    """No redis-server: the Redis scenarios are reported as skipped and the run still passes."""
+    report = _run_bench(tmp_path, "--redis-server", str(tmp_path / "no-such-redis-server"))
+    _check_runs(report, ("direct", "gateway"), BASIC | {"resumable"})
+    _check_gateway_figures(report["figures"])
+    _check_resume(report, ("direct", "memory"))
+    assert "not found" in report["redis"]["skipped"]
+    assert report["figures"]["redis_commands_per_event"] is None
+    assert "skipped" in (tmp_path / "latest.md").read_text()

@@ -1,0 +1,161 @@
+"""The measured workloads, and how one is run against one target with its CPU sampled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bench.figures import Report
+from bench.load import LoadClient, LoadSpec
+from bench.procs import Child, CpuSample, self_cpu, tree_cpu
+from bench.redis_server import command_figures, commandstats
+from bench.report import summarise_resume, summarise_run
+from bench.resume import Replica, ResumeSpec, run_resumes
+from bench.shape import Shape, content_pieces
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measured workload; run once direct and once through a gateway.
+
+    ``resumable`` sends ``X-Stream-Resumable: true`` through the gateway (never to the upstream,
+    which does not know it); ``mode`` picks the gateway: the memory-mode one, or Redis replica A.
+    """
+
+    name: str
+    shape: Shape
+    stream: bool
+    requests: int
+    concurrency: int
+    max_seconds: float
+    warmup: int
+    resumable: bool = False
+    mode: Literal["memory", "redis"] = "memory"
+
+
+@dataclass(frozen=True)
+class ResumeSettings:
+    """The resume-latency rounds: how many, after how many untimed ones, within what cap."""
+
+    shape: Shape
+    rounds: int
+    warmup: int
+    max_seconds: float
+
+
+# Latency paces chunks 2 ms apart so that "added gap" shows any buffering the gateway does.
+# The resumable scenarios repeat throughput's shape and size, so their CPU per chunk compares.
+LATENCY = Shape(20, 2, 0, 8)
+THROUGHPUT = Shape(50, 0, 0, 8)
+NONSTREAM = Shape(20, 0, 0, 8)
+FULL = (
+    Scenario("latency", LATENCY, True, 200, 1, 120, 10),
+    Scenario("throughput", THROUGHPUT, True, 2000, 64, 300, 64),
+    Scenario("nonstream", NONSTREAM, False, 1000, 32, 120, 32),
+    Scenario("resumable", THROUGHPUT, True, 2000, 64, 300, 64, resumable=True),
+    Scenario("resumable_redis", THROUGHPUT, True, 2000, 64, 300, 64, True, "redis"),
+)
+QUICK = (
+    Scenario("latency", LATENCY, True, 5, 1, 20, 1),
+    Scenario("throughput", THROUGHPUT, True, 16, 8, 20, 8),
+    Scenario("nonstream", NONSTREAM, False, 16, 8, 20, 8),
+    Scenario("resumable", THROUGHPUT, True, 16, 8, 20, 8, resumable=True),
+    Scenario("resumable_redis", THROUGHPUT, True, 16, 8, 20, 8, True, "redis"),
+)
+RESUME_FULL = ResumeSettings(THROUGHPUT, 200, 5, 120)
+RESUME_QUICK = ResumeSettings(THROUGHPUT, 5, 1, 20)
+
+
+def settings_of(scenario: Scenario) -> Report:
+    """The scenario's settings as the report shows them."""
+    return {
+        "model": scenario.shape.model,
+        "stream": scenario.stream,
+        "requests": scenario.requests,
+        "concurrency": scenario.concurrency,
+        "warmup": scenario.warmup,
+        "max_seconds": scenario.max_seconds,
+        "resumable": scenario.resumable,
+        "mode": scenario.mode,
+    }
+
+
+async def measure(
+    scenario: Scenario,
+    target: Child,
+    watched: dict[str, Child],
+    *,
+    resumable: bool = False,
+    redis: Child | None = None,
+) -> Report:
+    """Run one scenario against ``target``; CPU is sampled around the measured part only.
+
+    ``watched`` names every process whose CPU is reported. With ``redis``, the commands Redis
+    ran meanwhile are counted too (``INFO commandstats`` before and after).
+    """
+    spec = LoadSpec(
+        url=f"{target.base_url}/v1/chat/completions",
+        model=scenario.shape.model,
+        stream=scenario.stream,
+        requests=scenario.requests,
+        concurrency=scenario.concurrency,
+        max_seconds=scenario.max_seconds,
+        warmup=scenario.warmup,
+        resumable=resumable,
+    )
+
+    def sample() -> dict[str, CpuSample]:
+        """CPU seconds so far of every watched process and of this one."""
+        cpu = {name: tree_cpu(child.proc.pid) for name, child in watched.items()}
+        cpu["client"] = self_cpu()
+        return cpu
+
+    async with LoadClient(spec, content_pieces(scenario.shape)) as client:
+        warm = await client.warm()
+        stats_before = await commandstats(redis) if redis is not None else {}
+        before = sample()
+        result = await client.run()
+        after = sample()
+        stats_after = await commandstats(redis) if redis is not None else {}
+    for child in watched.values():
+        if child.proc.poll() is not None:
+            result.fail("process_died", f"{child.name} exited with {child.proc.returncode}")
+    summary = summarise_run(result, warm, {name: after[name] - before[name] for name in after})
+    if redis is not None:
+        summary["redis"] = command_figures(stats_before, stats_after, result.events)
+    return summary
+
+
+async def measure_resumes(
+    settings: ResumeSettings, upstream: Child, pairs: dict[str, tuple[Child, Child, Replica]]
+) -> Report:
+    """The floor (direct to the upstream), then resume latency for each (start, resume) pair."""
+    expected = content_pieces(settings.shape)
+    runs: Report = {
+        "settings": {
+            "model": settings.shape.model,
+            "rounds": settings.rounds,
+            "warmup": settings.warmup,
+            "max_seconds": settings.max_seconds,
+        }
+    }
+    targets: dict[str, tuple[Child, Child | None, Replica]] = {
+        "direct": (upstream, None, "any"),
+        **pairs,
+    }
+    for name, (start, resume, replica) in targets.items():
+        spec = ResumeSpec(
+            start_url=start.base_url,
+            resume_url=resume.base_url if resume is not None else None,
+            model=settings.shape.model,
+            rounds=settings.rounds,
+            warmup=settings.warmup,
+            max_seconds=settings.max_seconds,
+            replica=replica,
+        )
+        result = await run_resumes(spec, expected)
+        for child in (start, resume):
+            if child is not None and child.proc.poll() is not None:
+                result.fail("process_died", f"{child.name} exited with {child.proc.returncode}")
+        runs[name] = summarise_resume(result, start.name, resume.name if resume else None)
+    return runs

@@ -1,0 +1,97 @@
+"""The benchmark's own Server-Sent Events parser (WHATWG rules), strict about the wire contract.
+
+It is written for the benchmark alone (not shared with the gateway) so that a framing bug in the
+gateway cannot hide behind the same bug in its checker.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+_SPEC_FIELDS = frozenset({b"data", b"event", b"id", b"retry"})
+_STATUS = b"status"
+
+
+class SSEEvent(NamedTuple):
+    """One dispatched event: its data, and the ``id:``/``event:`` fields it carried (or None)."""
+
+    data: bytes
+    id: bytes | None = None
+    event: bytes | None = None
+
+
+class SSEParser:
+    """Incremental SSE parser that also notes what the gateway's wire contract forbids.
+
+    ``feed`` takes bytes as they arrive, split anywhere, and returns every event completed by
+    them. Lines end in CR, LF or CRLF. ``problems`` lists contract breaks: a BOM, unknown fields,
+    ``retry:``, and ``event:``/``id:`` in default mode. In resumable mode (``resumable=True``)
+    every event may carry ``id:`` and status events may carry ``event: status``; any other event
+    type is still a problem.
+    """
+
+    def __init__(self, resumable: bool = False) -> None:
+        self._resumable = resumable
+        self._buf = b""
+        self._data: list[bytes] = []
+        self._id: bytes | None = None
+        self._event: bytes | None = None
+        self._pending_cr = False
+        self._started = False
+        self.comments = 0
+        self.problems: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Consume bytes; return every event they complete."""
+        if self._pending_cr and chunk.startswith(b"\n"):
+            # The CR that ended the previous read and this LF are one line ending.
+            chunk = chunk[1:]
+        self._pending_cr = False
+        buf = self._buf + chunk
+        if not self._started and buf:
+            if len(buf) < 3 and b"\xef\xbb\xbf".startswith(buf):
+                self._buf = buf
+                return []
+            self._started = True
+            if buf.startswith(b"\xef\xbb\xbf"):
+                self.problems.append("byte order mark at start of stream")
+                buf = buf[3:]
+        if b"\r" in buf:
+            self._pending_cr = buf.endswith(b"\r")
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = buf.split(b"\n")
+        self._buf = lines.pop()
+        events: list[SSEEvent] = []
+        for line in lines:
+            self._line(line, events)
+        return events
+
+    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
+        """Apply one line (without its ending) to the event being built."""
+        if not line:
+            if self._data:
+                events.append(SSEEvent(b"\n".join(self._data), self._id, self._event))
+                self._data = []
+            self._id = self._event = None
+            return
+        if line.startswith(b":"):
+            self.comments += 1
+            return
+        name, colon, value = line.partition(b":")
+        if colon and value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif self._resumable and name == b"id":
+            self._id = value
+        elif self._resumable and name == b"event" and value == _STATUS:
+            self._event = value
+        elif name in _SPEC_FIELDS:
+            self.problems.append(f"forbidden field {name.decode()!r}: {line[:80]!r}")
+        else:
+            self.problems.append(f"unknown field: {line[:80]!r}")
+
+    def close(self) -> None:
+        """Note an event left unterminated when the stream ended (WHATWG discards it)."""
+        if self._buf or self._data:
+            self.problems.append(f"stream ended inside an event: {self._buf[:80]!r}")
