@@ -1,21 +1,25 @@
 """Anthropic Messages API (`POST /v1/messages`, SSE with named events), protocol.md §3.3.
 
-Requests: system/developer messages become `system`; user, assistant and tool turns become content
-blocks (consecutive same-role turns merged, so the tool results of one turn share a user message);
-tools, tool_choice, stop, sampling and `reasoning_effort` (-> `thinking`) are translated; a
-parameter Anthropic cannot honour is refused with a 400 naming it. Streams: `text_delta` ->
-`content`, `thinking_delta` -> `reasoning_content`, client `tool_use` blocks -> tool calls numbered
-by the gateway, `stop_reason` -> `finish_reason`, usage with cached input counted as prompt tokens.
+The request is built in `anthropic_request`. Streams: `text_delta` -> `content`,
+`thinking_delta` -> `reasoning_content`, client `tool_use` blocks -> tool calls numbered by the
+gateway, `stop_reason` -> `finish_reason`, usage with cached input counted as prompt tokens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
-from llms.adapters.base import Framing, StreamContext, UpstreamRequest, from_http_status
+from llms.adapters.anthropic_request import build_request
+from llms.adapters.base import (
+    Framing,
+    StreamContext,
+    from_error_text,
+    from_http_status,
+    from_json_event,
+)
 from llms.chunks import (
     delta_chunk,
     finish_chunk,
@@ -24,34 +28,19 @@ from llms.chunks import (
     tool_call_delta,
     usage_chunk,
 )
-from llms.config import ProviderConfig
 from llms.errors import (
-    InvalidRequest,
     UpstreamHTTPError,
     UpstreamIncomplete,
     UpstreamMalformed,
     UpstreamStreamError,
 )
 from llms.framing import SSEEvent
-from llms.wire import ChatRequest, Chunk, Delta, FinishReason, Usage
+from llms.wire import Chunk, Delta, FinishReason, Usage
+
+__all__ = ["FRAMING", "Converter", "build_request", "from_error_response", "new_converter"]
 
 FRAMING: Framing = "sse"
 
-ANTHROPIC_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 4096
-# Thinking budget per OpenAI effort; None = no thinking. The API wants budget >= 1024.
-THINKING_BUDGETS: dict[str, int | None] = {
-    "none": None,
-    "minimal": None,
-    "low": 1024,
-    "medium": 4096,
-    "high": 16384,
-    "xhigh": 32768,
-    "max": 32768,
-}
-# Room left for the answer when max_tokens has to be raised above the thinking budget.
-THINKING_HEADROOM = 1024
-IMAGE_TYPES = frozenset(("image/jpeg", "image/png", "image/gif", "image/webp"))
 FINISH_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -61,280 +50,8 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-# OpenAI parameters with no Anthropic equivalent: a truthy value is refused, never dropped.
-UNSUPPORTED = (
-    "logprobs",
-    "top_logprobs",
-    "frequency_penalty",
-    "presence_penalty",
-    "logit_bias",
-    "audio",
-    "functions",
-    "function_call",
-    "web_search_options",
-)
 # Anthropic error types that say no more than the status does: not passed on as `code`.
 GENERIC_ERROR_TYPES = frozenset(("invalid_request_error", "rate_limit_error", "api_error", "error"))
-
-
-def _unsupported(param: str, message: str, code: str = "unsupported_parameter") -> InvalidRequest:
-    return InvalidRequest(message, param=param, code=code)
-
-
-def build_request(
-    request: ChatRequest, provider: ProviderConfig, upstream_model: str
-) -> UpstreamRequest:
-    """The streaming `/v1/messages` request for a validated OpenAI chat request."""
-    raw = cast(Mapping[str, Any], request)
-    _refuse_unsupported(raw)
-    system, messages = from_messages(raw["messages"])
-    max_tokens: int = (
-        raw.get("max_completion_tokens")
-        or raw.get("max_tokens")
-        or provider.options.get("max_tokens", DEFAULT_MAX_TOKENS)
-    )
-    body: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens}
-    if system:
-        body["system"] = system
-    body["messages"] = messages
-    body["stream"] = True
-    stop = raw.get("stop")
-    if stop:
-        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    temperature = raw.get("temperature")
-    if temperature is not None:
-        if temperature > 1:
-            raise _unsupported(
-                "temperature",
-                f"Anthropic accepts `temperature` from 0 to 1, got {temperature}.",
-                "unsupported_value",
-            )
-        body["temperature"] = temperature
-    for name in ("top_p", "top_k"):  # top_k: an extension some clients send; Anthropic has it
-        if raw.get(name) is not None:
-            body[name] = raw[name]
-    budget = _thinking_budget(raw.get("reasoning_effort"))
-    if budget is not None:
-        # Thinking works only at the default temperature (1) and without top_k.
-        if temperature not in (None, 1) or "top_k" in body:
-            modified = "top_k" if temperature in (None, 1) else "temperature"
-            raise _unsupported(
-                modified,
-                f"Anthropic's extended thinking (`reasoning_effort`) cannot be combined with a "
-                f"modified `{modified}`.",
-                "unsupported_value",
-            )
-        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
-        # The API requires max_tokens > budget_tokens (thinking counts against max_tokens).
-        if max_tokens <= budget:
-            body["max_tokens"] = budget + THINKING_HEADROOM
-    _add_tools(raw, body)
-    if raw.get("user"):
-        body["metadata"] = {"user_id": raw["user"]}
-    headers = {
-        "anthropic-version": ANTHROPIC_VERSION,
-        "content-type": "application/json",
-        "accept": "text/event-stream",
-    }
-    if provider.api_key:
-        headers["x-api-key"] = provider.api_key
-    headers.update(provider.headers)
-    return UpstreamRequest("POST", f"{provider.base_url}/v1/messages", headers, orjson.dumps(body))
-
-
-def _refuse_unsupported(raw: Mapping[str, Any]) -> None:
-    n = raw.get("n")
-    if n is not None and n != 1:
-        raise _unsupported("n", "Anthropic returns one choice per request: `n` must be 1.")
-    for name in UNSUPPORTED:
-        if raw.get(name):
-            raise _unsupported(name, f"The Anthropic Messages API has no `{name}` parameter.")
-    if raw.get("seed") is not None:
-        raise _unsupported("seed", "The Anthropic Messages API has no `seed` parameter.")
-    if any(m != "text" for m in raw.get("modalities") or ()):
-        raise _unsupported("modalities", "Anthropic models answer with text only.")
-    fmt = raw.get("response_format")
-    if fmt and fmt.get("type") != "text":
-        raise _unsupported(
-            "response_format",
-            f"The Anthropic Messages API has no JSON output mode (`{fmt.get('type')}`); "
-            "describe the format in the prompt or use a tool.",
-        )
-
-
-def _thinking_budget(effort: Any) -> int | None:
-    if effort is None:
-        return None
-    if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
-        raise InvalidRequest(
-            f"Invalid 'reasoning_effort': expected one of {', '.join(THINKING_BUDGETS)}.",
-            param="reasoning_effort",
-            code="invalid_value",
-        )
-    return THINKING_BUDGETS[effort]
-
-
-def _add_tools(raw: Mapping[str, Any], body: dict[str, Any]) -> None:
-    tools = raw.get("tools")
-    choice = raw.get("tool_choice")
-    if not tools:
-        if choice not in (None, "none", "auto"):
-            raise _unsupported("tool_choice", "`tool_choice` requires `tools`.", "invalid_value")
-        return
-    specs = []
-    for i, tool in enumerate(tools):
-        if tool.get("type") != "function":
-            raise _unsupported(f"tools[{i}].type", "Anthropic takes function tools only.")
-        function = tool["function"]
-        spec = {"name": function["name"]}
-        if function.get("description"):
-            spec["description"] = function["description"]
-        spec["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
-        specs.append(spec)
-    body["tools"] = specs
-    tool_choice = _tool_choice(choice)
-    if raw.get("parallel_tool_calls") is False:
-        tool_choice = tool_choice or {"type": "auto"}
-        if tool_choice["type"] != "none":  # Anthropic's `none` takes no options
-            tool_choice["disable_parallel_tool_use"] = True
-    if tool_choice:
-        body["tool_choice"] = tool_choice
-
-
-def _tool_choice(choice: Any) -> dict[str, Any] | None:
-    if choice is None:
-        return None
-    if isinstance(choice, str):
-        return {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]}
-    function = choice.get("function")
-    if choice.get("type") != "function" or not isinstance(function, dict):
-        raise _unsupported("tool_choice", "Anthropic supports only a named function tool_choice.")
-    name = function.get("name")
-    if not isinstance(name, str):
-        raise _unsupported("tool_choice.function.name", "Missing tool name.", "invalid_value")
-    return {"type": "tool", "name": name}
-
-
-def from_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(system blocks, messages): system/developer hoisted in order, same-role turns merged."""
-    system: list[dict[str, Any]] = []
-    turns: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        role = message["role"]
-        where = f"messages[{i}]"
-        content = message.get("content")
-        if role in ("system", "developer"):
-            system += _blocks(content, where, ("text",))
-            continue
-        if role == "user":
-            blocks = _blocks(content, where, ("text", "image_url", "file"))
-        elif role == "assistant":
-            blocks = _blocks(content, where, ("text", "refusal"))
-            blocks += _tool_uses(message.get("tool_calls") or (), where)
-        elif role == "tool":
-            result = content if isinstance(content, str) else _blocks(content, where, ("text",))
-            blocks = [
-                {"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": result}
-            ]
-            role = "user"
-        else:
-            raise _unsupported(f"{where}.role", f"Anthropic has no `{role}` messages.")
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += blocks
-        else:
-            turns.append({"role": role, "content": blocks})
-    return system, turns
-
-
-def _blocks(content: Any, where: str, allowed: tuple[str, ...]) -> list[dict[str, Any]]:
-    # Anthropic rejects empty text blocks, so empty strings are left out.
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    out: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        kind = part["type"]
-        at = f"{where}.content[{j}]"
-        if kind not in allowed:
-            raise _unsupported(at, f"Anthropic cannot take a `{kind}` part here.")
-        if kind == "image_url":
-            out.append(_image(part.get("image_url"), f"{at}.image_url"))
-        elif kind == "file":
-            out.append(_document(part.get("file"), f"{at}.file"))
-        else:
-            text = part.get(kind)
-            if not isinstance(text, str):
-                raise _unsupported(f"{at}.{kind}", f"Missing `{kind}` string.", "invalid_value")
-            if text:
-                out.append({"type": "text", "text": text})
-    return out
-
-
-def _image(image: Any, param: str) -> dict[str, Any]:
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str):
-        raise _unsupported(param, "Missing image URL.", "invalid_value")
-    if url.startswith(("https://", "http://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    media_type, data = _data_url(url)
-    if media_type not in IMAGE_TYPES:
-        raise _unsupported(
-            param,
-            "Anthropic takes http(s) URLs and base64 data URLs of JPEG, PNG, GIF or WebP images.",
-            "unsupported_value",
-        )
-    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-
-
-def _document(file: Any, param: str) -> dict[str, Any]:
-    data_url = file.get("file_data") if isinstance(file, dict) else None
-    media_type, data = _data_url(data_url if isinstance(data_url, str) else "")
-    if media_type != "application/pdf":
-        raise _unsupported(
-            param, "Anthropic takes files as base64 PDF data URLs only.", "unsupported_value"
-        )
-    return {
-        "type": "document",
-        "source": {"type": "base64", "media_type": media_type, "data": data},
-    }
-
-
-def _data_url(url: str) -> tuple[str, str]:
-    """(media type, base64 data) of a `data:<type>;base64,<data>` URL; ("", "") otherwise."""
-    if not url.startswith("data:"):
-        return "", ""
-    header, _, data = url[5:].partition(",")
-    if not header.endswith(";base64"):
-        return "", ""
-    return header.partition(";")[0].lower(), data
-
-
-def _tool_uses(calls: Any, where: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for j, call in enumerate(calls):
-        at = f"{where}.tool_calls[{j}]"
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or call.get("type", "function") != "function":
-            raise _unsupported(at, "Anthropic takes function tool calls only.")
-        arguments = function.get("arguments") or "{}"
-        if isinstance(arguments, str):
-            try:
-                arguments = orjson.loads(arguments)
-            except orjson.JSONDecodeError:
-                arguments = None
-        if not isinstance(arguments, dict):
-            raise _unsupported(
-                f"{at}.function.arguments",
-                "Tool call arguments must be a JSON object for Anthropic.",
-                "invalid_value",
-            )
-        block = {"type": "tool_use", "id": call.get("id"), "name": function.get("name")}
-        block["input"] = arguments
-        out.append(block)
-    return out
 
 
 def from_error_response(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamHTTPError:
@@ -348,7 +65,7 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace").strip()[:500] or None, None
+        return from_error_text(body), None
     error = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(error, dict):
         message, kind = error.get("message"), error.get("type")
@@ -397,14 +114,7 @@ class Converter:
     def feed(self, event: SSEEvent) -> list[Chunk]:
         if event.event == "ping" or self.done:
             return []
-        try:
-            obj = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            raise UpstreamMalformed(
-                f"The upstream sent an event that is not JSON: {event.data[:200]!r}"
-            ) from None
-        if not isinstance(obj, dict):
-            raise UpstreamMalformed("The upstream sent an event that is not a JSON object.")
+        obj = from_json_event(event.data)
         kind = obj.get("type", event.event)
         if kind == "content_block_delta":
             return self._delta(obj)

@@ -1,8 +1,9 @@
-"""The contract every protocol adapter meets, and the error mapping they share.
+"""The contract every protocol adapter meets, and what their response sides share.
 
 An adapter translates and nothing else: no I/O, no clock, no aiohttp. `build_request` turns a
 validated OpenAI request into the provider's HTTP request; a `Converter` turns the provider's
-decoded events (SSE events or NDJSON lines, per `FRAMING`) into OpenAI chunks.
+decoded events (SSE events or NDJSON lines, per `FRAMING`) into OpenAI chunks. Shared here: the
+mapping of an upstream's HTTP status, and the reading of error bodies and JSON events.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import orjson
+
 from llms.chunks import StreamMeta
 from llms.config import ProviderConfig
-from llms.errors import UpstreamHTTPError
+from llms.errors import UpstreamHTTPError, UpstreamMalformed
 from llms.wire import ChatRequest, Chunk, Usage
 
 Framing = Literal["sse", "ndjson"]
@@ -135,3 +138,21 @@ def from_http_status(
         headers=passed,
         retryable=True,
     )
+
+
+def from_error_text(body: bytes) -> str | None:
+    """The message of an error body that is not JSON: its text, stripped, at most 500 characters."""
+    return body.decode("utf-8", "replace").strip()[:500] or None
+
+
+def from_json_event(data: str) -> dict[str, Any]:
+    """The JSON object an SSE event carries; UpstreamMalformed if it carries anything else."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamMalformed(
+            f"The upstream sent an event that is not JSON: {data[:200]!r}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise UpstreamMalformed("The upstream sent an event that is not a JSON object.")
+    return obj

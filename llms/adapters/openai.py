@@ -17,7 +17,9 @@ from llms.adapters.base import (
     Framing,
     StreamContext,
     UpstreamRequest,
+    from_error_text,
     from_http_status,
+    from_json_event,
 )
 from llms.chunks import finish_chunk, new_call_id, role_chunk, usage_chunk
 from llms.config import ProviderConfig
@@ -74,8 +76,7 @@ def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        text = body.decode("utf-8", "replace").strip()
-        return (text[:500] or None), None, None
+        return from_error_text(body), None, None
     if isinstance(data, dict):
         inner = data.get("error", data)
         if isinstance(inner, str):
@@ -116,17 +117,9 @@ class Converter:
     def feed(self, event: SSEEvent) -> list[Chunk]:
         if self.done:
             return []
-        data = event.data
-        if data[:6] == "[DONE]":
+        if event.data[:6] == "[DONE]":
             return self._finish()
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamMalformed(
-                f"The upstream sent an event that is not JSON: {data[:200]!r}"
-            ) from None
-        if not isinstance(obj, dict):
-            raise UpstreamMalformed("The upstream sent an event that is not a JSON object.")
+        obj = from_json_event(event.data)
         if obj.get("error") or obj.get("object") == "error":
             raise _stream_error(obj)
         return self._normalise(obj)
