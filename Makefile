@@ -23,6 +23,13 @@ $(DEPS): pyproject.toml | $(BIN)/python
 run: setup
 	$(BIN)/llms serve --config config.json
 
+# Several replicas on this machine until Ctrl-C: redis-server, two `llms serve` sharing it, nginx
+# in front on http://127.0.0.1:8080 (cluster/run.py). CONFIG=file picks the providers' config,
+# LISTEN=host:port moves nginx.
+.PHONY: cluster
+cluster: setup system
+	$(BIN)/python -m cluster.run $(or $(CONFIG),config.json) --listen $(or $(LISTEN),127.0.0.1:8080)
+
 # openai-node, the JavaScript SDK the tests use as a second client (from the npm lockfile).
 $(NODE_CLIENT): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from llms.chunks import StreamMeta
 from llms.errors import GatewayError, NotFound
@@ -71,6 +72,10 @@ class Stream:
     def detach(self) -> None:
         """A reader left; with nobody left, the generation goes on for the grace period only."""
         self.readers -= 1
+        # Only the replica that pumps a stream can stop it (a stream pumped by another replica
+        # is its producer's to stop: it sees this replica's readers through Redis).
+        if self.task is None:
+            return
         if self.readers == 0 and not self.log.finished and self._grace is None:
             loop = asyncio.get_running_loop()
             self._grace = loop.call_later(self._registry.grace_s, self._grace_over)
@@ -82,7 +87,7 @@ class Stream:
 
     async def _stop_if_abandoned(self) -> None:
         remote = self._registry.remote
-        if remote is not None and await remote.has_readers(self.id):
+        if remote is not None and await _followed_elsewhere(remote, self.id):
             # Someone follows it through another replica: keep generating.
             self._grace = asyncio.get_running_loop().call_later(
                 self._registry.grace_s, self._grace_over
@@ -93,6 +98,13 @@ class Stream:
             self.cancel(
                 Cancelled("Nobody resumed the stream in time; it was stopped.", code="abandoned")
             )
+
+    def note_provider(self, provider: str) -> None:
+        """The provider that answers (with Redis, readers on any replica send it as X-Provider)."""
+        self.provider = provider
+        remote = self._registry.remote
+        if remote is not None:
+            remote.set_provider(self.id, provider)
 
     def cancel(self, reason: GatewayError) -> bool:
         """Stop the generation; readers get `reason` as an error event, then [DONE]."""
@@ -183,17 +195,25 @@ class StreamRegistry:
         if self.remote is None:
             raise missing
         found = await self.remote.lookup(stream_id)
-        if found is None or found != (owner or ""):
+        if found is None or found.owner != (owner or ""):
             raise missing
-        return Stream(self, stream_id, owner, self.remote.new_log(stream_id))
+        stream = Stream(self, stream_id, owner, self.remote.new_log(stream_id))
+        stream.provider = found.provider
+        return stream
 
     async def cancel(self, stream: Stream, reason: GatewayError) -> bool:
-        """Stop a stream wherever it is pumped; True if it was still running here."""
+        """Stop a stream wherever it is pumped; True if it was still running."""
         if stream.task is not None:
             return stream.cancel(reason)
-        if self.remote is not None:
+        if self.remote is None:
+            return False
+        ending = await self.remote.ending(stream.id)
+        if ending is None:
             await self.remote.publish_cancel(stream.id)
-        return True
+            return True
+        if ending in ("cancelled", "abandoned"):  # a cancel, or the grace, stopped it
+            stream.reason = Cancelled("The stream was cancelled.", code=ending)
+        return False
 
     def cancel_local(self, stream_id: str) -> None:
         """A cancel message from another replica."""
@@ -208,6 +228,15 @@ class StreamRegistry:
             await asyncio.wait(tasks, timeout=2)
         if self._sweeper is not None:
             self._sweeper.cancel()
+
+
+async def _followed_elsewhere(remote: RedisStreams, stream_id: str) -> bool:
+    """A reader on another replica follows the stream (Redis failing counts as no)."""
+    try:
+        return await remote.has_readers(stream_id)
+    except RedisError as exc:
+        log.warning("stream %s: cannot ask Redis for its readers: %s", stream_id, exc)
+        return False
 
 
 def status_event(status: dict[str, Any]) -> tuple[str, bytes]:
@@ -271,7 +300,8 @@ async def _generate(
                 await event_log.append([("fail", dumps(failure))])
             return
         try:
-            stream.provider = record.provider = generation.provider.name
+            record.provider = generation.provider.name
+            stream.note_provider(generation.provider.name)
             batch: list[Chunk] | None = generation.first
             assert batch is not None
             await event_log.append([("chunk", dumps(c)) for c in batch])

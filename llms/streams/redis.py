@@ -3,12 +3,16 @@
 Per stream `S`:
 - `llms:s:{S}` — a Redis Stream of events with explicit ids `0-<seq>` (fields `k` kind, `d` data),
   capped with `MAXLEN ~`, expiring `ttl_s` after its terminal event;
-- `llms:s:{S}:meta` — a hash: owner (API key name), provider;
+- `llms:s:{S}:meta` — a hash: owner (API key name), replica, provider;
 - `llms:s:{S}:lease` — the producing replica's lease, refreshed every second while it pumps;
 - `llms:s:{S}:reader` — refreshed by readers on any replica while they follow, so the producer's
-  resume grace knows somebody is still there.
+  resume grace knows somebody is still there;
+- `llms:s:{S}:lost` — taken by the one reader that declares the stream lost.
 Cancel requests travel on the pub/sub channel `llms:cancel`. When a lease lapses with no terminal
 event, the first reader to notice appends an `upstream_lost` error and `[DONE]`.
+
+The producer writes its batches one after the other, each to the end even when the pump is
+cancelled while it waits, so the ids in Redis never skip or swap (see RedisLog.append).
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline, PubSub
 from redis.exceptions import RedisError, ResponseError
 
-from llms.errors import ServiceUnavailable, UpstreamError
+from llms.errors import GatewayError, ServiceUnavailable, UpstreamError
 from llms.streams.log import TERMINAL, Event, StreamGone
 
 log = logging.getLogger("llms.streams.redis")
@@ -36,20 +41,70 @@ READ_COUNT = 512
 CANCEL_CHANNEL = "llms:cancel"
 # Redis caps a stream by entry count; events average a few hundred bytes.
 BYTES_PER_EVENT = 256
+# While a stream runs, its keys outlive the TTL by this much (a producer that dies unnoticed
+# leaves nothing behind for ever).
+RUNNING_EXTRA_S = 3600
 
 
 class UpstreamLost(UpstreamError):
     default_code = "upstream_lost"
 
 
+class RemoteStream(NamedTuple):
+    owner: str  # "" for no key
+    provider: str | None
+
+
 def _key(stream_id: str, part: str = "") -> str:
     return f"llms:s:{stream_id}{':' + part if part else ''}"
+
+
+def _add(
+    pipe: Pipeline,
+    stream_id: str,
+    seq: int,
+    events: Sequence[tuple[str, bytes]],
+    *,
+    max_events: int,
+    ttl_s: int,
+) -> int:
+    """Queue XADDs for `events` after `seq` (and the expiry if one is terminal); the new top."""
+    key = _key(stream_id)
+    for kind, data in events:
+        seq += 1
+        pipe.xadd(key, {"k": kind, "d": data}, id=f"0-{seq}", maxlen=max_events, approximate=True)
+    if events and events[-1][0] in TERMINAL:
+        for part in ("", "meta"):
+            pipe.expire(_key(stream_id, part), ttl_s)
+        pipe.delete(_key(stream_id, "lease"))
+    return seq
+
+
+def _seq_of(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-")[1])
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Its exception was seen by whoever awaited it, or by nobody (the pump was cancelled)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class RedisLog:
     """One stream's events in Redis (the EventLog protocol)."""
 
-    __slots__ = ("_key", "_max_events", "_redis", "_seq", "_stream_id", "_ttl_s", "finished")
+    __slots__ = (
+        "_closed",
+        "_key",
+        "_max_events",
+        "_reader_seen",
+        "_redis",
+        "_seq",
+        "_stream_id",
+        "_ttl_s",
+        "_writing",
+        "finished",
+    )
 
     def __init__(self, redis: Redis, stream_id: str, *, max_bytes: int, ttl_s: float) -> None:
         self._redis = redis
@@ -57,53 +112,73 @@ class RedisLog:
         self._key = _key(stream_id)
         self._max_events = max(64, max_bytes // BYTES_PER_EVENT)
         self._ttl_s = int(ttl_s) + 1
-        self._seq = 0
-        self.finished = False
+        self._seq = 0  # the last seq this log wrote
+        self._closed = False  # a terminal event is queued, or the stream was taken over
+        self._writing: asyncio.Future[None] | None = None
+        self._reader_seen = float("-inf")
+        self.finished = False  # a terminal event is in Redis
 
     async def append(self, events: list[tuple[str, bytes]]) -> None:
-        if self.finished:
+        if self._closed or not events:
+            return
+        batch = []
+        for kind, data in events:
+            batch.append((kind, data))
+            if kind in TERMINAL:
+                self._closed = True
+                break
+        write = asyncio.ensure_future(self._write(self._writing, batch))
+        write.add_done_callback(_retrieve)
+        self._writing = write
+        # A pump cancelled while it waits here (a cancel, the grace running out) does not stop
+        # this write: its last events are queued behind it, so no id is skipped or reordered.
+        await asyncio.shield(write)
+
+    async def _write(
+        self, previous: asyncio.Future[None] | None, batch: list[tuple[str, bytes]]
+    ) -> None:
+        if previous is not None:
+            with contextlib.suppress(GatewayError):
+                await previous
+        if self.finished:  # taken over while the previous batch was written
             return
         pipe = self._redis.pipeline(transaction=False)
-        for kind, data in events:
-            self._seq += 1
-            pipe.xadd(
-                self._key,
-                {"k": kind, "d": data},
-                id=f"0-{self._seq}",
-                maxlen=self._max_events,
-                approximate=True,
-            )
-            if kind in TERMINAL:
-                self.finished = True
-                break
-        if self.finished:
-            for part in ("", "meta"):
-                pipe.expire(_key(self._stream_id, part), self._ttl_s)
-            pipe.delete(_key(self._stream_id, "lease"))
+        seq = _add(
+            pipe, self._stream_id, self._seq, batch, max_events=self._max_events, ttl_s=self._ttl_s
+        )
         try:
             await pipe.execute()
         except ResponseError as exc:
             # An id at or below the top: a reader declared this stream lost (our lease lapsed).
-            self.finished = True
+            self._closed = self.finished = True
             raise UpstreamLost(f"The stream was taken over: {exc}") from None
         except RedisError as exc:
             raise ServiceUnavailable(f"Redis failed: {exc}") from None
+        self._seq = seq
+        if batch[-1][0] in TERMINAL:
+            self.finished = True
 
     async def read(self, after: int, *, wait: bool = True, cursor: object = None) -> list[Event]:
         redis = self._redis
+        loop = asyncio.get_running_loop()
         while True:
+            # Once the terminal event is in Redis nothing more will come: never block then.
+            finished = self.finished
             try:
-                if cursor is not None:
+                if cursor is not None and loop.time() - self._reader_seen >= REFRESH_S:
+                    self._reader_seen = loop.time()
                     await redis.set(_key(self._stream_id, "reader"), b"1", px=LEASE_MS)
                 # RESP2 shape: [[key, [(b"0-<seq>", {b"k": kind, b"d": data}), …]]]
                 reply: Any = await redis.xread(
-                    {self._key: f"0-{after}"}, count=READ_COUNT, block=BLOCK_MS if wait else None
+                    {self._key: f"0-{after}"},
+                    count=READ_COUNT,
+                    block=BLOCK_MS if wait and not finished else None,
                 )
             except RedisError as exc:
                 raise ServiceUnavailable(f"Redis failed: {exc}") from None
             if reply:
                 events = [
-                    Event(int(entry_id.split(b"-")[1]), fields[b"k"].decode(), fields[b"d"])
+                    Event(_seq_of(entry_id), fields[b"k"].decode(), fields[b"d"])
                     for entry_id, fields in reply[0][1]
                 ]
                 if events[0].seq > after + 1:
@@ -114,29 +189,57 @@ class RedisLog:
                 if events[-1].kind in TERMINAL:
                     self.finished = True
                 return events
-            if self.finished or not wait:
+            if finished or not wait:
                 return []
-            await self._declare_lost_if_orphaned()
+            try:
+                ended = await self._ended_or_orphaned(after)
+            except RedisError as exc:
+                raise ServiceUnavailable(f"Redis failed: {exc}") from None
+            if ended:
+                # The terminal event is at or before `after` (a reader resuming past the end).
+                self.finished = True
+                return []
 
-    async def _declare_lost_if_orphaned(self) -> None:
-        """Nothing new for a while: if the producer's lease lapsed, end the stream for everyone."""
+    async def _ended_or_orphaned(self, after: int) -> bool:
+        """Nothing after `after` for a while. True if the stream ended at or before it; if
+        instead the producer's lease lapsed, end the stream for everyone (the next XREAD
+        returns the two events)."""
         redis = self._redis
-        if await redis.exists(_key(self._stream_id, "lease")):
-            return
-        if not await redis.set(_key(self._stream_id, "lost"), b"1", nx=True, ex=self._ttl_s):
-            return
-        last: Any = await redis.xrevrange(self._key, count=1)
-        seq = int(last[0][0].split(b"-")[1]) if last else 0
+        pipe = redis.pipeline(transaction=False)
+        pipe.xrevrange(self._key, count=1)
+        pipe.exists(_key(self._stream_id, "lease"))
+        replies: Any = await pipe.execute()
+        last, leased = replies
         if last and last[0][1][b"k"].decode() in TERMINAL:
-            return
-        error = UpstreamLost(
-            "The gateway replica producing this stream stopped before it ended.",
+            # Ended: before `after`, or just now (then the next XREAD returns the end).
+            return _seq_of(last[0][0]) <= after
+        if leased:
+            return False
+        lost = _key(self._stream_id, "lost")
+        # Short-lived: if the reader that took it dies before it appends, another one will.
+        if not await redis.set(lost, b"1", nx=True, px=LEASE_MS):
+            return False  # another reader is declaring it
+        top: Any = await redis.xrevrange(self._key, count=1)
+        if top and top[0][1][b"k"].decode() in TERMINAL:
+            return False  # it ended meanwhile: the next XREAD has the end
+        error = UpstreamLost("The gateway replica producing this stream stopped before it ended.")
+        pipe = redis.pipeline(transaction=False)
+        _add(
+            pipe,
+            self._stream_id,
+            _seq_of(top[0][0]) if top else 0,
+            [("error", orjson.dumps(error.to_body())), ("done", b"[DONE]")],
+            max_events=self._max_events,
+            ttl_s=self._ttl_s,
         )
-        self._seq = seq
-        log.warning("stream %s: producer lease lapsed; declaring it lost", self._stream_id)
-        with contextlib.suppress(UpstreamError):
-            await self.append([("error", orjson.dumps(error.to_body())), ("done", b"[DONE]")])
-        self.finished = False  # let read() deliver the two events it just appended
+        try:
+            await pipe.execute()
+        except ResponseError:
+            # The producer wrote meanwhile: it is alive after all. Let a later reader try again.
+            await redis.delete(lost)
+            return False
+        log.warning("stream %s: producer lease lapsed; declared it lost", self._stream_id)
+        return False
 
     def forget(self, cursor: object) -> None:
         return None
@@ -152,6 +255,7 @@ class RedisStreams:
         self._ttl_s = ttl_s
         self._leased: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self.on_cancel: Callable[[str], None] | None = None
 
     def new_log(self, stream_id: str) -> RedisLog:
@@ -159,15 +263,18 @@ class RedisStreams:
 
     async def start(self) -> None:
         await self.redis.ping()
+        # Subscribed before the replica serves: no cancel published from now on is missed.
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(CANCEL_CHANNEL)
         self._tasks = [
             asyncio.create_task(self._refresh_leases(), name="redis leases"),
-            asyncio.create_task(self._listen_for_cancels(), name="redis cancels"),
+            asyncio.create_task(self._listen_for_cancels(pubsub), name="redis cancels"),
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
         if self._leased:
             with contextlib.suppress(RedisError):
                 await self.redis.delete(*(_key(s, "lease") for s in self._leased))
@@ -177,31 +284,66 @@ class RedisStreams:
         """A new stream pumped here: its owner, and the lease that says it is alive."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(_key(stream_id, "meta"), mapping={"owner": owner or "", "replica": self.replica})
-        pipe.expire(_key(stream_id, "meta"), int(self._ttl_s) + 3600)
+        pipe.expire(_key(stream_id, "meta"), int(self._ttl_s) + RUNNING_EXTRA_S)
         pipe.set(_key(stream_id, "lease"), self.replica, px=LEASE_MS)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except RedisError as exc:
+            raise ServiceUnavailable(f"Redis failed: {exc}") from None
         self._leased.add(stream_id)
 
     def release(self, stream_id: str) -> None:
         self._leased.discard(stream_id)
 
-    async def lookup(self, stream_id: str) -> str | None:
-        """The owner of a stream known to Redis ("" for no key), or None if there is none."""
+    def set_provider(self, stream_id: str, provider: str) -> None:
+        """Note which provider answers (readers on other replicas send it as X-Provider)."""
+
+        async def store() -> None:
+            try:
+                await self.redis.hset(_key(stream_id, "meta"), "provider", provider)
+            except RedisError as exc:
+                log.warning("stream %s: cannot store its provider: %s", stream_id, exc)
+
+        task = asyncio.get_running_loop().create_task(store())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def lookup(self, stream_id: str) -> RemoteStream | None:
+        """A stream known to Redis (pumped here or by another replica), or None."""
         try:
             meta: Any = await self.redis.hgetall(_key(stream_id, "meta"))
         except RedisError as exc:
             raise ServiceUnavailable(f"Redis failed: {exc}") from None
         if not meta:
             return None
-        return _text(meta.get(b"owner", b""))
+        provider = meta.get(b"provider")
+        return RemoteStream(_text(meta.get(b"owner", b"")), _text(provider) if provider else None)
+
+    async def ending(self, stream_id: str) -> str | None:
+        """None while the stream runs; once ended, the code of its final error event (e.g.
+        "cancelled"), or "" if it finished normally."""
+        try:
+            last: Any = await self.redis.xrevrange(_key(stream_id), count=2)
+        except RedisError as exc:
+            raise ServiceUnavailable(f"Redis failed: {exc}") from None
+        if not last or last[0][1][b"k"].decode() not in TERMINAL:
+            return None
+        if len(last) > 1 and last[1][1][b"k"] == b"error":
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                return str(orjson.loads(last[1][1][b"d"])["error"]["code"] or "")
+        return ""
 
     async def has_readers(self, stream_id: str) -> bool:
         return bool(await self.redis.exists(_key(stream_id, "reader")))
 
     async def publish_cancel(self, stream_id: str) -> None:
-        await self.redis.publish(CANCEL_CHANNEL, stream_id)
+        try:
+            await self.redis.publish(CANCEL_CHANNEL, stream_id)
+        except RedisError as exc:
+            raise ServiceUnavailable(f"Redis failed: {exc}") from None
 
     async def _refresh_leases(self) -> None:
+        running_s = int(self._ttl_s) + RUNNING_EXTRA_S
         while True:
             await asyncio.sleep(REFRESH_S)
             if not self._leased:
@@ -210,21 +352,32 @@ class RedisStreams:
                 pipe = self.redis.pipeline(transaction=False)
                 for stream_id in self._leased:
                     pipe.set(_key(stream_id, "lease"), self.replica, px=LEASE_MS)
+                    # A stream running for longer than its keys' expiry keeps them.
+                    pipe.expire(_key(stream_id, "meta"), running_s)
+                    pipe.expire(_key(stream_id), running_s)
                 await pipe.execute()
             except RedisError as exc:
                 log.warning("cannot refresh stream leases: %s", exc)
 
-    async def _listen_for_cancels(self) -> None:
-        while True:
-            try:
-                async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CANCEL_CHANNEL)
+    async def _listen_for_cancels(self, pubsub: PubSub) -> None:
+        try:
+            while True:
+                try:
                     async for message in pubsub.listen():
                         if message.get("type") == "message" and self.on_cancel is not None:
                             self.on_cancel(_text(message["data"]))
-            except RedisError as exc:
-                log.warning("cancel channel lost (%s); resubscribing", exc)
-                await asyncio.sleep(1)
+                    raise RedisError("unsubscribed")
+                except RedisError as exc:
+                    log.warning("cancel channel lost (%s); resubscribing", exc)
+                    with contextlib.suppress(RedisError):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await asyncio.sleep(1)
+                    pubsub = self.redis.pubsub()
+                    with contextlib.suppress(RedisError):
+                        await pubsub.subscribe(CANCEL_CHANNEL)
+        finally:
+            with contextlib.suppress(RedisError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def _text(value: Any) -> str:

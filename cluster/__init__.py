@@ -1,0 +1,1 @@
+"""The several-replicas topology on one machine: `python -m cluster.run` (see run.py)."""
