@@ -70,7 +70,10 @@ def create_app(config: Config) -> web.Application:
     if state.redis_url:
         remote = RedisStreams(state.redis_url, max_bytes=max_bytes, ttl_s=state.stream_ttl_s)
         registry = StreamRegistry(
-            remote.new_log, grace_s=state.resume_grace_s, ttl_s=state.stream_ttl_s, remote=remote
+            remote.producer_log,
+            grace_s=state.resume_grace_s,
+            ttl_s=state.stream_ttl_s,
+            remote=remote,
         )
         remote.on_cancel = registry.cancel_local
         app.cleanup_ctx.append(_redis(remote))

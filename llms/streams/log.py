@@ -18,15 +18,28 @@ TERMINAL = frozenset(("done", "fail"))
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """One event; `wire` is its resumable-mode SSE bytes, built once."""
+
     seq: int
     kind: str
-    data: bytes  # the SSE `data:` payload (JSON, or b"[DONE]")
+    wire: bytes
+
+    @classmethod
+    def of(cls, seq: int, kind: str, data: bytes) -> Event:
+        # A new exact-size object: orjson's own output pins a 4 KiB buffer, too much to keep
+        # for every event of every stream for its whole TTL.
+        if kind == "status":
+            return cls(seq, kind, b"id: %d\nevent: status\ndata: %b\n\n" % (seq, data))
+        return cls(seq, kind, b"id: %d\ndata: %b\n\n" % (seq, data))
+
+    @property
+    def data(self) -> bytes:
+        """The SSE `data:` payload (one line of JSON, or b"[DONE]")."""
+        start = self.wire.index(b"data: ") + 6
+        return self.wire[start:-2]
 
     def to_wire(self) -> bytes:
-        """The event as resumable-mode SSE bytes."""
-        if self.kind == "status":
-            return b"id: %d\nevent: status\ndata: %b\n\n" % (self.seq, self.data)
-        return b"id: %d\ndata: %b\n\n" % (self.seq, self.data)
+        return self.wire
 
 
 class StreamGone(GatewayError):

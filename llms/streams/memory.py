@@ -47,8 +47,9 @@ class MemoryLog:
         seq = self.last_seq
         for kind, data in events:
             seq += 1
-            self._events.append(Event(seq, kind, data))
-            self._size += len(data)
+            event = Event.of(seq, kind, data)
+            self._events.append(event)
+            self._size += len(event.wire)
             if kind in TERMINAL:
                 self.finished = True
                 break
@@ -69,7 +70,7 @@ class MemoryLog:
             event = self._events[drop]
             if event.seq > read_by_all and self._size <= hard_cap:
                 break
-            self._size -= len(event.data)
+            self._size -= len(event.wire)
             drop += 1
         if drop:
             del self._events[:drop]

@@ -262,6 +262,11 @@ async def pump(
     """Run the generation into the stream's log until [DONE], whoever is reading."""
     try:
         await _generate(stream, router, chat, meta, include_usage, record)
+    except GatewayError as error:
+        # The log itself failed (Redis): its local readers already have the events and the
+        # end (ProducerLog), other replicas' readers will see the lease lapse.
+        log.warning("stream %s: its event log failed: %s", stream.id, error.message)
+        record.failed(error, status=200 if record.first_output is not None else None)
     finally:
         record.ended = asyncio.get_running_loop().time()
         on_done(record)

@@ -25,18 +25,20 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline, PubSub
 from redis.exceptions import RedisError, ResponseError
 
 from llms.errors import GatewayError, ServiceUnavailable, UpstreamError
 from llms.streams.log import TERMINAL, Event, StreamGone
+from llms.streams.memory import MemoryLog
 
 log = logging.getLogger("llms.streams.redis")
 
 LEASE_MS = 3000
 REFRESH_S = 1.0
 BLOCK_MS = 1000
+MAX_CONNECTIONS = 1024
 READ_COUNT = 512
 CANCEL_CHANNEL = "llms:cancel"
 # Redis caps a stream by entry count; events average a few hundred bytes.
@@ -178,7 +180,7 @@ class RedisLog:
                 raise ServiceUnavailable(f"Redis failed: {exc}") from None
             if reply:
                 events = [
-                    Event(_seq_of(entry_id), fields[b"k"].decode(), fields[b"d"])
+                    Event.of(_seq_of(entry_id), fields[b"k"].decode(), fields[b"d"])
                     for entry_id, fields in reply[0][1]
                 ]
                 if events[0].seq > after + 1:
@@ -245,11 +247,47 @@ class RedisLog:
         return None
 
 
+class ProducerLog:
+    """The log of a stream pumped here: written to Redis for every replica, but read from
+    memory by this replica's own readers (the usual case: the client stays connected), so
+    they cost no Redis round trip and no parsing of what was just written.
+
+    Redis is written first, so memory never runs ahead of what other replicas can see. If
+    Redis fails, the events still reach local readers (the pump then ends the stream with the
+    error); other replicas see the lease lapse and get `upstream_lost`.
+    """
+
+    __slots__ = ("_memory", "_redis")
+
+    def __init__(self, memory: MemoryLog, shared: RedisLog) -> None:
+        self._memory = memory
+        self._redis = shared
+
+    @property
+    def finished(self) -> bool:
+        return self._memory.finished
+
+    async def append(self, events: list[tuple[str, bytes]]) -> None:
+        try:
+            await self._redis.append(events)
+        finally:
+            await self._memory.append(events)
+
+    async def read(self, after: int, *, wait: bool = True, cursor: object = None) -> list[Event]:
+        return await self._memory.read(after, wait=wait, cursor=cursor)
+
+    def forget(self, cursor: object) -> None:
+        self._memory.forget(cursor)
+
+
 class RedisStreams:
     """Cross-replica coordination: registration, lookup, leases, cancel messages."""
 
     def __init__(self, url: str, *, max_bytes: int, ttl_s: float) -> None:
-        self.redis: Redis = Redis.from_url(url)
+        # Blocking: past the cap a command waits for a connection instead of failing (each
+        # reader on another replica holds one during its XREAD BLOCK).
+        pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10)
+        self.redis: Redis = Redis(connection_pool=pool)
         self.replica = secrets.token_hex(6)
         self._max_bytes = max_bytes
         self._ttl_s = ttl_s
@@ -259,7 +297,12 @@ class RedisStreams:
         self.on_cancel: Callable[[str], None] | None = None
 
     def new_log(self, stream_id: str) -> RedisLog:
+        """A log read through Redis (a stream pumped by any replica)."""
         return RedisLog(self.redis, stream_id, max_bytes=self._max_bytes, ttl_s=self._ttl_s)
+
+    def producer_log(self, stream_id: str) -> ProducerLog:
+        """The log of a stream pumped by this replica."""
+        return ProducerLog(MemoryLog(self._max_bytes), self.new_log(stream_id))
 
     async def start(self) -> None:
         await self.redis.ping()
