@@ -20,12 +20,8 @@ async def served(tmp_path: Path) -> AsyncIterator[str]:
     (tmp_path / "index.html").write_text("<!doctype html><title>llms</title>")
     (tmp_path / "assets" / "index-3f2a1b.js").write_text("console.log(1)")
     (tmp_path / "favicon.svg").write_text("<svg/>")
-    app = create_app(
-        gateway_config(
-            {"a": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}}
-        )
-    )
-    assert add_ui_routes(app, tmp_path)
+    providers = {"a": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}}
+    app = create_app(gateway_config(providers), ui_dist=tmp_path)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

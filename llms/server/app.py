@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from llms.routing import Router
 from llms.server import keys, routes
 from llms.server.auth import KEY, OPEN_PATHS, authenticate
 from llms.server.middleware import add_request_id, assign_request_id, errors_middleware
+from llms.server.ui import DIST as UI_DIST
 from llms.server.ui import add_ui_routes
 from llms.streams.memory import MemoryLog
 from llms.streams.pump import StreamRegistry
@@ -48,8 +50,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-def create_app(config: Config) -> web.Application:
-    """The gateway as an aiohttp application.
+def create_app(config: Config, *, ui_dist: Path = UI_DIST) -> web.Application:
+    """The gateway as an aiohttp application (`ui_dist`: where the built web UI is).
 
     Run it with `handler_cancellation=True` (as `llms serve` and aiohttp's test server do) so a
     client that disconnects while the upstream is silent stops the upstream at once; otherwise
@@ -107,7 +109,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/ready", routes.ready)
     app.router.add_get("/metrics", api.metrics)
     app.router.add_get("/api/usage", api.usage)
-    add_ui_routes(app)
+    add_ui_routes(app, ui_dist)
     return app
 
 
