@@ -118,7 +118,10 @@ class UpstreamCall:
 
     @property
     def headers(self) -> dict[str, str]:
-        return dict(self._response.headers) if self._response is not None else {}
+        if self._response is None:
+            return {}
+        # Plain str names: multidict's istr is a str subclass that orjson will not encode.
+        return {str(name): value for name, value in self._response.headers.items()}
 
     async def open(self, deadline: float) -> None:
         """Send the request; return once the status and headers arrived (before `deadline`)."""

@@ -308,3 +308,23 @@ async def test_many_random_drops_and_resumes(
             ids = [int(i) for i, _, _ in reader.events]
             assert ids == list(range(1, len(ids) + 1))
             assert reader.content() == "".join(pieces)
+
+
+async def test_upstream_429_in_resumable_mode_is_an_http_429(
+    fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]]
+) -> None:
+    # Upstream header names arrive as multidict istr: the recorded failure must still encode.
+    fake_openai.scripts["one"] = error_script(
+        429, {"error": {"message": "slow down"}}, {"Retry-After": "30"}
+    )
+    fake_openai.scripts["two"] = error_script(
+        429, {"error": {"message": "slow down"}}, {"Retry-After": "30"}
+    )
+    base = await start(fake_openai, make_gateway)
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.post(f"{base}/chat/completions", json=chat(), headers=RESUMABLE) as resp,
+    ):
+        assert resp.status == 429
+        assert resp.headers["Retry-After"] == "30"
+        assert (await resp.json())["error"]["message"] == "slow down"

@@ -299,7 +299,7 @@ async def _generate(
             else:
                 failure = {
                     "status": error.status,
-                    "headers": error.headers,
+                    "headers": {str(name): value for name, value in error.headers.items()},
                     "body": error.to_body(),
                 }
                 await event_log.append([("fail", dumps(failure))])
