@@ -317,10 +317,9 @@ async def test_upstream_429_in_resumable_mode_is_an_http_429(
     fake_openai.scripts["one"] = error_script(
         429, {"error": {"message": "slow down"}}, {"Retry-After": "30"}
     )
-    fake_openai.scripts["two"] = error_script(
-        429, {"error": {"message": "slow down"}}, {"Retry-After": "30"}
-    )
-    base = await start(fake_openai, make_gateway)
+    url = fake_openai.base_url  # type: ignore[attr-defined]
+    provider = {"type": "openai", "base_url": url, "models": {"m": "one"}}
+    base = await make_gateway(gateway_config({"a": provider}))
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
         session.post(f"{base}/chat/completions", json=chat(), headers=RESUMABLE) as resp,
