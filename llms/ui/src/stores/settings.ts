@@ -1,0 +1,79 @@
+/** The user's settings, persisted in localStorage: generation parameters, streaming, theme. */
+import { reactive, watch } from "vue";
+
+export type ThemeChoice = "system" | "light" | "dark";
+
+export interface Settings {
+  /** null: the model's default. */
+  temperature: number | null;
+  /** null: the model's default. */
+  maxTokens: number | null;
+  streaming: boolean;
+  theme: ThemeChoice;
+  /** The last model picked. */
+  model: string | null;
+}
+
+export const SETTINGS_KEY = "llms.settings";
+
+export const DEFAULTS: Readonly<Settings> = Object.freeze({
+  temperature: 0.7,
+  maxTokens: null,
+  streaming: true,
+  theme: "system",
+  model: null,
+});
+
+function numberOrNull(value: unknown, min: number, max: number): number | null | undefined {
+  if (value === null) return null;
+  if (typeof value !== "number" || !Number.isFinite(value)) return undefined;
+  return Math.min(max, Math.max(min, value));
+}
+
+/** Settings from storage; anything missing or malformed takes its default. */
+export function loadSettings(storage: Pick<Storage, "getItem"> | null): Settings {
+  const settings: Settings = { ...DEFAULTS };
+  let raw: unknown = null;
+  try {
+    raw = JSON.parse(storage?.getItem(SETTINGS_KEY) ?? "null");
+  } catch {
+    raw = null;
+  }
+  if (typeof raw !== "object" || raw === null) return settings;
+  const saved = raw as Record<string, unknown>;
+  const temperature = numberOrNull(saved.temperature, 0, 2);
+  if (temperature !== undefined) settings.temperature = temperature;
+  const maxTokens = numberOrNull(saved.maxTokens, 1, 1_000_000);
+  if (maxTokens !== undefined) settings.maxTokens = maxTokens === null ? null : Math.round(maxTokens);
+  if (typeof saved.streaming === "boolean") settings.streaming = saved.streaming;
+  if (saved.theme === "light" || saved.theme === "dark" || saved.theme === "system") settings.theme = saved.theme;
+  if (typeof saved.model === "string" && saved.model) settings.model = saved.model;
+  return settings;
+}
+
+export function saveSettings(storage: Pick<Storage, "setItem"> | null, settings: Settings): void {
+  try {
+    storage?.setItem(SETTINGS_KEY, JSON.stringify(settings));
+  } catch {
+    // Storage full or disabled (private mode): settings last for this page only.
+  }
+}
+
+export function browserStorage(): Storage | null {
+  try {
+    return typeof localStorage === "undefined" ? null : localStorage;
+  } catch {
+    return null;
+  }
+}
+
+/** Reactive settings that save themselves on every change. */
+export function createSettings(storage: Storage | null = browserStorage()): Settings {
+  const settings = reactive(loadSettings(storage));
+  watch(
+    () => ({ ...settings }),
+    (value) => saveSettings(storage, value),
+    { flush: "sync" },
+  );
+  return settings;
+}
