@@ -51,7 +51,7 @@ describe("the answer's state machine", () => {
       2,
     );
     expect(m.state).toBe("retrying");
-    expect(m.notice).toMatch(/Falling back to b/);
+    expect(m.notice).toMatch(/Falling back to “b”\./);
     expect(m.provider).toBe("b");
     applyRunEvent(m, { type: "chunk", chunk: chunk("x"), seq: 3 }, 3);
     expect(m.state).toBe("streaming");

@@ -81,7 +81,9 @@ export function newAnswer(id: string, model: string, now: number): ChatMessage {
 function statusNotice(status: StreamStatus): string {
   const reason = status.reason ? `: ${status.reason}` : "";
   if (status.status === "falling_back") {
-    return `${status.provider ?? "The provider"} failed${reason}. Falling back to ${status.next_provider ?? "the next provider"}…`;
+    const from = status.provider ? `Provider “${status.provider}”` : "The provider";
+    const to = status.next_provider ? `“${status.next_provider}”` : "the next provider";
+    return `${from} failed${reason}. Falling back to ${to}.`;
   }
   if (status.status === "retrying") {
     const delay = status.delay_s ? ` in ${status.delay_s.toFixed(1)} s` : "";
