@@ -150,15 +150,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run_server(config: Config, host: str, port: int) -> None:
-    from llms.server.app import create_app
+    from llms.server.app import create_app, server_options
 
     log = logging.getLogger("llms")
     app = create_app(config)
     runner = web.AppRunner(
         app,
-        handler_cancellation=True,
         shutdown_timeout=config.server.drain_s + 5,
         access_log=None,
+        **server_options(config),
     )
     await runner.setup()
     stop = asyncio.Event()

@@ -54,11 +54,22 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
+    """`open_metrics`: "loopback" (no key needed from a loopback peer), True or False.
+
+    `request_timeout_s` bounds the arrival of a request's headers and of its body;
+    a client whose unread output stays over `client_buffer_kb` for `slow_client_s` is cut off.
+    """
+
     api_keys: tuple[ApiKey, ...] = ()
     cors_origins: tuple[str, ...] = ()
     max_body_mb: float = 32.0
     heartbeat_s: float = 15.0
     drain_s: float = 10.0
+    open_metrics: bool | str = "loopback"
+    max_header_kb: float = 8.0
+    request_timeout_s: float = 30.0
+    slow_client_s: float = 30.0
+    client_buffer_kb: float = 1024.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +265,18 @@ def parse_config(data: Any, *, source: str = "config", env: Mapping[str, str]) -
 
 
 def _server(r: _Reader, value: Any, notes: list[str]) -> ServerConfig:
-    keys = ("api_keys", "cors_origins", "max_body_mb", "heartbeat_s", "drain_s")
+    keys = (
+        "api_keys",
+        "cors_origins",
+        "max_body_mb",
+        "heartbeat_s",
+        "drain_s",
+        "open_metrics",
+        "max_header_kb",
+        "request_timeout_s",
+        "slow_client_s",
+        "client_buffer_kb",
+    )
     obj = r.obj(value, "server", keys)
     api_keys: list[ApiKey] = []
     raw_keys = obj.get("api_keys", [])
@@ -266,14 +288,58 @@ def _server(r: _Reader, value: Any, notes: list[str]) -> ServerConfig:
             api_keys.append(_api_key(r, item, path, i))
         except _MissingEnv as missing:
             notes.append(f"{missing.path}: ${missing.var} is not set; that key is not accepted")
+    names = [key.name for key in api_keys]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            # Names own streams and carry limits: two keys sharing one would share both.
+            raise r.fail(f"server.api_keys[{i}].name", f"duplicate key name {name!r}")
     defaults = ServerConfig()
+
+    def number(name: str, low: float = 0.0) -> Any:
+        return r.number(obj.get(name, getattr(defaults, name)), f"server.{name}", low=low)
+
     return ServerConfig(
         api_keys=tuple(api_keys),
-        cors_origins=tuple(r.strings(obj.get("cors_origins", []), "server.cors_origins")),
-        max_body_mb=r.number(obj.get("max_body_mb", defaults.max_body_mb), "server.max_body_mb"),
-        heartbeat_s=r.number(obj.get("heartbeat_s", defaults.heartbeat_s), "server.heartbeat_s"),
-        drain_s=r.number(obj.get("drain_s", defaults.drain_s), "server.drain_s", low=-1),
+        cors_origins=_origins(r, obj.get("cors_origins", [])),
+        max_body_mb=number("max_body_mb"),
+        heartbeat_s=number("heartbeat_s"),
+        drain_s=number("drain_s", low=-1),
+        open_metrics=_open_metrics(r, obj.get("open_metrics", defaults.open_metrics)),
+        max_header_kb=number("max_header_kb"),
+        request_timeout_s=number("request_timeout_s"),
+        slow_client_s=number("slow_client_s"),
+        client_buffer_kb=number("client_buffer_kb"),
     )
+
+
+def _open_metrics(r: _Reader, value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    if value == "loopback":
+        return "loopback"
+    raise r.fail("server.open_metrics", f'expected "loopback", true or false, got {_show(value)}')
+
+
+def _origins(r: _Reader, value: Any) -> tuple[str, ...]:
+    """Browser origins allowed by CORS: "*" or scheme://host[:port], nothing after it."""
+    origins = r.strings(value, "server.cors_origins")
+    for i, origin in enumerate(origins):
+        if origin == "*":
+            continue
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or origin.endswith("/")
+        ):
+            raise r.fail(
+                f"server.cors_origins[{i}]",
+                f'expected "*" or an origin like "https://app.example.com", got {_show(origin)}',
+            )
+    return tuple(origin.lower() for origin in origins)
 
 
 def _api_key(r: _Reader, item: Any, path: str, index: int) -> ApiKey:

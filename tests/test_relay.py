@@ -311,3 +311,20 @@ async def test_idle_timeout_applies_after_the_commit_not_the_first_token_one(
     ):
         body = await resp.read()  # with the 30 s first-token timer still armed, this times out
     assert error_events(body)[0]["code"] == "upstream_idle_timeout"
+
+
+@pytest.mark.parametrize("resumable", [False, True])
+async def test_an_unforeseen_upstream_shape_still_ends_the_stream(
+    gateway: str, fake_openai: FakeOpenAI, resumable: bool
+) -> None:
+    writes = [*sse(chunk({"content": "fine"})), b'data: {"choices": [5]}\n\n']
+    fake_openai.scripts["up-model"] = Script(writes=writes, delay_s=0.05)
+    headers = {"X-Stream-Resumable": "true"} if resumable else {}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.post(f"{gateway}/chat/completions", json=CHAT, headers=headers) as resp,
+    ):
+        body = await resp.read()
+    assert b"fine" in body
+    assert b'"code":"internal_error"' in body
+    assert body.endswith(b"data: [DONE]\n\n")

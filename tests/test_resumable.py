@@ -327,3 +327,37 @@ async def test_upstream_429_in_resumable_mode_is_an_http_429(
         assert resp.status == 429
         assert resp.headers["Retry-After"] == "30"
         assert (await resp.json())["error"]["message"] == "slow down"
+
+
+async def test_client_chosen_stream_id_cancels_before_the_first_byte(
+    fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]]
+) -> None:
+    # The upstream "thinks" for a long time: no byte has reached the client yet.
+    fake_openai.scripts["one"] = text_script(["late"], header_delay_s=30)
+    base = await start(fake_openai, make_gateway)
+    stream_id = "ui-" + "a1b2c3d4e5f6a7b8c9d0"
+    headers = {**RESUMABLE, "X-Stream-Id": stream_id}
+    async with aiohttp.ClientSession() as session:
+        post = asyncio.create_task(
+            session.post(f"{base}/chat/completions", json=chat(), headers=headers)
+        )
+        while not fake_openai.received:
+            await asyncio.sleep(0.01)
+        async with session.post(f"{base}/streams/{stream_id}/cancel") as cancel:
+            assert (await cancel.json())["status"] == "cancelled"
+        resp = await post
+        body = await resp.read()
+        assert resp.headers["X-Stream-Id"] == stream_id
+        assert b'"code":"cancelled"' in body
+        assert body.endswith(b"data: [DONE]\n\n")
+        for _ in range(100):
+            if fake_openai.gone:
+                break
+            await asyncio.sleep(0.01)
+        assert fake_openai.gone, "the upstream kept going after the cancel"
+        async with session.post(f"{base}/chat/completions", json=chat(), headers=headers) as again:
+            assert again.status == 409
+            assert (await again.json())["error"]["param"] == "X-Stream-Id"
+        bad = {**RESUMABLE, "X-Stream-Id": "short"}
+        async with session.post(f"{base}/chat/completions", json=chat(), headers=bad) as resp:
+            assert resp.status == 400

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -175,8 +176,11 @@ async def test_bad_parameters_are_400_naming_them(
 async def test_usage_and_metrics_need_the_gateway_key(
     fake_openai: FakeOpenAI, tmp_path: Any
 ) -> None:
+    base = config(fake_openai, tmp_path / "u.db")
+    # /metrics is open to loopback clients by default (server.open_metrics): closed here.
+    closed = dataclasses.replace(base, server=dataclasses.replace(base.server, open_metrics=False))
     async with (
-        running(config(fake_openai, tmp_path / "u.db")) as gw,
+        running(closed) as gw,
         aiohttp.ClientSession() as session,
     ):
         for path in ("/api/usage", "/metrics"):

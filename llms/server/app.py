@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from redis.exceptions import RedisError
 
 from llms.adapters import ollama
@@ -17,11 +19,13 @@ from llms.errors import ConfigError, GatewayError, ServiceUnavailable
 from llms.local import LocalServer
 from llms.providers import Providers
 from llms.routing import Router
-from llms.server import keys, routes
-from llms.server.auth import KEY, OPEN_PATHS, authenticate
+from llms.server import keys, openapi, routes
+from llms.server.auth import KEY, authenticate, needs_key
+from llms.server.cors import Cors
+from llms.server.limits import Limits
 from llms.server.middleware import add_request_id, assign_request_id, errors_middleware
 from llms.server.ui import DIST as UI_DIST
-from llms.server.ui import add_ui_routes
+from llms.server.ui import SECURITY_HEADERS, add_ui_routes
 from llms.streams.memory import MemoryLog
 from llms.streams.pump import StreamRegistry
 from llms.streams.redis import RedisStreams
@@ -36,6 +40,9 @@ from llms.upstream import fetch, new_session
 log = logging.getLogger("llms.server")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# aiohttp's default; a request with more header lines gets a 400.
+MAX_HEADERS = 128
+LINGERING_S = 10.0  # aiohttp's default
 DISCOVERY_REFRESH_S = 60.0
 DISCOVERY_RETRY_S = 10.0
 
@@ -43,25 +50,55 @@ DISCOVERY_RETRY_S = 10.0
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     assign_request_id(request)
-    if request.path not in OPEN_PATHS:
-        key = authenticate(request.app[keys.CONFIG].server.api_keys, request)
+    app = request.app
+    server = app[keys.CONFIG].server
+    if server.api_keys and needs_key(request, server.open_metrics, app[keys.PUBLIC]):
+        key = authenticate(server.api_keys, request)
         if key is not None:
             request[KEY] = key
     return await handler(request)
 
 
+def server_options(config: Config) -> dict[str, Any]:
+    """The `web.AppRunner` (or `web.Server`) arguments the gateway needs from aiohttp.
+
+    `handler_cancellation`: a client that disconnects while the upstream is silent stops the
+    upstream at once (without it the disconnect is noticed at the next write or heartbeat).
+    `keepalive_timeout`: aiohttp closes a connection whose request headers have not all
+    arrived this long after it opened (or after its previous response): the slowloris bound.
+    Longer request lines or header fields than `server.max_header_kb` get a 400.
+    `lingering_time`: the rest of a body not read by the handler is drained (so the client
+    sees its early answer) for at most this long.
+    """
+    server = config.server
+    header_bytes = int(server.max_header_kb * 1024)
+    return {
+        "handler_cancellation": True,
+        "keepalive_timeout": server.request_timeout_s,
+        "max_line_size": header_bytes,
+        "max_field_size": header_bytes,
+        "max_headers": MAX_HEADERS,
+        # After an early answer (a 408, a 401), the unread rest of a body is drained this long.
+        "lingering_time": min(LINGERING_S, server.request_timeout_s),
+    }
+
+
 def create_app(config: Config, *, ui_dist: Path = UI_DIST) -> web.Application:
     """The gateway as an aiohttp application (`ui_dist`: where the built web UI is).
 
-    Run it with `handler_cancellation=True` (as `llms serve` and aiohttp's test server do) so a
-    client that disconnects while the upstream is silent stops the upstream at once; otherwise
-    the disconnect is noticed at the next write or heartbeat.
+    Run it with `web.AppRunner(app, **server_options(config))`, as `llms serve` does.
     """
+    server = config.server
+    middlewares: list[Middleware] = [errors_middleware]
+    cors = Cors(server.cors_origins) if server.cors_origins else None
+    if cors is not None:
+        middlewares.append(cors.middleware())
+    middlewares.append(auth_middleware)
     app = web.Application(
-        client_max_size=int(config.server.max_body_mb * 1024 * 1024),
-        middlewares=[errors_middleware, auth_middleware],
+        client_max_size=int(server.max_body_mb * 1024 * 1024), middlewares=middlewares
     )
     app[keys.CONFIG] = config
+    app[keys.LIMITS] = Limits()
     app[keys.LOCAL] = {}
     app[keys.PROVIDERS] = Providers(config)
     app[keys.ACTIVE] = set()
@@ -100,6 +137,9 @@ def create_app(config: Config, *, ui_dist: Path = UI_DIST) -> web.Application:
     app.cleanup_ctx.append(_discovery)
     app.on_shutdown.append(_drain)
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(_security_headers)
+    if cors is not None:
+        app.on_response_prepare.append(cors.add_headers)
     app.router.add_post("/v1/chat/completions", routes.chat_completions)
     app.router.add_get("/v1/models", routes.list_models)
     app.router.add_get("/v1/models/{model:.+}", routes.retrieve_model)
@@ -109,8 +149,21 @@ def create_app(config: Config, *, ui_dist: Path = UI_DIST) -> web.Application:
     app.router.add_get("/ready", routes.ready)
     app.router.add_get("/metrics", api.metrics)
     app.router.add_get("/api/usage", api.usage)
+    app.router.add_get("/openapi.json", openapi.document)
+    before = len(app.router.resources())
     add_ui_routes(app, ui_dist)
+    # The web UI's static pages need no key: the page asks for one, its API calls send it.
+    app[keys.PUBLIC] = frozenset(list(app.router.resources())[before:])
     return app
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: nosniff everywhere; the UI's headers on every UI response."""
+    if request.match_info.route.resource in request.app[keys.PUBLIC]:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+    else:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 def _redis(remote: RedisStreams) -> Callable[[web.Application], AsyncIterator[None]]:

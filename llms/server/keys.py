@@ -11,6 +11,7 @@ from llms.config import Config
 from llms.local import LocalServer
 from llms.providers import Providers
 from llms.routing import Router
+from llms.server.limits import Limits
 from llms.streams.pump import StreamRegistry
 from llms.telemetry.metrics import Metrics
 from llms.telemetry.record import Sinks
@@ -28,3 +29,6 @@ STREAMS = web.AppKey("streams", StreamRegistry)
 TELEMETRY = web.AppKey("telemetry", Sinks)
 METRICS = web.AppKey("metrics", Metrics)
 REQUEST_LOG: web.AppKey[RequestLog | None] = web.AppKey("request_log")
+LIMITS = web.AppKey("limits", Limits)
+# Router resources that need no key (the web UI's static pages).
+PUBLIC = web.AppKey("public", frozenset[object])

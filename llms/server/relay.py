@@ -3,11 +3,16 @@
 Default mode bytes are exactly `data: <json>\\n\\n` events, `: keep-alive\\n\\n` comments and
 `data: [DONE]\\n\\n`. Headers go out with the first chunk, or with the first heartbeat if the
 upstream is slow to commit, so an error known before then is still a plain HTTP error.
+
+A client that reads too slowly holds at most `server.client_buffer_kb` of unsent output: past
+it writes wait, and a write that waits `server.slow_client_s` ends that client's stream (an error
+event, best effort, then its connection is closed) and, in default mode, closes the upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -17,6 +22,8 @@ from aiohttp import web
 from llms.chunks import StreamMeta
 from llms.errors import GatewayError, ServiceUnavailable
 from llms.routing import Generation, Router
+from llms.server import keys
+from llms.server.slow import GOODBYE_S, WRITE_SLICE, SlowClient, bound_buffers, reset, slices
 from llms.streams.log import TERMINAL
 from llms.streams.pump import Stream
 from llms.telemetry.record import RequestRecord, finish_reason_of
@@ -53,12 +60,15 @@ class ClientStream:
 
     __slots__ = (
         "_beat",
+        "_buffer",
         "_interval",
         "_loop",
         "_owner",
         "_request",
+        "_slow_s",
         "_started",
         "_timer",
+        "_writing",
         "closed",
         "last_write",
         "response",
@@ -69,6 +79,10 @@ class ClientStream:
         self._request = request
         self._owner = asyncio.current_task()
         self._interval = interval
+        server = request.app[keys.CONFIG].server
+        self._slow_s = server.slow_client_s
+        self._buffer = int(server.client_buffer_kb * 1024)
+        self._writing = 0
         self._started: asyncio.Future[None] | None = None
         self._beat: asyncio.Task[None] | None = None
         self.response = web.StreamResponse(status=200, headers=headers)
@@ -92,14 +106,36 @@ class ClientStream:
                 started.set_exception(ConnectionResetError("client gone"))
                 started.exception()  # retrieved here, so asyncio does not warn about it
                 raise exc from None
+            transport = self._request.transport
+            if transport is not None:
+                bound_buffers(transport, self._buffer)
             started.set_result(None)
         elif not started.done():
             await asyncio.shield(started)
 
     async def write(self, data: bytes) -> None:
+        """Write, waiting while the client is behind; raises SlowClient after `slow_client_s`."""
         if self._started is None or not self._started.done():
             await self.start()
-        await self.response.write(data)
+        transport = self._request.transport
+        self._writing += 1
+        try:
+            if transport is None or (
+                not self._request.protocol.writing_paused
+                and transport.get_write_buffer_size() + len(data) <= self._buffer
+            ):
+                await self.response.write(data)  # under the bound: this cannot wait for the client
+            else:
+                try:
+                    async with asyncio.timeout(self._slow_s):
+                        await self.response.write(data)
+                except TimeoutError:
+                    raise SlowClient(
+                        f"The client read too slowly: over {self._buffer // 1024} KiB waited for "
+                        f"it for {self._slow_s:g} s, so its stream was ended."
+                    ) from None
+        finally:
+            self._writing -= 1
         self.last_write = self._loop.time()
 
     def _tick(self) -> None:
@@ -107,6 +143,9 @@ class ClientStream:
         if self.closed:
             return
         due = self.last_write + self._interval
+        if self._writing:
+            # A write still waiting for the client says more than a keep-alive would.
+            due = max(due, self._loop.time() + self._interval)
         if self._loop.time() < due:
             self._timer = self._loop.call_at(due, self._tick)
         elif self._beat is None:
@@ -115,8 +154,12 @@ class ClientStream:
     async def _send_keepalive(self) -> None:
         try:
             await self.write(KEEPALIVE)
-        except (ConnectionResetError, RuntimeError):
-            # The client left while the upstream is silent: stop the generation now.
+        except (ConnectionResetError, RuntimeError, SlowClient) as exc:
+            # The client left (or stopped reading) while the upstream is silent: stop the
+            # generation now.
+            transport = self._request.transport
+            if isinstance(exc, SlowClient) and transport is not None:
+                reset(transport)
             if not self.closed and self._owner is not None:
                 self._owner.cancel()
             self.closed = True
@@ -137,6 +180,23 @@ class ClientStream:
         self.close()
         if self.started:
             await self.response.write_eof()
+
+    async def cut_off(self, final: bytes) -> None:
+        """End a slow client's stream: its last event behind the unsent output, then close.
+
+        The event is queued, never waited for: the write that timed out left the response's
+        writer below its 64 KiB drain mark (and its drain waiter cancelled, so no later write
+        on this connection may wait). A client still reading gets it within GOODBYE_S.
+        """
+        self.close()
+        transport = self._request.transport
+        if transport is None:
+            return
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await self.response.write(final)
+        transport.close()
+        # close() waits for the unsent output, which a client that reads nothing never takes.
+        self._loop.call_later(GOODBYE_S, reset, transport)
 
 
 async def relay(
@@ -203,6 +263,12 @@ async def _pump(
             chunks += len(batch)
             last = batch
         record.finish_reason = finish_reason_of(last)
+    except SlowClient as slow:
+        log.warning("stream %s: %s", meta.id, slow.message)
+        record.failed(slow, status=200)
+        generation.close()  # the upstream first: the goodbye may take a moment
+        await out.cut_off(error_event(slow))
+        return out.response
     except GatewayError as error:
         log.warning("stream %s failed after it started: %s", meta.id, error.message)
         record.failed(error, status=200)
@@ -211,6 +277,14 @@ async def _pump(
         log.info("stream %s: the client disconnected", meta.id)
         record.disconnected = True
         return out.response
+    except Exception:
+        # A bug (an upstream shape nobody foresaw…): logged, and the client still gets an end.
+        log.exception("stream %s: relaying failed", meta.id)
+        failure = GatewayError(
+            "The gateway failed while relaying this answer.", code="internal_error"
+        )
+        record.failed(failure, status=200)
+        final = error_event(failure)
     except asyncio.CancelledError:
         if not shutting_down.is_set():
             log.info("stream %s: the client disconnected", meta.id)
@@ -262,11 +336,16 @@ async def relay_log(
                 raise failure_of(events[0].data)
             if not out.started and stream.provider is not None:
                 out.response.headers["X-Provider"] = stream.provider
-            await out.write(b"".join([event.to_wire() for event in events]))
-            seq = events[-1].seq
+            for piece in slices(events, WRITE_SLICE):
+                await out.write(b"".join([event.to_wire() for event in piece]))
+                seq = piece[-1].seq
             if events[-1].kind in TERMINAL:
                 break
         await out.finish()
+    except SlowClient as slow:
+        # This reader only: the generation goes on for the others (and the resume grace).
+        log.warning("stream %s: a reader after event %d: %s", stream.id, seq, slow.message)
+        await out.cut_off(error_event(slow))
     except GatewayError as error:
         if not out.started:
             raise

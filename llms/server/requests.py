@@ -1,223 +1,194 @@
-"""Parse and validate a client's chat request: every field the gateway reads, or a 400 naming it."""
+"""Parse and validate a client's chat request: every field the gateway reads, or a 400 naming it.
+
+What is checked here is what the gateway or one of its adapters reads (type and range, the
+shapes of `messages`, `tools`, `tool_choice`, `response_format`…), so that no body, however
+wrong, reaches code that would fail on it. Unknown fields pass through to OpenAI-compatible
+upstreams unchanged. The OpenAPI document (openapi.py) describes the same rules.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import orjson
+from aiohttp import web
 
-from llms.errors import InvalidRequest
+from llms.errors import GatewayError, InvalidRequest
+from llms.server import fields
+from llms.server.fields import fail, number, obj, string, wrong_type
+from llms.server.request_messages import check_messages
+from llms.server.request_tools import check_tool_choice, check_tools
 from llms.wire import ChatRequest
 
-ROLES = frozenset(("system", "developer", "user", "assistant", "tool", "function"))
-TOOL_CHOICES = frozenset(("none", "auto", "required"))
+MAX_JSON_DEPTH = 64
+MAX_MODEL_LENGTH = 256
+MAX_USER_LENGTH = 256
+MAX_STOP = 4
+# OpenAI's limits on `metadata`.
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+MAX_LOGIT_BIAS = 1024
+# Optional strings some upstreams take; only their type matters here.
+STRING_FIELDS = (
+    "reasoning_effort",
+    "service_tier",
+    "verbosity",
+    "safety_identifier",
+    "prompt_cache_key",
+)
+OBJECT_FIELDS = ("audio", "prediction", "web_search_options")
 
 
-def _fail(param: str, message: str, code: str = "invalid_value") -> InvalidRequest:
-    return InvalidRequest(message, param=param, code=code)
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
 
 
-def _type_name(value: Any) -> str:
-    return {
-        type(None): "null",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-        dict: "an object",
-    }.get(type(value), type(value).__name__)
-
-
-def _number(
-    body: dict[str, Any], name: str, low: float, high: float, *, integer: bool = False
-) -> None:
-    value = body.get(name)
-    if value is None:
-        return
-    kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
-        raise _fail(
-            name,
-            f"Invalid type for '{name}': expected {kind}, got {_type_name(value)}.",
-            "invalid_type",
-        )
-    if not low <= value <= high:
-        raise _fail(name, f"Invalid '{name}': {value} is not within [{low:g}, {high:g}].")
-
-
-def _boolean(body: dict[str, Any], name: str) -> None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, bool):
-        raise _fail(
-            name,
-            f"Invalid type for '{name}': expected a boolean, got {_type_name(value)}.",
-            "invalid_type",
-        )
+async def read_body(request: web.Request, timeout_s: float) -> bytes:
+    """The whole body, which must arrive within `timeout_s` (a slow sender gets a 408)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The request body did not arrive within {timeout_s:g} s (server.request_timeout_s)."
+        ) from None
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
     """The body of POST /v1/chat/completions, validated; unknown fields pass through."""
     try:
         body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):  # orjson's own limit (1024): deeper than ours anyway
+            raise _too_deep() from None
         raise InvalidRequest(
             "We could not parse the JSON body of your request. The body must be valid JSON."
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    if not fields.depth_within(body, MAX_JSON_DEPTH):
+        raise _too_deep()
     model = body.get("model")
     if model is None:
-        raise _fail("model", "Missing required parameter: 'model'.", "missing_required_parameter")
+        raise fields.missing("model")
     if not isinstance(model, str) or not model:
-        raise _fail("model", "Invalid 'model': expected a non-empty string.", "invalid_type")
-    _messages(body.get("messages"))
-    _boolean(body, "stream")
-    options = body.get("stream_options")
-    if options is not None:
-        if not isinstance(options, dict):
-            raise _fail(
-                "stream_options", "Invalid 'stream_options': expected an object.", "invalid_type"
-            )
-        if not body.get("stream"):
-            raise _fail("stream_options", "'stream_options' is only allowed when 'stream' is true.")
-        if not isinstance(options.get("include_usage", False), bool):
-            raise _fail(
-                "stream_options.include_usage",
-                "Invalid 'include_usage': expected a boolean.",
-                "invalid_type",
-            )
-    _number(body, "temperature", 0, 2)
-    _number(body, "top_p", 0, 1)
-    _number(body, "presence_penalty", -2, 2)
-    _number(body, "frequency_penalty", -2, 2)
-    _number(body, "n", 1, 128, integer=True)
-    _number(body, "max_tokens", 1, 2**31, integer=True)
-    _number(body, "max_completion_tokens", 1, 2**31, integer=True)
-    _number(body, "top_logprobs", 0, 20, integer=True)
-    _number(body, "seed", -(2**63), 2**63 - 1, integer=True)
-    _boolean(body, "logprobs")
-    _boolean(body, "parallel_tool_calls")
+        raise fail("model", "Invalid 'model': expected a non-empty string.", "invalid_type")
+    string(model, "model", max_length=MAX_MODEL_LENGTH)
+    check_messages(body.get("messages"))
+    _stream(body)
+    _sampling(body)
     _stop(body.get("stop"))
-    _tools(body)
-    fmt = body.get("response_format")
-    if fmt is not None and (not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str)):
-        raise _fail(
-            "response_format",
-            "Invalid 'response_format': expected an object with a 'type'.",
-            "invalid_type",
-        )
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise _fail("user", "Invalid type for 'user': expected a string.", "invalid_type")
+    check_tools(body.get("tools"))
+    check_tool_choice(body.get("tool_choice"))
+    _functions(body)
+    _response_format(body.get("response_format"))
+    string(body.get("user"), "user", max_length=MAX_USER_LENGTH)
+    for name in STRING_FIELDS:
+        string(body.get(name), name, max_length=MAX_USER_LENGTH)
+    for name in OBJECT_FIELDS:
+        obj(body.get(name), name)
+    fields.strings(body.get("modalities"), "modalities")
+    _metadata(body.get("metadata"))
+    _logit_bias(body.get("logit_bias"))
     return cast(ChatRequest, body)
 
 
-def _messages(messages: Any) -> None:
-    if messages is None:
-        raise _fail(
-            "messages", "Missing required parameter: 'messages'.", "missing_required_parameter"
-        )
-    if not isinstance(messages, list):
-        raise _fail(
-            "messages",
-            f"Invalid type for 'messages': expected an array, got {_type_name(messages)}.",
-            "invalid_type",
-        )
-    if not messages:
-        raise _fail(
-            "messages",
-            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
-            "empty_array",
-        )
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise _fail(where, f"Invalid type for '{where}': expected an object.", "invalid_type")
-        role = message.get("role")
-        if role not in ROLES:
-            raise _fail(
-                f"{where}.role",
-                f"Invalid '{where}.role': expected one of {', '.join(sorted(ROLES))}.",
-            )
-        content = message.get("content")
-        if content is None:
-            if role != "assistant":
-                raise _fail(
-                    f"{where}.content",
-                    f"Missing required parameter: '{where}.content'.",
-                    "missing_required_parameter",
-                )
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                    raise _fail(
-                        f"{where}.content[{j}]",
-                        f"Invalid '{where}.content[{j}]': expected a content part with a 'type'.",
-                        "invalid_type",
-                    )
-        elif not isinstance(content, str):
-            raise _fail(
-                f"{where}.content",
-                f"Invalid type for '{where}.content': expected a string or an array of parts.",
-                "invalid_type",
-            )
-        if role == "tool" and not isinstance(message.get("tool_call_id"), str):
-            raise _fail(
-                f"{where}.tool_call_id",
-                f"Missing required parameter: '{where}.tool_call_id'.",
-                "missing_required_parameter",
-            )
-        calls = message.get("tool_calls")
-        if calls is not None and not isinstance(calls, list):
-            raise _fail(
-                f"{where}.tool_calls",
-                f"Invalid type for '{where}.tool_calls': expected an array.",
-                "invalid_type",
-            )
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(
+        f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep.",
+        code="json_too_deep",
+    )
+
+
+def _stream(body: dict[str, Any]) -> None:
+    fields.boolean(body.get("stream"), "stream")
+    options = obj(body.get("stream_options"), "stream_options")
+    if options is None:
+        return
+    if not body.get("stream"):
+        raise fail("stream_options", "'stream_options' is only allowed when 'stream' is true.")
+    fields.boolean(options.get("include_usage"), "stream_options.include_usage")
+
+
+def _sampling(body: dict[str, Any]) -> None:
+    number(body.get("temperature"), "temperature", 0, 2)
+    number(body.get("top_p"), "top_p", 0, 1)
+    number(body.get("presence_penalty"), "presence_penalty", -2, 2)
+    number(body.get("frequency_penalty"), "frequency_penalty", -2, 2)
+    number(body.get("n"), "n", 1, 128, integer=True)
+    number(body.get("max_tokens"), "max_tokens", 1, 2**31, integer=True)
+    number(body.get("max_completion_tokens"), "max_completion_tokens", 1, 2**31, integer=True)
+    number(body.get("top_logprobs"), "top_logprobs", 0, 20, integer=True)
+    number(body.get("top_k"), "top_k", 0, 2**31, integer=True)
+    number(body.get("seed"), "seed", -(2**63), 2**63 - 1, integer=True)
+    for name in ("logprobs", "parallel_tool_calls", "store"):
+        fields.boolean(body.get(name), name)
 
 
 def _stop(stop: Any) -> None:
     if stop is None or isinstance(stop, str):
         return
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise _fail(
+        raise wrong_type("stop", "a string or an array of strings", stop)
+    if len(stop) > MAX_STOP:
+        raise fail(
             "stop",
-            "Invalid type for 'stop': expected a string or an array of strings.",
-            "invalid_type",
-        )
-    if len(stop) > 4:
-        raise _fail(
-            "stop", f"Invalid 'stop': array too long. Expected at most 4 items, got {len(stop)}."
+            f"Invalid 'stop': array too long. Expected at most {MAX_STOP} items, got {len(stop)}.",
         )
 
 
-def _tools(body: dict[str, Any]) -> None:
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise _fail("tools", "Invalid type for 'tools': expected an array.", "invalid_type")
-        for i, tool in enumerate(tools):
-            if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
-                raise _fail(
-                    f"tools[{i}]",
-                    f"Invalid 'tools[{i}]': expected an object with a 'type'.",
-                    "invalid_type",
-                )
-            function = tool.get("function")
-            if tool["type"] == "function" and (
-                not isinstance(function, dict) or not isinstance(function.get("name"), str)
-            ):
-                raise _fail(
-                    f"tools[{i}].function.name",
-                    f"Missing required parameter: 'tools[{i}].function.name'.",
-                    "missing_required_parameter",
-                )
-    choice = body.get("tool_choice")
-    if choice is None or isinstance(choice, dict):
+def _functions(body: dict[str, Any]) -> None:
+    """The deprecated `functions` / `function_call` (forwarded to OpenAI-compatible upstreams)."""
+    for i, function in enumerate(fields.array(body.get("functions"), "functions") or ()):
+        spec = fields.required_obj(function, f"functions[{i}]")
+        string(spec.get("name"), f"functions[{i}].name", required=True)
+    call = body.get("function_call")
+    if call is None or isinstance(call, str):
         return
-    if not isinstance(choice, str) or choice not in TOOL_CHOICES:
-        raise _fail(
-            "tool_choice",
-            "Invalid 'tool_choice': expected 'none', 'auto', 'required' or an object.",
-        )
+    if not isinstance(call, dict):
+        raise wrong_type("function_call", "a string or an object", call)
+    string(call.get("name"), "function_call.name", required=True)
+
+
+def _response_format(value: Any) -> None:
+    fmt = obj(value, "response_format")
+    if fmt is None:
+        return
+    string(fmt.get("type"), "response_format.type", required=True)
+    spec = obj(fmt.get("json_schema"), "response_format.json_schema")
+    if fmt["type"] == "json_schema" and spec is None:
+        raise fields.missing("response_format.json_schema")
+    if spec is not None:
+        string(spec.get("name"), "response_format.json_schema.name", max_length=MAX_USER_LENGTH)
+        string(spec.get("description"), "response_format.json_schema.description")
+        obj(spec.get("schema"), "response_format.json_schema.schema")
+        fields.boolean(spec.get("strict"), "response_format.json_schema.strict")
+
+
+def _metadata(value: Any) -> None:
+    metadata = obj(value, "metadata")
+    if metadata is None:
+        return
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise fail("metadata", f"Invalid 'metadata': at most {MAX_METADATA_PAIRS} pairs.")
+    for key, item in metadata.items():
+        where = f"metadata.{key[:MAX_METADATA_KEY]}"
+        if len(key) > MAX_METADATA_KEY:
+            raise fail(where, f"Invalid 'metadata': keys are at most {MAX_METADATA_KEY} long.")
+        string(item, where, required=True, max_length=MAX_METADATA_VALUE)
+
+
+def _logit_bias(value: Any) -> None:
+    bias = obj(value, "logit_bias")
+    if bias is None:
+        return
+    if len(bias) > MAX_LOGIT_BIAS:
+        raise fail("logit_bias", f"Invalid 'logit_bias': at most {MAX_LOGIT_BIAS} tokens.")
+    for token, weight in bias.items():
+        if not (token.isascii() and token.isdigit()):
+            raise fail("logit_bias", "Invalid 'logit_bias': keys are token ids (digits).")
+        number(weight, "logit_bias", -100, 100)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import orjson
@@ -13,13 +14,17 @@ from llms.errors import GatewayError, InvalidRequest, ModelNotFound, ServiceUnav
 from llms.routing import Router
 from llms.server import keys
 from llms.server.auth import KEY, authorize_model
+from llms.server.limits import UNLIMITED
 from llms.server.middleware import REQUEST_ID
 from llms.server.relay import relay, relay_log, uncancel
-from llms.server.requests import parse_chat_request
+from llms.server.requests import parse_chat_request, read_body
 from llms.streams.pump import Cancelled, Stream
 from llms.telemetry.attempts import CURRENT_RECORD
 from llms.telemetry.record import RequestRecord
 from llms.wire import ChatRequest, Chunk, ModelCard
+
+# A client-chosen stream id: long enough to be unguessable, safe in a URL and a Redis key.
+STREAM_ID = re.compile(r"[A-Za-z0-9_-]{16,80}")
 
 
 def json_response(
@@ -44,6 +49,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         key=key.name if key is not None else None,
     )
     handed_over = False  # a resumable stream's pump finishes the record instead
+    lease = UNLIMITED
     current = CURRENT_RECORD.set(record)  # routing's observer fills it (attempts, timings)
     active = app[keys.ACTIVE]
     task = asyncio.current_task()
@@ -52,11 +58,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         if app[keys.SHUTTING_DOWN].is_set():
             raise ServiceUnavailable("The gateway is shutting down.", headers={"Retry-After": "1"})
-        chat = parse_chat_request(await request.read())
+        server = app[keys.CONFIG].server
+        chat = parse_chat_request(await read_body(request, server.request_timeout_s))
         record.model = model = chat["model"]
         authorize_model(key, model)
         router = app[keys.ROUTER]
         router.providers_for(model)
+        lease = app[keys.LIMITS].admit(key)
         meta = StreamMeta(model=model)
         record.stream_id = meta.id
         if not chat.get("stream"):
@@ -64,9 +72,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         record.stream = True
         app[keys.METRICS].stream_started()
         include_usage = bool((chat.get("stream_options") or {}).get("include_usage"))
-        heartbeat_s = app[keys.CONFIG].server.heartbeat_s
+        heartbeat_s = server.heartbeat_s
         if request.headers.get("X-Stream-Resumable", "").lower() == "true":
             record.resumable = True
+            chosen = request.headers.get("X-Stream-Id")
+            if chosen is not None:
+                # The client names the stream, so it can cancel before any byte arrives.
+                if not STREAM_ID.fullmatch(chosen):
+                    raise InvalidRequest(
+                        "X-Stream-Id must be 16 to 80 letters, digits, '-' or '_'.",
+                        param="X-Stream-Id",
+                        code="invalid_value",
+                    )
+                meta.id = record.stream_id = chosen
             stream = await app[keys.STREAMS].start(
                 router,
                 chat,
@@ -74,8 +92,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 include_usage=include_usage,
                 record=record,
                 on_done=app[keys.TELEMETRY].finish,
+                chosen_id=chosen is not None,
             )
             handed_over = True
+            # The stream's slot is held while it generates, whoever reads it.
+            pumping = stream.task
+            assert pumping is not None
+            pumping.add_done_callback(lambda _: lease.release(record.usage))
             return await relay_log(request, stream, 0, heartbeat_s=heartbeat_s)
         return await relay(
             request,
@@ -94,6 +117,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         CURRENT_RECORD.reset(current)
         active.discard(task)
         if not handed_over:
+            lease.release(record.usage)
             record.ended = loop.time()
             app[keys.TELEMETRY].finish(record)
 

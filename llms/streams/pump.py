@@ -15,7 +15,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from llms.chunks import StreamMeta
-from llms.errors import GatewayError, NotFound
+from llms.errors import Conflict, GatewayError, NotFound
 from llms.routing import Router
 from llms.streams.log import EventLog
 from llms.streams.redis import RedisStreams
@@ -132,6 +132,7 @@ class StreamRegistry:
         self.grace_s = grace_s
         self.ttl_s = ttl_s
         self._sweeper: asyncio.TimerHandle | None = None
+        self._endings: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -145,8 +146,18 @@ class StreamRegistry:
         include_usage: bool,
         record: RequestRecord,
         on_done: Callable[[RequestRecord], None],
+        chosen_id: bool = False,
     ) -> Stream:
+        """Start pumping a new stream. `chosen_id`: the client named it (X-Stream-Id), so it
+        may already be taken (ids the gateway makes are unguessable and never collide)."""
         owner = record.key
+        taken = meta.id in self._streams
+        if chosen_id and not taken and self.remote is not None:
+            taken = await self.remote.lookup(meta.id) is not None
+        if taken:
+            raise Conflict(
+                f"A stream `{meta.id}` already exists; choose another id.", param="X-Stream-Id"
+            )
         stream = Stream(self, meta.id, owner, self._new_log(meta.id))
         if self.remote is not None:
             await self.remote.register(meta.id, owner)
@@ -161,6 +172,17 @@ class StreamRegistry:
         if self.remote is not None:
             self.remote.release(stream.id)
         loop = asyncio.get_running_loop()
+        task = stream.task
+        crash = task.exception() if task is not None and not task.cancelled() else None
+        if crash is not None and not stream.log.finished:
+            # A bug, not an upstream failure: still, no reader may wait for ever.
+            log.error("stream %s: the pump failed", stream.id, exc_info=crash)
+            error = GatewayError(
+                "The gateway failed while producing this answer.", code="internal_error"
+            )
+            ending = loop.create_task(stream.log.append([error_event(error), DONE_EVENT]))
+            self._endings.add(ending)
+            ending.add_done_callback(self._endings.discard)
         stream.expires_at = loop.time() + self.ttl_s
         if self._sweeper is None:
             self._sweeper = loop.call_later(min(self.ttl_s, 30.0), self._sweep)
