@@ -113,7 +113,9 @@ def fold(chunks: Iterable[Chunk], meta: StreamMeta) -> Completion:
             usage = item["usage"]
         fingerprint = item.get("system_fingerprint") or fingerprint
         for choice in item["choices"]:
-            state = choices.setdefault(choice["index"], _ChoiceFold())
+            state = choices.get(choice["index"])
+            if state is None:
+                state = choices[choice["index"]] = _ChoiceFold()
             _fold_delta(state, choice["delta"])
             logprobs = choice.get("logprobs")
             if logprobs:

@@ -29,6 +29,11 @@ class SSEEvent(NamedTuple):
     """The last-event-ID string in force after this block (it persists across events)."""
 
 
+def _event(fields: tuple[str, str, str]) -> SSEEvent:
+    """Build an SSEEvent without the Python-level `__new__` of a NamedTuple (hot path)."""
+    return tuple.__new__(SSEEvent, fields)
+
+
 def _too_big(limit: int) -> UpstreamMalformed:
     return UpstreamMalformed(f"upstream event exceeds {limit} bytes")
 
@@ -89,6 +94,35 @@ class SSEDecoder:
         """
         if self._cr or not self._bom_done or b"\r" in chunk:
             chunk = self._normalize(chunk)
+        if not (self._partial_len or self._size or self._event) and b"\n\n" in chunk:
+            return self._feed_blocks(chunk)
+        return self._feed_lines(chunk)
+
+    def _feed_blocks(self, chunk: bytes) -> list[SSEEvent]:
+        """The fast path, at an event boundary: whole `data: …` blocks become events directly.
+
+        Nearly every upstream event is one `data: ` line and a blank line. Any other block, and
+        the unfinished tail, go through the general line parser, which is correct from an event
+        boundary on.
+        """
+        blocks = chunk.split(b"\n\n")
+        tail = blocks.pop()
+        events: list[SSEEvent] = []
+        event_id = self._id
+        limit = self._max
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block and len(block) <= limit:
+                events.append(_event(("message", block[6:].decode("utf-8", "replace"), event_id)))
+            else:
+                events += self._feed_lines(block + b"\n\n")
+                event_id = self._id
+        self.last_event_id = event_id
+        if tail:
+            events += self._feed_lines(tail)
+        return events
+
+    def _feed_lines(self, chunk: bytes) -> list[SSEEvent]:
+        """The general path: split into lines and apply every field rule."""
         if b"\n" not in chunk:
             if chunk:
                 self._partial.append(chunk)
@@ -121,10 +155,12 @@ class SSEDecoder:
                     data.clear()
                     etype = self._event
                     events.append(
-                        SSEEvent(
-                            etype.decode("utf-8", "replace") if etype else "message",
-                            payload.decode("utf-8", "replace"),
-                            self._id,
+                        _event(
+                            (
+                                etype.decode("utf-8", "replace") if etype else "message",
+                                payload.decode("utf-8", "replace"),
+                                self._id,
+                            )
                         )
                     )
                 self._event = b""

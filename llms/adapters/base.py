@@ -33,6 +33,11 @@ class UpstreamRequest:
     headers: Mapping[str, str]
     body: bytes
 
+    def __post_init__(self) -> None:
+        # The body lives as long as the stream. orjson's output pins a 4 KiB buffer whatever
+        # its length; an exact-size copy keeps an idle stream small.
+        object.__setattr__(self, "body", b"%b" % self.body)
+
 
 @dataclass(frozen=True, slots=True)
 class StreamContext:

@@ -256,13 +256,16 @@ async def _pump(
         await write(encode_chunks(batch))
         record.first_output = out.last_write
         chunks = len(batch)
-        last = batch
+        finish = finish_reason_of(batch)
+        # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
+        generation.first = batch = []
         next_batch = generation.next
         while (batch := await next_batch()) is not None:
             await write(encode_chunks(batch))
             chunks += len(batch)
-            last = batch
-        record.finish_reason = finish_reason_of(last)
+            finish = finish_reason_of(batch)
+            batch = []
+        record.finish_reason = finish
     except SlowClient as slow:
         log.warning("stream %s: %s", meta.id, slow.message)
         record.failed(slow, status=200)

@@ -334,12 +334,15 @@ async def _generate(
             await event_log.append([("chunk", dumps(c)) for c in batch])
             record.first_output = asyncio.get_running_loop().time()
             record.chunks = len(batch)
-            last = batch
+            finish = finish_reason_of(batch)
+            # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
+            generation.first = batch = []
             while (batch := await generation.next()) is not None:
                 await event_log.append([("chunk", dumps(c)) for c in batch])
                 record.chunks += len(batch)
-                last = batch
-            record.finish_reason = finish_reason_of(last)
+                finish = finish_reason_of(batch)
+                batch = []
+            record.finish_reason = finish
             await event_log.append([DONE_EVENT])
         except GatewayError as error:
             log.warning("stream %s failed after it started: %s", stream.id, error.message)
