@@ -782,3 +782,12 @@ def test_error_body_that_is_not_json() -> None:
     error = adapter.from_error_response(502, {}, b"<html>Bad gateway</html>")
     assert error.status == 502
     assert error.message == "<html>Bad gateway</html>"
+
+
+def test_usage_is_null_until_the_usage_chunk_when_asked() -> None:
+    conv, chunks = replay("text", include_usage=True)
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == conv.usage
+    assert all(item["usage"] is None for item in chunks[:-1])
+    _, plain = replay("text")
+    assert all("usage" not in item for item in plain)

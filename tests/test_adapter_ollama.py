@@ -416,6 +416,8 @@ def test_text_stream() -> None:
     assert finishes(chunks) == [None, None, None, "stop"]
     assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"] == {"prompt_tokens": 26, "completion_tokens": 2, "total_tokens": 28}
+    # As OpenAI does with include_usage: every chunk before the usage chunk says null.
+    assert all(item["usage"] is None for item in chunks[:-1])
     assert conv.done
     for item in chunks:
         assert (item["id"], item["created"], item["model"]) == (META.id, META.created, "llama")

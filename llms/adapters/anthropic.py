@@ -112,6 +112,14 @@ class Converter:
         self.usage: Usage | None = None
 
     def feed(self, event: SSEEvent) -> list[Chunk]:
+        out = self._feed(event)
+        if out and self._ctx.include_usage:
+            # As OpenAI does: every chunk says `"usage": null` until the usage chunk.
+            for item in out:
+                item.setdefault("usage", None)
+        return out
+
+    def _feed(self, event: SSEEvent) -> list[Chunk]:
         if event.event == "ping" or self.done:
             return []
         obj = from_json_event(event.data)

@@ -116,6 +116,14 @@ class Converter:
         self.usage: Usage | None = None
 
     def feed(self, event: bytes) -> list[Chunk]:
+        out = self._feed(event)
+        if out and self._ctx.include_usage:
+            # As OpenAI does: every chunk says `"usage": null` until the usage chunk.
+            for item in out:
+                item.setdefault("usage", None)
+        return out
+
+    def _feed(self, event: bytes) -> list[Chunk]:
         if self.done:
             return []
         try:
