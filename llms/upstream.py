@@ -8,6 +8,7 @@ and an idle deadline (between reads) instead, enforced by a `Watchdog`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import socket
 from types import TracebackType
@@ -85,6 +86,12 @@ class Watchdog:
             self._handle = None
 
 
+@functools.cache
+def _client_timeout(connect_s: float) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout for one connect deadline, built once (the watchdog does the rest)."""
+    return aiohttp.ClientTimeout(total=None, connect=connect_s, sock_connect=connect_s)
+
+
 def new_session() -> aiohttp.ClientSession:
     """The one shared session: no cap on concurrent streams, no total timeout."""
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
@@ -126,9 +133,7 @@ class UpstreamCall:
     async def open(self, deadline: float) -> None:
         """Send the request; return once the status and headers arrived (before `deadline`)."""
         timeouts = self._timeouts
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeouts.connect_s, sock_connect=timeouts.connect_s
-        )
+        timeout = _client_timeout(timeouts.connect_s)
         request = self._request
         self.watchdog.expect_by(deadline)
         try:

@@ -49,6 +49,9 @@ class RequestTimeout(GatewayError):
 
 async def read_body(request: web.Request, timeout_s: float) -> bytes:
     """The whole body, which must arrive within `timeout_s` (a slow sender gets a 408)."""
+    if request.content.is_eof():
+        # Already here (the usual case: it came with the headers); no timer to arm.
+        return await request.read()
     try:
         async with asyncio.timeout(timeout_s):
             return await request.read()
