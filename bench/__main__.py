@@ -9,6 +9,11 @@ redis-server and two more gateways (replicas A and B, ``state.redis_url``) are s
 resumable throughput scenario runs against replica A, with redis-server's CPU and commands counted.
 Resume latency is timed in memory mode, on the same Redis replica and across replicas. Without
 a redis-server the Redis scenarios are reported as skipped.
+
+Last, on gateways of their own (bench.dedicated): many open streams (1 000 then 10 000 streams of
+one chunk a second; memory per open stream, added gap, errors; 10 000 need ``--workers 2`` when
+the fd limit is below 2 per stream) and scaling with workers (``--workers 1`` vs ``2``).
+``--only NAMES`` runs a subset, e.g. ``--only open_streams,scaling``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.dedicated import NAMES as DEDICATED
+from bench.dedicated import dedicated_errors, run_dedicated
 from bench.figures import Report, figures
 from bench.fleet import Fleet, start_gateways, stop_fleet
 from bench.markdown import to_markdown
@@ -65,8 +72,12 @@ async def run_scenario(scenario: Scenario, fleet: Fleet) -> Report | None:
 async def run(args: argparse.Namespace, results_dir: Path) -> Report:
     """Start the processes, run every scenario both ways, stop the processes; return the report."""
     scenarios = QUICK if args.quick else FULL
+    if args.only is not None:
+        # `--only a,b`: those scenarios; the resume rounds only if "resume" is named.
+        scenarios = tuple(s for s in scenarios if s.name in args.only)
     fd_limit = raise_fd_limit()
-    models = sorted({s.shape.model for s in scenarios})
+    resume_shape = (RESUME_QUICK if args.quick else RESUME_FULL).shape
+    models = sorted({s.shape.model for s in scenarios} | {resume_shape.model})
     report: Report = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shlex.join(sys.orig_argv),
@@ -92,7 +103,8 @@ async def run(args: argparse.Namespace, results_dir: Path) -> Report:
     with tempfile.TemporaryDirectory(prefix="llms-bench-") as tmp:
         try:
             await wait_ready(upstream, "/v1/models", 15)
-            if not args.direct_only:
+            # `--only open_streams,scaling` needs no fleet gateway (they start their own).
+            if not args.direct_only and (scenarios or args.only is None or "resume" in args.only):
                 await start_gateways(
                     fleet,
                     report,
@@ -108,7 +120,7 @@ async def run(args: argparse.Namespace, results_dir: Path) -> Report:
                 if runs is not None:
                     report["scenarios"][scenario.name] = runs
                     print(f"{scenario.name}: done", file=sys.stderr, flush=True)
-            if fleet.gateway is not None:
+            if fleet.gateway is not None and (args.only is None or "resume" in args.only):
                 pairs: dict[str, tuple[Child, Child, Replica]] = {
                     "memory": (fleet.gateway, fleet.gateway, "any")
                 }
@@ -119,9 +131,22 @@ async def run(args: argparse.Namespace, results_dir: Path) -> Report:
                 settings = RESUME_QUICK if args.quick else RESUME_FULL
                 report["resume"] = await measure_resumes(settings, upstream, pairs)
                 print("resume: done", file=sys.stderr, flush=True)
+            # Many open streams and scaling with workers, on gateways of their own.
+            await run_dedicated(
+                report,
+                upstream=upstream,
+                quick=args.quick,
+                only=args.only,
+                direct_only=args.direct_only,
+                tmp=Path(tmp),
+                results_dir=results_dir,
+                module=args.gateway_module,
+                start_timeout=args.start_timeout,
+            )
         finally:
             await stop_fleet(fleet, report)
     report["figures"] = figures(report["scenarios"], report["resume"])
+    report["figures"]["errors"] += dedicated_errors(report)
     return report
 
 
@@ -152,7 +177,18 @@ def main(argv: list[str] | None = None) -> int:
         help="redis-server executable for the Redis scenarios (skipped if not found)",
     )
     parser.add_argument("--start-timeout", type=float, default=30.0, help="gateway /ready wait")
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated scenarios to run (and `resume` for the resume rounds, "
+        "`open_streams`, `scaling`); default all",
+    )
     args = parser.parse_args(argv)
+    if args.only is not None:
+        args.only = set(filter(None, args.only.split(",")))
+        known = {s.name for s in (*QUICK, *FULL)} | {"resume", *DEDICATED}
+        if not args.only or args.only - known:
+            parser.error(f"--only: unknown {sorted(args.only - known)}; known {sorted(known)}")
     args.results_dir.mkdir(parents=True, exist_ok=True)
     try:
         report = asyncio.run(run(args, args.results_dir))

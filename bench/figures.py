@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.native_report import adapter_figures
+
 Report = dict[str, Any]
 
 RESUME_RUNS = ("direct", "memory", "redis_same", "redis_across")
@@ -83,5 +85,6 @@ def figures(scenarios: Report, resume: Report) -> Report:
             if name in resume
         },
         "rps": rps,
+        "adapters": adapter_figures(scenarios),
         "errors": sum(_errors(runs) for runs in scenarios.values()) + _errors(resume),
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from bench.figures import Report
+from bench.native import gateway_providers
 from bench.procs import Child, free_port, spawn, stop, wait_ready
 from bench.redis_server import command, find_redis_server, spawn_redis, wait_redis
 
@@ -22,7 +23,8 @@ REPLICAS = ("A", "B")
 
 
 def gateway_config(upstream_url: str, models: list[str], redis_url: str | None = None) -> Report:
-    """The gateway's config.json: one OpenAI-type provider, the fake upstream; Redis if given."""
+    """The gateway's config.json: the fake upstream as an OpenAI-type provider, and as one
+    provider of each native type (bench.native: models ``<type>-<model>``); Redis if given."""
     config: Report = {
         "providers": {
             "bench": {
@@ -30,7 +32,8 @@ def gateway_config(upstream_url: str, models: list[str], redis_url: str | None =
                 "base_url": f"{upstream_url}/v1",
                 "api_key": "bench",
                 "models": models,
-            }
+            },
+            **gateway_providers(upstream_url, models),
         }
     }
     if redis_url is not None:

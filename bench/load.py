@@ -250,6 +250,10 @@ class LoadClient:
         if self._session is not None:
             await self._session.close()
 
+    async def read_stream(self, resp: aiohttp.ClientResponse, start: float) -> tuple[Stream, int]:
+        """Read and check one streamed answer (bench.native_load reads other protocols)."""
+        return await read_stream(resp, self.spec.model, self.expected, start, self.spec.resumable)
+
     async def _one(self, result: LoadResult) -> None:
         """Send one request, check its answer and record it in ``result``."""
         assert self._session is not None
@@ -263,9 +267,7 @@ class LoadClient:
                     text = (await resp.read())[:200]
                     raise Failure(f"http_{resp.status}", text.decode("utf-8", "replace"))
                 if self.spec.stream:
-                    state, size = await read_stream(
-                        resp, self.spec.model, self.expected, start, self.spec.resumable
-                    )
+                    state, size = await self.read_stream(resp, start)
                 else:
                     size = await _read_completion(resp, self.spec.model, self.expected)
         except Failure as exc:

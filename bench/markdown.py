@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.dedicated_markdown import dedicated_markdown
 from bench.figures import RESUME_RUNS, Report, get
+from bench.native_report import adapter_rows
 
 _TARGET_RATIO = 1.3
 _RESUME_LABELS = {
@@ -124,12 +126,14 @@ def to_markdown(report: Report) -> str:
             f"| {name} req/s direct / gateway (ratio) | {_fmt(rps['direct'])} / "
             f"{_fmt(rps['gateway'])} ({_fmt(rps['ratio'], 3)}) |"
         )
+    lines += adapter_rows(fig.get("adapters") or {})
     lines += [f"| errors | {fig['errors']} |", "", _runs_table(report), ""]
     redis_run = get(report, "scenarios", "resumable_redis", "gateway")
     if redis_run is not None:
         lines += [_redis_table(redis_run), ""]
     if report.get("resume"):
         lines += [_resume_table(report["resume"]), ""]
+    lines += dedicated_markdown(report)
     samples = [
         f"- {name}/{run}: {sample}"
         for name, runs in report["scenarios"].items()
@@ -152,6 +156,8 @@ def _settings(s: Report) -> str:
     if s.get("resumable"):
         mode = " resumable" + (" Redis" if s.get("mode") == "redis" else "")
     kind = "stream" if s["stream"] else "non-stream"
+    if s.get("protocol", "openai") != "openai":
+        mode += f" via {s['protocol']}"
     return f"{s['model']} {kind}{mode} n={s['requests']} c={s['concurrency']}"
 
 
@@ -191,7 +197,8 @@ def _runs_table(report: Report) -> str:
             )
     note = (
         "(non-stream rows: upstream and client columns are µs per request; direct rows of the "
-        "resumable scenarios are the plain stream, the upstream knows no resumable mode)"
+        "resumable scenarios are the plain stream, the upstream knows no resumable mode; direct "
+        "rows of the adapter scenarios speak the provider's protocol, counted per OpenAI chunk)"
     )
     return "\n".join([*rows, "", note])
 

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bench.figures import Report
-from bench.load import LoadClient, LoadSpec
+from bench.load import LoadSpec
+from bench.native import NATIVE, Protocol
+from bench.native_load import load_client
 from bench.procs import Child, CpuSample, self_cpu, tree_cpu
 from bench.redis_server import command_figures, commandstats
 from bench.report import summarise_resume, summarise_run
@@ -20,6 +22,8 @@ class Scenario:
 
     ``resumable`` sends ``X-Stream-Resumable: true`` through the gateway (never to the upstream,
     which does not know it); ``mode`` picks the gateway: the memory-mode one, or Redis replica A.
+    ``protocol`` other than openai routes through that adapter (bench.native): the gateway run
+    asks for ``<protocol>-<model>``, the direct run speaks the protocol to the fake upstream.
     """
 
     name: str
@@ -31,6 +35,7 @@ class Scenario:
     warmup: int
     resumable: bool = False
     mode: Literal["memory", "redis"] = "memory"
+    protocol: Protocol = "openai"
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ FULL = (
     Scenario("nonstream", NONSTREAM, False, 1000, 32, 120, 32),
     Scenario("resumable", THROUGHPUT, True, 2000, 64, 300, 64, resumable=True),
     Scenario("resumable_redis", THROUGHPUT, True, 2000, 64, 300, 64, True, "redis"),
+    *(Scenario(f"adapter_{p}", THROUGHPUT, True, 2000, 64, 300, 64, protocol=p) for p in NATIVE),
 )
 QUICK = (
     Scenario("latency", LATENCY, True, 5, 1, 20, 1),
@@ -61,6 +67,7 @@ QUICK = (
     Scenario("nonstream", NONSTREAM, False, 16, 8, 20, 8),
     Scenario("resumable", THROUGHPUT, True, 16, 8, 20, 8, resumable=True),
     Scenario("resumable_redis", THROUGHPUT, True, 16, 8, 20, 8, True, "redis"),
+    *(Scenario(f"adapter_{p}", THROUGHPUT, True, 16, 8, 20, 8, protocol=p) for p in NATIVE),
 )
 RESUME_FULL = ResumeSettings(THROUGHPUT, 200, 5, 120)
 RESUME_QUICK = ResumeSettings(THROUGHPUT, 5, 1, 20)
@@ -77,6 +84,7 @@ def settings_of(scenario: Scenario) -> Report:
         "max_seconds": scenario.max_seconds,
         "resumable": scenario.resumable,
         "mode": scenario.mode,
+        "protocol": scenario.protocol,
     }
 
 
@@ -110,7 +118,10 @@ async def measure(
         cpu["client"] = self_cpu()
         return cpu
 
-    async with LoadClient(spec, content_pieces(scenario.shape)) as client:
+    # Adapter scenarios: the direct run (target is the upstream) speaks the native protocol.
+    direct = target is watched.get("upstream")
+    client = load_client(scenario.protocol, spec, content_pieces(scenario.shape), direct=direct)
+    async with client:
         warm = await client.warm()
         stats_before = await commandstats(redis) if redis is not None else {}
         before = sample()

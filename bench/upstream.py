@@ -1,5 +1,9 @@
 """A fake OpenAI-compatible upstream that costs next to nothing per chunk.
 
+It also speaks Ollama (``POST /api/chat``, NDJSON), Anthropic (``POST /v1/messages``, SSE with
+named events) and Gemini (``POST /v1beta/models/{model}:streamGenerateContent?alt=sse``), with
+the same content and each provider's own usage reporting (see ``bench.native``).
+
 A raw ``asyncio.Protocol`` HTTP/1.1 server (keep-alive, chunked transfer encoding). Every answer
 is pre-encoded once per (model, include_usage) and then written as stored bytes: with no pacing,
 a whole streamed answer is one ``transport.write``. The model id chooses the shape (see
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 import orjson
 
 from bench.answers import Encoded, encode_completion, encode_json, encode_stream, error_body
+from bench.native import Protocol, encode_native, error_answer, request_problem, route
 from bench.shape import Shape, parse_model
 
 _MAX_HEAD = 64 * 1024
@@ -43,6 +48,7 @@ class Request:
     path: str
     close: bool
     body: bytes
+    query: str = ""
 
 
 def _dechunk(buf: bytearray, start: int) -> tuple[bytes, int] | None:
@@ -99,8 +105,8 @@ def parse_request(buf: bytearray) -> tuple[Request, int] | None:
         if len(buf) < start + length:
             return None
         body, consumed = bytes(buf[start : start + length]), start + length
-    path = target.split("?", 1)[0]
-    return Request(method=method, path=path, close=close, body=body), consumed
+    path, _, query = target.partition("?")
+    return Request(method=method, path=path, close=close, body=body, query=query), consumed
 
 
 class Upstream:
@@ -118,6 +124,7 @@ class Upstream:
         }
         self._streams: dict[tuple[str, bool], Encoded] = {}
         self._completions: dict[str, bytes] = {}
+        self._native: dict[tuple[Protocol, str], Encoded] = {}
 
     def stream(self, shape: Shape, include_usage: bool) -> Encoded:
         """The encoded streamed answer for a shape, built on first use."""
@@ -127,6 +134,16 @@ class Upstream:
             if len(self._streams) >= _MAX_CACHED:
                 self._streams.clear()
             encoded = self._streams[key] = encode_stream(shape, self.created, include_usage)
+        return encoded
+
+    def native(self, protocol: Protocol, shape: Shape) -> Encoded:
+        """The encoded streamed answer of an Ollama, Anthropic or Gemini upstream."""
+        key = (protocol, shape.model)
+        encoded = self._native.get(key)
+        if encoded is None:
+            if len(self._native) >= _MAX_CACHED:
+                self._native.clear()
+            encoded = self._native[key] = encode_native(protocol, shape)
         return encoded
 
     def completion(self, shape: Shape) -> bytes:
@@ -146,7 +163,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self._upstream = upstream
         self._buf = bytearray()
         self._transport: asyncio.Transport | None = None
-        self._paced: asyncio.Task[None] | None = None
+        self._paced: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport."""
@@ -191,6 +208,8 @@ class UpstreamProtocol(asyncio.Protocol):
             self._finish(encode_json(200, self._upstream.models_body, request.close), request)
         elif request.method == "POST" and request.path == "/v1/chat/completions":
             self._chat(request)
+        elif (native := route(request.method, request.path)) is not None:
+            self._native(request, *native)
         else:
             body = error_body(f"no route {request.method} {request.path}", "not_found")
             self._finish(encode_json(404, body, request.close), request)
@@ -225,7 +244,31 @@ class UpstreamProtocol(asyncio.Protocol):
             else:
                 self._finish(self._closing(answer, request), request)
             return
-        encoded = self._upstream.stream(shape, include_usage)
+        self._stream(self._upstream.stream(shape, include_usage), shape, request)
+
+    def _native(
+        self, request: Request, protocol: Protocol, path_model: str | None, streamed: bool
+    ) -> None:
+        """Answer an Ollama, Anthropic or Gemini chat in that protocol (always streamed)."""
+        try:
+            payload = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            payload = None
+        problem = request_problem(protocol, payload, request.query, streamed)
+        if problem is not None:
+            body = error_answer(protocol, 400, problem)
+            self._finish(encode_json(400, body, request.close), request)
+            return
+        model = path_model or payload.get("model")
+        shape = parse_model(model) if isinstance(model, str) else None
+        if shape is None:
+            body = error_answer(protocol, 404, f"model '{model}' not found")
+            self._finish(encode_json(404, body, request.close), request)
+            return
+        self._stream(self._upstream.native(protocol, shape), shape, request)
+
+    def _stream(self, encoded: Encoded, shape: Shape, request: Request) -> None:
+        """Write a stored streamed answer, paced as the shape asks or all at once."""
         if shape.first_ms or shape.delay_ms:
             first = self._closing(encoded.head, request) + encoded.first
             self._pace([first, *encoded.rest], encoded.tail, shape, request)
@@ -240,27 +283,31 @@ class UpstreamProtocol(asyncio.Protocol):
         return response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
 
     def _pace(self, parts: list[bytes], last: bytes, shape: Shape, request: Request) -> None:
-        """Write ``parts`` with the shape's delays, then ``last``; hold the connection meanwhile."""
+        """Write ``parts`` with the shape's delays, then ``last``; hold the connection meanwhile.
 
-        async def write_paced() -> None:
-            """Sleep and write, as a model generating tokens would."""
-            await asyncio.sleep(shape.first_ms / 1000)
-            if not parts:
-                # Non-streamed: the whole generation time passes before the one answer.
-                await asyncio.sleep(shape.delay_ms * (shape.chunks - 1) / 1000)
-            for index, part in enumerate(parts):
-                if index:
-                    await asyncio.sleep(shape.delay_ms / 1000)
-                self._send(part)
+        Each write is a timer callback (``loop.call_later``), not a task: a paced stream costs one
+        timer at a time, so 10 000 open streams stay cheap (see bench.open_streams).
+        """
+        loop = asyncio.get_running_loop()
+        delay = shape.delay_ms / 1000
+
+        def write(index: int) -> None:
+            """Write part ``index`` and schedule the next one; after the last, finish."""
+            if index < len(parts):
+                self._send(parts[index])
+                if index + 1 < len(parts):
+                    self._paced = loop.call_later(delay, write, index + 1)
+                    return
             self._finish(last if parts else self._closing(last, request), request)
-
-        def done(_: asyncio.Task[None]) -> None:
-            """Release the connection to the next buffered request."""
+            # Release the connection to the next buffered request.
             self._paced = None
             self._serve()
 
-        self._paced = asyncio.get_running_loop().create_task(write_paced())
-        self._paced.add_done_callback(done)
+        first = shape.first_ms / 1000
+        if not parts:
+            # Non-streamed: the whole generation time passes before the one answer.
+            first += delay * (shape.chunks - 1)
+        self._paced = loop.call_later(first, write, 0)
 
 
 async def serve(host: str, port: int, models: list[str]) -> None:

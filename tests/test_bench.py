@@ -399,7 +399,8 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
-BASIC = {"latency", "throughput", "nonstream"}
+ADAPTERS = {"adapter_ollama", "adapter_anthropic", "adapter_gemini"}
+BASIC = {"latency", "throughput", "nonstream", *ADAPTERS}
 CLEAN_STOP = "stopped on SIGTERM with exit code 0"
 HAS_REDIS = shutil.which("redis-server") is not None
 
@@ -434,6 +435,8 @@ def _check_runs(report: dict[str, Any], runs: tuple[str, ...], scenarios: set[st
 def test_bench_direct_only(tmp_path: Path) -> None:
     """The harness alone: fake upstream and load generator, no gateway."""
     report = _run_bench(tmp_path, "--direct-only")
+    _check_open_streams(report, ("direct",))
+    assert report["scaling"] == {"skipped": "direct-only run"}
     _check_runs(report, ("direct",), BASIC)
     assert report["resume"] == {}
     assert report["redis"] == {"skipped": "direct-only run"}
@@ -442,6 +445,9 @@ def test_bench_direct_only(tmp_path: Path) -> None:
     assert _positive(fig["upstream_cpu_us_per_chunk"])
     assert _positive(fig["client_cpu_us_per_chunk"])
     assert all(_positive(rps["direct"]) for rps in fig["rps"].values())
+    for protocol, adapter in fig["adapters"].items():
+        assert _positive(adapter["upstream_cpu_us_per_chunk_direct"]), protocol
+        assert adapter["gateway_cpu_us_per_chunk"] is None, protocol
 
 
 def _check_gateway_figures(fig: dict[str, Any]) -> None:
@@ -467,6 +473,19 @@ def _check_gateway_figures(fig: dict[str, Any]) -> None:
     for name, rps in fig["rps"].items():
         for way in ("direct", "gateway", "ratio"):
             assert _positive(rps[way]), (name, way)
+    # Each adapter relayed its native stream error-free, with its CPU measured both ways.
+    assert set(fig["adapters"]) == {name.removeprefix("adapter_") for name in ADAPTERS}
+    for protocol, adapter in fig["adapters"].items():
+        assert adapter["errors"] == 0, protocol
+        for name in (
+            "gateway_cpu_us_per_chunk",
+            "ratio_to_openai",
+            "upstream_cpu_us_per_chunk_direct",
+            "client_cpu_us_per_chunk_direct",
+            "rps_direct",
+            "rps_gateway",
+        ):
+            assert _positive(adapter[name]), (protocol, name)
 
 
 def _check_resume(report: dict[str, Any], runs: tuple[str, ...]) -> None:
@@ -487,9 +506,68 @@ def _check_resume(report: dict[str, Any], runs: tuple[str, ...]) -> None:
             assert _positive(r["events_replayed"]), run
 
 
+def _check_open_streams(report: dict[str, Any], runs: tuple[str, ...]) -> None:
+    """Many open streams: every stream of every size complete and intact, figures present."""
+    section = report["open_streams"]
+    assert section["figures"]["errors"] == 0
+    assert section["memory_source"].startswith("Rss from /proc/<pid>/smaps_rollup")
+    for n, entry in section["sizes"].items():
+        for run in runs:
+            if run == "gateway" and section["has_workers"] is False and "gateway" not in entry:
+                assert "has no --workers" in entry["gateway_skipped"]
+                continue
+            r = entry[run]
+            where = f"open {n}/{run}"
+            assert r["errors"] == 0, (where, r["error_samples"])
+            assert not r["capped"], where
+            assert r["requests_ok"] == int(n), where
+            assert r["content_chunks"] == int(n) * entry["settings"]["chunks"], where
+            for name in ("upstream", "client"):
+                assert _positive(r["cpu_cores"][name]), (where, name)
+            assert _positive(r["gap_ms"]["p99"]), where
+            assert _positive(r["ttft_ms"]["p99"]), where
+            memory = r["memory"]
+            assert memory["most_open_at_once"] > 0, where
+            assert isinstance(memory["rss_per_stream_kib"], int | float), where
+            assert memory["peak_fds_per_process"] > 0, where
+    if "gateway" not in runs:
+        assert all(entry["gateway_skipped"] for entry in section["sizes"].values())
+        return
+    if section["has_workers"] is False:
+        return
+    assert {t["verdict"] for t in section["figures"]["targets"]} <= {"meets", "misses"}
+    # The second size runs through --workers 2 (forced in --quick).
+    last = list(section["sizes"].values())[-1]
+    assert last["fds"]["workers"] == 2
+    assert last["gateway"]["memory"]["process"] == "gateway --workers 2"
+
+
+def _check_scaling(report: dict[str, Any]) -> None:
+    """Scaling with workers: both worker counts served every request; the ratio is there."""
+    scaling = report["scaling"]
+    if report["open_streams"]["has_workers"] is False:
+        # A build of `llms serve` without --workers: reported, not failed.
+        assert scaling == {"skipped": "skipped: llms serve has no --workers"}
+        return
+    assert set(scaling["workers"]) == {"1", "2"}
+    for workers, runs in scaling["workers"].items():
+        for name, r in runs.items():
+            assert r["errors"] == 0, (workers, name, r["error_samples"])
+            assert _positive(r["rps"]), (workers, name)
+            assert _positive(r["cpu_cores"]["gateway"]), (workers, name)
+    for name in scaling["settings"]:
+        assert _positive(scaling["figures"][name]["ratio"]), name
+    for workers, gateway in report["dedicated_gateways"].items():
+        assert gateway["stop"] == CLEAN_STOP, workers
+        assert gateway["warmup"]["errors"] == 0, workers
+
+
 def test_bench_through_the_gateway(tmp_path: Path) -> None:
     """The whole benchmark at its tiny size: zero errors and every figure present."""
     report = _run_bench(tmp_path)
+    _check_open_streams(report, ("direct", "gateway"))
+    _check_scaling(report)
+    assert "## Many open streams" in (tmp_path / "latest.md").read_text()
     scenarios = BASIC | {"resumable", "resumable_redis"} if HAS_REDIS else BASIC | {"resumable"}
     _check_runs(report, ("direct", "gateway"), scenarios)
     fig = report["figures"]
@@ -525,7 +603,11 @@ def test_bench_through_the_gateway(tmp_path: Path) -> None:
 
 def test_bench_without_redis_skips_the_redis_scenarios(tmp_path: Path) -> None:
     """No redis-server: the Redis scenarios are reported as skipped and the run still passes."""
-    report = _run_bench(tmp_path, "--redis-server", str(tmp_path / "no-such-redis-server"))
+    # Every scenario but the open-streams and scaling ones, which use no Redis (and take time).
+    only = ",".join(sorted(BASIC | {"resumable", "resumable_redis", "resume"}))
+    no_redis = str(tmp_path / "no-such-redis-server")
+    report = _run_bench(tmp_path, "--redis-server", no_redis, "--only", only)
+    assert "open_streams" not in report
     _check_runs(report, ("direct", "gateway"), BASIC | {"resumable"})
     _check_gateway_figures(report["figures"])
     _check_resume(report, ("direct", "memory"))
