@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -23,6 +24,9 @@ from llms.errors import ConfigError
 from llms.framing import SSEDecoder
 from llms.telemetry.logs import LOG_FORMATS, configure_logging
 from llms.telemetry.redact import secrets_of
+
+if TYPE_CHECKING:
+    from llms.server.worker import Worker
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -38,6 +42,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, 1 or more, got {text!r}")
+    return workers
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="llms", description="An OpenAI-compatible LLM gateway.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +65,15 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="allow a non-loopback host without server.api_keys",
     )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=os.environ.get("LLMS_WORKERS", "1"),
+        help="processes serving the port together (SO_REUSEPORT); 1: this process serves",
+    )
+    # A worker of `--workers N`, started by the supervisor (llms/workers.py).
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument("--runtime-dir", type=Path, default=None, help=argparse.SUPPRESS)
     serve.add_argument(
         "--log-level",
         type=str.lower,
@@ -129,31 +152,77 @@ def _is_loopback(host: str) -> bool:
 
 def _serve(args: argparse.Namespace) -> int:
     config = _load_or_exit(args.config)
+    worker = None
+    if args.worker_index is not None and args.runtime_dir is not None:
+        from llms.server.worker import Worker
+
+        worker = Worker(args.worker_index, args.runtime_dir)
     # The formatter also scrubs every credential the config holds from whatever is logged.
-    configure_logging(args.log_level, args.log_format, secrets_of(config))
+    configure_logging(args.log_level, args.log_format, secrets_of(config), args.worker_index)
+    log = logging.getLogger("llms")
     if not config.server.api_keys and not _is_loopback(args.host) and not args.insecure_no_auth:
         return _fail(
             f"refusing to listen on {args.host} without server.api_keys: anyone who can reach it "
             "could use your providers. Add keys to the config, or pass --insecure-no-auth.",
             2,
         )
-    for note in config.notes:
-        logging.getLogger("llms").warning("%s", note)
+    if worker is None:  # a worker's supervisor has said all this
+        for note in config.notes:
+            log.warning("%s", note)
+        _raise_fd_limit(log)
+        if args.workers > 1:
+            return _supervise(config, args)
     with contextlib.suppress(ImportError):
         # uvloop is optional: a faster event loop when it is installed.
         importlib.import_module("uvloop").install()
     try:
-        asyncio.run(_run_server(config, args.host, args.port))
+        asyncio.run(_run_server(config, args.host, args.port, worker))
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", 1)
+    except ConfigError as error:  # found while starting (Redis unreachable)
+        return _fail(str(error), 2)
     return 0
 
 
-async def _run_server(config: Config, host: str, port: int) -> None:
+def _raise_fd_limit(log: logging.Logger) -> None:
+    import resource
+
+    from llms.workers import raise_fd_limit
+
+    before, now = raise_fd_limit()
+    shown = "unlimited" if now == resource.RLIM_INFINITY else str(now)
+    raised = f", raised from {before}" if now != before else ""
+    log.info(
+        "open files limit: %s per process%s; each open stream needs 2 (client and upstream)",
+        shown,
+        raised,
+    )
+
+
+def _supervise(config: Config, args: argparse.Namespace) -> int:
+    """`--workers N`: this process runs N workers (llms/workers.py)."""
+    from llms.workers import Reservation, run_supervisor
+
+    try:
+        reservation = Reservation(args.host, args.port)
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", 1)
+
+    def command(index: int, port: int, runtime_dir: Path) -> list[str]:
+        argv = [sys.executable, "-m", "llms", "serve", "--config", os.path.abspath(args.config)]
+        argv += ["--host", args.host, "--port", str(port), "--log-level", args.log_level]
+        argv += ["--log-format", args.log_format, "--worker-index", str(index)]
+        argv += ["--runtime-dir", str(runtime_dir)]
+        return argv + (["--insecure-no-auth"] if args.insecure_no_auth else [])
+
+    return run_supervisor(config, reservation, args.workers, command)
+
+
+async def _run_server(config: Config, host: str, port: int, worker: Worker | None = None) -> None:
     from llms.server.app import create_app, server_options
 
     log = logging.getLogger("llms")
-    app = create_app(config)
+    app = create_app(config, worker=worker)
     runner = web.AppRunner(
         app,
         shutdown_timeout=config.server.drain_s + 5,
@@ -166,13 +235,19 @@ async def _run_server(config: Config, host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, host, port, backlog=1024)
+        # A worker shares the port with its siblings; the kernel spreads connections among them.
+        site = web.TCPSite(runner, host, port, backlog=1024, reuse_port=worker is not None)
         await site.start()
-        models = ", ".join(sorted(config.routes())) or "none"
-        log.info("llms serving on http://%s:%d (models: %s)", host, port, models)
+        if worker is None:
+            models = ", ".join(sorted(config.routes())) or "none"
+            log.info("llms serving on http://%s:%d (models: %s)", host, port, models)
+        else:
+            await worker.attach(runner, stop)
         await stop.wait()
         log.info("stopping: finishing in-flight streams (up to %g s)", config.server.drain_s)
     finally:
+        if worker is not None:
+            await worker.detach()
         await runner.cleanup()
     log.info("stopped")
 

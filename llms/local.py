@@ -23,7 +23,9 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from llms.errors import ServiceUnavailable
@@ -103,6 +105,17 @@ class LocalServer:
         self._ready = False
         self._supervisor: asyncio.Task[None] | None = None
         self._workdir: Path | None = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> LocalServer:
+        """The server a `local` provider's config options describe."""
+        return cls(
+            options["model"],
+            model_path=options.get("model_path"),
+            n_ctx=options.get("n_ctx", 4096),
+            threads=options.get("threads"),
+            parallel=options.get("parallel", 2),
+        )
 
     @property
     def ready(self) -> bool:

@@ -24,8 +24,10 @@ from llms.server.auth import KEY, authenticate, needs_key
 from llms.server.cors import Cors
 from llms.server.limits import Limits
 from llms.server.middleware import add_request_id, assign_request_id, errors_middleware
+from llms.server.siblings import asking_siblings
 from llms.server.ui import DIST as UI_DIST
 from llms.server.ui import SECURITY_HEADERS, add_ui_routes
+from llms.server.worker import Worker
 from llms.streams.memory import MemoryLog
 from llms.streams.pump import StreamRegistry
 from llms.streams.redis import RedisStreams
@@ -83,8 +85,11 @@ def server_options(config: Config) -> dict[str, Any]:
     }
 
 
-def create_app(config: Config, *, ui_dist: Path = UI_DIST) -> web.Application:
-    """The gateway as an aiohttp application (`ui_dist`: where the built web UI is).
+def create_app(
+    config: Config, *, ui_dist: Path = UI_DIST, worker: Worker | None = None
+) -> web.Application:
+    """The gateway as an aiohttp application (`ui_dist`: where the built web UI is; `worker`:
+    this process is one worker of `llms serve --workers N`).
 
     Run it with `web.AppRunner(app, **server_options(config))`, as `llms serve` does.
     """
@@ -124,7 +129,8 @@ def create_app(config: Config, *, ui_dist: Path = UI_DIST) -> web.Application:
             ttl_s=state.stream_ttl_s,
         )
     app[keys.STREAMS] = registry
-    metrics = app[keys.METRICS] = Metrics(app[keys.PROVIDERS])
+    metrics_dir = None if worker is None else str(worker.metrics_dir)
+    metrics = app[keys.METRICS] = Metrics(app[keys.PROVIDERS], metrics_dir)
     request_log = RequestLog.from_config(config, metrics.request_log_dropped.inc)
     app[keys.REQUEST_LOG] = request_log
     sinks: list[Sink] = [metrics, AccessLog()]
@@ -132,7 +138,10 @@ def create_app(config: Config, *, ui_dist: Path = UI_DIST) -> web.Application:
         sinks.append(request_log)
         app.cleanup_ctx.append(_request_log(request_log))
     app[keys.TELEMETRY] = Sinks(sinks)
-    app.cleanup_ctx.append(_local_models)
+    if worker is None:
+        app.cleanup_ctx.append(_local_models)
+    else:
+        worker.install(app)  # the supervisor runs the bundled models
     app.cleanup_ctx.append(_upstream_session)
     app.cleanup_ctx.append(_discovery)
     app.on_shutdown.append(_drain)
@@ -143,8 +152,14 @@ def create_app(config: Config, *, ui_dist: Path = UI_DIST) -> web.Application:
     app.router.add_post("/v1/chat/completions", routes.chat_completions)
     app.router.add_get("/v1/models", routes.list_models)
     app.router.add_get("/v1/models/{model:.+}", routes.retrieve_model)
-    app.router.add_get("/v1/streams/{id}", routes.resume_stream)
-    app.router.add_post("/v1/streams/{id}/cancel", routes.cancel_stream)
+    resume: Handler = routes.resume_stream
+    cancel: Handler = routes.cancel_stream
+    if worker is not None and not state.redis_url:
+        # Memory mode: another worker may hold the stream; it is asked (Redis mode shares them).
+        resume = asking_siblings(resume, worker.siblings)
+        cancel = asking_siblings(cancel, worker.siblings)
+    app.router.add_get("/v1/streams/{id}", resume)
+    app.router.add_post("/v1/streams/{id}/cancel", cancel)
     app.router.add_get("/health", routes.health)
     app.router.add_get("/ready", routes.ready)
     app.router.add_get("/metrics", api.metrics)
@@ -212,14 +227,7 @@ async def _local_models(app: web.Application) -> AsyncIterator[None]:
     states = registry.states
     for provider in app[keys.CONFIG].providers:
         if provider.type == "local":
-            options = provider.options
-            servers[provider.name] = LocalServer(
-                options["model"],
-                model_path=options.get("model_path"),
-                n_ctx=options.get("n_ctx", 4096),
-                threads=options.get("threads"),
-                parallel=options.get("parallel", 2),
-            )
+            servers[provider.name] = LocalServer.from_options(provider.options)
             registry.add_source(provider.name, servers[provider.name])
             states[provider.name] = "starting"
 

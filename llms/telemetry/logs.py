@@ -39,10 +39,14 @@ class _Redacting(logging.Formatter):
 
 
 class TextFormatter(_Redacting):
-    """`time level logger: message`, with ` [request_id]` while a request is handled."""
+    """`time level logger: message`, with ` [request_id]` while a request is handled.
 
-    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
-        super().__init__(secrets, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    A worker of `llms serve --workers N` says which: `time level worker 2 logger: message`.
+    """
+
+    def __init__(self, secrets: tuple[str, ...] = (), worker: int | None = None) -> None:
+        who = "" if worker is None else f"worker {worker} "
+        super().__init__(secrets, f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s")
 
     def render(self, record: logging.LogRecord) -> str:
         line = super().render(record)
@@ -54,7 +58,12 @@ class TextFormatter(_Redacting):
 
 
 class JSONFormatter(_Redacting):
-    """One JSON object a line: time (UTC, ISO 8601), level, logger, message, request_id."""
+    """One JSON object a line: time (UTC, ISO 8601), level, logger, message, request_id
+    (and `worker` in a worker of `llms serve --workers N`)."""
+
+    def __init__(self, secrets: tuple[str, ...] = (), worker: int | None = None) -> None:
+        super().__init__(secrets)
+        self.worker = worker
 
     def render(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -64,6 +73,8 @@ class JSONFormatter(_Redacting):
             "message": record.getMessage(),
             "request_id": CURRENT_REQUEST_ID.get(),
         }
+        if self.worker is not None:
+            entry["worker"] = self.worker
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()
@@ -74,10 +85,13 @@ def _iso(created: float) -> str:
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
 
 
-def configure_logging(level: str, fmt: str, secrets: tuple[str, ...] = ()) -> logging.Handler:
-    """The root logger writes to stderr in `fmt` ("text" or "json") at `level`."""
+def configure_logging(
+    level: str, fmt: str, secrets: tuple[str, ...] = (), worker: int | None = None
+) -> logging.Handler:
+    """The root logger writes to stderr in `fmt` ("text" or "json") at `level`; `worker`: the
+    number of this worker of `llms serve --workers N`, shown on every line."""
     handler = logging.StreamHandler(sys.stderr)
-    formatter = JSONFormatter(secrets) if fmt == "json" else TextFormatter(secrets)
+    formatter = JSONFormatter(secrets, worker) if fmt == "json" else TextFormatter(secrets, worker)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from llms.providers import Providers
@@ -95,9 +96,15 @@ class _Circuits(Collector):
 
 
 class Metrics:
-    """The gateway's metric families; a telemetry sink (`finish`) plus a few direct counters."""
+    """The gateway's metric families; a telemetry sink (`finish`) plus a few direct counters.
 
-    def __init__(self, providers: Providers) -> None:
+    `registry` is what `/metrics` exposes. With `multiprocess_dir` (a worker of `llms serve
+    --workers N`, started with PROMETHEUS_MULTIPROC_DIR set to it) every worker writes its
+    values to files there and `registry` reads all of them: a scrape that lands on any worker
+    reports the whole gateway. The circuit breakers are each worker's own.
+    """
+
+    def __init__(self, providers: Providers, multiprocess_dir: str | None = None) -> None:
         self.providers = providers
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self._models = LabelCap()
@@ -123,6 +130,7 @@ class Metrics:
             "llms_active_streams",
             "Streaming chat requests in progress (resumable ones until their generation ends).",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.ttft = Histogram(
             "llms_time_to_first_token_seconds",
@@ -207,7 +215,12 @@ class Metrics:
             "Request log rows dropped: the writer's queue was full or the write failed.",
             registry=registry,
         )
-        registry.register(_Circuits(providers))
+        circuits = _Circuits(providers)
+        registry.register(circuits)
+        if multiprocess_dir is not None:
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry, multiprocess_dir)  # type: ignore[no-untyped-call]
+            self.registry.register(circuits)
         self._children: dict[tuple[str, str], _Children] = {}
 
     def model_label(self, model: str) -> str:

@@ -71,6 +71,16 @@ SCHEMA = (
     + ", ".join(f"{name} {_TYPES.get(name, 'TEXT')}" for name in COLUMNS)
     + ")"
 )
+# Run by every connection: WAL and the busy timeout let several processes (`llms serve
+# --workers N`) write one file, each waiting its turn for at most 5 s.
+OPEN_STATEMENTS = (
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    SCHEMA,
+    "CREATE INDEX IF NOT EXISTS requests_time ON requests (time)",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
 INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 Row = tuple[object, ...]
 Prices = Mapping[str, tuple[float | None, float | None]]
@@ -79,6 +89,19 @@ Prices = Mapping[str, tuple[float | None, float | None]]
 def path_of(url: str) -> Path:
     """`sqlite:<path>` -> the file, `~` expanded."""
     return Path(url.removeprefix("sqlite:")).expanduser()
+
+
+def prepare(path: Path) -> None:
+    """Create the database (WAL mode, schema) before several processes open it at once.
+
+    Switching a new file to WAL needs it to itself; N workers starting together would race.
+    Raises sqlite3.Error or OSError.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for statement in OPEN_STATEMENTS:
+            db.execute(statement)
+        db.commit()
 
 
 class RequestLog:
@@ -176,12 +199,8 @@ class RequestLog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = await aiosqlite.connect(self.path)
-            await db.execute("PRAGMA busy_timeout = 5000")
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = NORMAL")
-            await db.execute(SCHEMA)
-            await db.execute("CREATE INDEX IF NOT EXISTS requests_time ON requests (time)")
-            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            for statement in OPEN_STATEMENTS:
+                await db.execute(statement)
             await db.commit()
         except (sqlite3.Error, OSError) as exc:
             log.warning(
