@@ -34,12 +34,17 @@ _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds. `first_token_s` runs until the first content chunk; `idle_s` between chunks."""
+    """Seconds. `first_token_s` runs until the first content chunk; `idle_s` between chunks.
+
+    `answer_s` bounds a non-stream answer that the upstream sends whole (see
+    `adapters.openai.WHOLE_ANSWERS`): nothing arrives before the whole answer is ready.
+    """
 
     connect_s: float = 10.0
     first_token_s: float = 120.0
     idle_s: float = 60.0
     total_s: float | None = None
+    answer_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +430,7 @@ def _routing(r: _Reader, value: Any) -> RoutingConfig:
 
 
 def _timeouts(r: _Reader, value: Any, path: str, base: Timeouts) -> Timeouts:
-    obj = r.obj(value, path, ("connect_s", "first_token_s", "idle_s", "total_s"))
+    obj = r.obj(value, path, ("connect_s", "first_token_s", "idle_s", "total_s", "answer_s"))
     return Timeouts(
         connect_s=r.number(obj.get("connect_s", base.connect_s), _join(path, "connect_s")),
         first_token_s=r.number(
@@ -433,6 +438,7 @@ def _timeouts(r: _Reader, value: Any, path: str, base: Timeouts) -> Timeouts:
         ),
         idle_s=r.number(obj.get("idle_s", base.idle_s), _join(path, "idle_s")),
         total_s=r.number(obj.get("total_s", base.total_s), _join(path, "total_s"), nullable=True),
+        answer_s=r.number(obj.get("answer_s", base.answer_s), _join(path, "answer_s")),
     )
 
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from llms.errors import UpstreamMalformed
 
-__all__ = ["NDJSONDecoder", "SSEDecoder", "SSEEvent", "encode_sse"]
+__all__ = ["BodyDecoder", "NDJSONDecoder", "SSEDecoder", "SSEEvent", "encode_sse"]
 
 _BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
@@ -308,3 +308,38 @@ def encode_sse(data: bytes | str, *, id: str | None = None, event: str | None = 
         head += name + b": " + value.encode() + b"\n"
     lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
     return head + b"".join([b"data: " + line + b"\n" for line in lines]) + b"\n"
+
+
+class BodyDecoder:
+    """A whole (non-streamed) body: kept until the end, then one event, the body's bytes.
+
+    Used when a non-stream request is answered non-stream by the upstream: the answer is one
+    JSON document, converted once instead of chunk by chunk.
+    """
+
+    __slots__ = ("_max", "_parts", "_size")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max = max_event_bytes
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    @property
+    def pending(self) -> bool:
+        """True once part of the body arrived (EOF is expected after it)."""
+        return self._size > 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Keep the next piece; the body is one event, complete only at the end."""
+        self._size += len(chunk)
+        if self._size > self._max:
+            raise _too_big(self._max)
+        self._parts.append(chunk)
+        return []
+
+    def flush(self) -> list[bytes]:
+        """The end of the body: the whole of it, as the one event (none if it was empty)."""
+        body = b"".join(self._parts)
+        self._parts.clear()
+        self._size = 0
+        return [body] if body else []

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from llms.adapters import ADAPTERS
+from llms.adapters import ADAPTERS, WHOLE_ANSWERS
 from llms.adapters.base import Converter, StreamContext
 from llms.chunks import StreamMeta
 from llms.config import ProviderConfig
@@ -29,7 +29,7 @@ from llms.errors import (
     ServiceUnavailable,
     UpstreamError,
 )
-from llms.framing import NDJSONDecoder, SSEDecoder
+from llms.framing import BodyDecoder, NDJSONDecoder, SSEDecoder
 from llms.providers import CircuitBreaker, Providers
 from llms.telemetry.redact import redact_error, secrets_of
 from llms.upstream import UpstreamCall
@@ -113,7 +113,7 @@ class Generation:
     def __init__(
         self,
         call: UpstreamCall,
-        decoder: SSEDecoder | NDJSONDecoder,
+        decoder: SSEDecoder | NDJSONDecoder | BodyDecoder,
         converter: Converter,
         provider: ProviderConfig,
     ) -> None:
@@ -265,16 +265,25 @@ class Router:
         meta: StreamMeta,
         include_usage: bool,
         on_status: StatusCallback | None = None,
+        *,
+        whole: bool = False,
     ) -> Generation:
         """Try providers until one commits, or raise the last error.
 
-        Every attempt together must commit before `routing.timeouts.first_token_s`.
+        Every attempt together must commit before `routing.timeouts.first_token_s`. With
+        `whole` (a non-stream client), providers that can answer non-stream are asked to, and
+        the whole answer is the commit; the attempts together then have `answer_s`.
         """
         candidates = self.providers_for(meta.model)
         registry = self.providers
         max_attempts = self.config.routing.max_attempts
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.routing.timeouts.first_token_s
+        routing_timeouts = self.config.routing.timeouts
+        deadline = loop.time() + (
+            max(routing_timeouts.answer_s, routing_timeouts.first_token_s)
+            if whole
+            else routing_timeouts.first_token_s
+        )
         observer = self.observer
         last: GatewayError | None = None
         attempt = 0
@@ -290,7 +299,9 @@ class Router:
             skipped = 0
             attempt += 1
             try:
-                generation = await self._attempt(provider, request, meta, include_usage, deadline)
+                generation = await self._attempt(
+                    provider, request, meta, include_usage, deadline, whole
+                )
             except GatewayError as error:
                 if counts_against_provider(error):
                     breaker.failed(registry.now())
@@ -351,13 +362,21 @@ class Router:
         meta: StreamMeta,
         include_usage: bool,
         deadline: float,
+        whole: bool = False,
     ) -> Generation:
         resolved = self.providers.resolve(provider)
         adapter = ADAPTERS[provider.type]
-        upstream_request = adapter.build_request(request, resolved, provider.models[meta.model])
+        answers_whole = WHOLE_ANSWERS.get(provider.type) if whole else None
+        upstream_model = provider.models[meta.model]
         timeouts = provider.timeouts
+        if answers_whole is not None:
+            upstream_request = answers_whole.build_whole_request(request, resolved, upstream_model)
+            first_s = timeouts.answer_s
+        else:
+            upstream_request = adapter.build_request(request, resolved, upstream_model)
+            first_s = timeouts.first_token_s
         loop = asyncio.get_running_loop()
-        deadline = min(deadline, loop.time() + timeouts.first_token_s)
+        deadline = min(deadline, loop.time() + first_s)
         if timeouts.total_s is not None:
             deadline = min(deadline, loop.time() + timeouts.total_s)
         call = UpstreamCall(self._session, upstream_request, timeouts)
@@ -368,8 +387,14 @@ class Router:
             if call.status >= 300:
                 body = await call.read_error_body(deadline)
                 raise adapter.from_error_response(call.status, call.headers, body)
-            decoder = SSEDecoder() if adapter.FRAMING == "sse" else NDJSONDecoder()
-            converter = adapter.new_converter(StreamContext(meta, include_usage))
+            context = StreamContext(meta, include_usage)
+            decoder: SSEDecoder | NDJSONDecoder | BodyDecoder
+            if answers_whole is not None:
+                decoder = BodyDecoder()
+                converter = answers_whole.new_whole_converter(context)
+            else:
+                decoder = SSEDecoder() if adapter.FRAMING == "sse" else NDJSONDecoder()
+                converter = adapter.new_converter(context)
             generation = Generation(call, decoder, converter, provider)
             await generation.commit(deadline)
         except BaseException as exc:

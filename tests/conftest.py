@@ -73,7 +73,7 @@ async def gateway(fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable
                     "other": "other-up",
                     "ns/name:tag": "up-model",
                 },
-                "timeouts": {"idle_s": 1.5, "first_token_s": 3},
+                "timeouts": {"idle_s": 1.5, "first_token_s": 3, "answer_s": 3},
             }
         },
         routing={"max_attempts": 1},

@@ -94,6 +94,10 @@ def test_env_expansion_and_skipping() -> None:
             {"providers": {"x": {**OPENAI, "timeouts": {"idle_s": -1}}}},
             "providers.x.timeouts.idle_s",
         ),
+        (
+            {"providers": {"x": {**OPENAI, "timeouts": {"answer_s": 0}}}},
+            "providers.x.timeouts.answer_s",
+        ),
         ({"providers": {"x": {**OPENAI, "include_usage": "yes"}}}, "providers.x.include_usage"),
         ({"providers": {"x": {"type": "local", "model": "gpt-5"}}}, "providers.x.model"),
         ({"routing": {"max_attempts": "3"}, "providers": {"x": OPENAI}}, "routing.max_attempts"),

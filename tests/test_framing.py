@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llms.errors import UpstreamMalformed
-from llms.framing import NDJSONDecoder, SSEDecoder, SSEEvent, encode_sse
+from llms.framing import BodyDecoder, NDJSONDecoder, SSEDecoder, SSEEvent, encode_sse
 
 # protocol.md §2.5: (input pieces as the network delivered them, expected events, expected retry).
 # Events are (type, data, lastEventId). A single-element list means the vector gives no boundary.
@@ -306,3 +306,24 @@ def test_encode_sse_rejects_bad_id_and_event(bad: str) -> None:
         encode_sse("x", id=bad)
     with pytest.raises(ValueError, match="must not contain"):
         encode_sse("x", event=bad)
+
+
+# --- a whole body ---------------------------------------------------------------------------------
+
+
+def test_body_decoder_gives_the_whole_body_once_at_the_end() -> None:
+    decoder = BodyDecoder()
+    assert not decoder.pending
+    assert decoder.feed(b'{"a": ') == []
+    assert decoder.feed(b"1}") == []
+    assert decoder.pending
+    assert decoder.flush() == [b'{"a": 1}']
+    assert not decoder.pending
+    assert BodyDecoder().flush() == []
+
+
+def test_body_decoder_bounds_the_body() -> None:
+    decoder = BodyDecoder(max_event_bytes=8)
+    decoder.feed(b"12345678")
+    with pytest.raises(UpstreamMalformed):
+        decoder.feed(b"9")

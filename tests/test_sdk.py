@@ -298,7 +298,9 @@ async def test_async_non_stream_matches_golden(
     assert completion.usage is not None
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == golden.usage
     assert completion.usage.total_tokens == sum(golden.usage)
-    assert fake_openai.received[-1].body["stream"] is True
+    # Asked non-stream, the upstream answers whole: one JSON document, no chunks to fold.
+    assert fake_openai.received[-1].body["stream"] is False
+    assert "stream_options" not in fake_openai.received[-1].body
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -267,6 +267,19 @@ async def test_upstream_error_mid_stream_non_stream(
     assert "boom" in str(info.value)
 
 
+async def test_upstream_reset_mid_answer_non_stream(
+    fake_openai: FakeOpenAI, client: openai.AsyncOpenAI
+) -> None:
+    """Asked non-stream, the upstream sends half its answer and resets: an error, never half."""
+    fake_openai.scripts["up-model"] = Script(
+        writes=text_script(["Hel", "lo"]).writes, fault="reset"
+    )
+    with pytest.raises(openai.APIStatusError) as info:
+        await client.chat.completions.create(model="test-model", messages=MESSAGES)
+    assert info.value.status_code == 502
+    assert fake_openai.received[-1].body["stream"] is False
+
+
 @pytest.mark.parametrize("n", [1, 3])
 async def test_upstream_reset_after_n_chunks(
     n: int, fake_openai: FakeOpenAI, client: openai.AsyncOpenAI

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llms.adapters import anthropic, gemini, ollama, openai
-from llms.adapters.base import Adapter
+from llms.adapters.base import Adapter, WholeAnswers
 
 ADAPTERS: dict[str, Adapter] = {
     "openai": openai,
@@ -14,4 +14,8 @@ ADAPTERS: dict[str, Adapter] = {
     "gemini": gemini,
 }
 
-__all__ = ["ADAPTERS", "Adapter"]
+# Asked non-stream by a non-stream client, these answer whole: one JSON document is converted
+# instead of one per token. The others stream, and the chunks are folded.
+WHOLE_ANSWERS: dict[str, WholeAnswers] = {"openai": openai, "local": openai}
+
+__all__ = ["ADAPTERS", "WHOLE_ANSWERS", "Adapter", "WholeAnswers"]

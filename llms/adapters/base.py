@@ -76,6 +76,16 @@ class Adapter(Protocol):
     ) -> UpstreamHTTPError: ...
 
 
+class WholeAnswers(Protocol):
+    """An adapter that can also ask for a non-stream answer, sent whole (one JSON document)."""
+
+    def build_whole_request(
+        self, request: ChatRequest, provider: ProviderConfig, upstream_model: str
+    ) -> UpstreamRequest: ...
+
+    def new_whole_converter(self, context: StreamContext) -> Converter: ...
+
+
 def from_http_status(
     status: int,
     headers: Mapping[str, str],

@@ -4,6 +4,9 @@ Near pass-through, normalised: the public model name and the gateway's id/create
 `role` only in the first chunk of a choice, `delta` always an object, `finish_reason` within the
 enum, tool-call id/type/name only in the first delta of a call, `reasoning` renamed to
 `reasoning_content`, usage requested upstream and passed on only when the client asked.
+
+A non-stream request is sent non-stream (`build_whole_request`): the answer arrives whole and
+`WholeConverter` turns it into the chunks of the equivalent stream, which are then folded.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ _FINISH_ALIASES: dict[str, FinishReason] = {
 def build_request(
     request: ChatRequest, provider: ProviderConfig, upstream_model: str
 ) -> UpstreamRequest:
-    """Forward the body mostly unchanged; always stream upstream (non-stream answers are folded)."""
+    """Forward the body mostly unchanged, streaming upstream."""
     body: dict[str, Any] = dict(request)
     body["model"] = upstream_model
     body["stream"] = True
@@ -56,7 +59,22 @@ def build_request(
         body["stream_options"] = {"include_usage": True}
     else:
         body.pop("stream_options", None)
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    return _request(provider, body, "text/event-stream")
+
+
+def build_whole_request(
+    request: ChatRequest, provider: ProviderConfig, upstream_model: str
+) -> UpstreamRequest:
+    """For a non-stream client: the same body with `stream: false`; the answer comes whole."""
+    body: dict[str, Any] = dict(request)
+    body["model"] = upstream_model
+    body["stream"] = False
+    body.pop("stream_options", None)
+    return _request(provider, body, "application/json")
+
+
+def _request(provider: ProviderConfig, body: dict[str, Any], accept: str) -> UpstreamRequest:
+    headers = {"Content-Type": "application/json", "Accept": accept}
     if provider.api_key:
         headers["Authorization"] = f"Bearer {provider.api_key}"
     headers.update(provider.headers)
@@ -254,6 +272,68 @@ class Converter:
             if self.usage is not None:
                 out.append(usage_chunk(meta, self.usage))
         return out
+
+
+def new_whole_converter(context: StreamContext) -> WholeConverter:
+    return WholeConverter(context)
+
+
+class WholeConverter:
+    """A non-stream `chat.completion` as the chunks of the equivalent stream.
+
+    Each choice's message becomes one delta, normalised by the stream `Converter` (so both
+    modes follow the same rules), then the stream's end: finish chunks and usage.
+    """
+
+    __slots__ = ("_inner", "done", "usage")
+
+    def __init__(self, context: StreamContext) -> None:
+        self._inner = Converter(context)
+        self.done = False
+        self.usage: Usage | None = None
+
+    def feed(self, body: bytes) -> list[Chunk]:
+        if self.done:
+            return []
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamMalformed(
+                f"The upstream sent an answer that is not JSON: {body[:200]!r}"
+            ) from None
+        if not isinstance(obj, dict):
+            raise UpstreamMalformed("The upstream sent an answer that is not a JSON object.")
+        if obj.get("error") or obj.get("object") == "error":
+            raise _stream_error(obj)
+        choices = obj.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise UpstreamMalformed("The upstream sent an answer without choices.")
+        deltas = []
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise UpstreamMalformed("The upstream sent a choice that is not an object.")
+            message = choice.get("message")
+            deltas.append(
+                {
+                    "index": choice.get("index", 0),
+                    "delta": message if isinstance(message, dict) else {},
+                    "logprobs": choice.get("logprobs"),
+                    # Some servers leave it out of a non-stream answer; the answer is complete.
+                    "finish_reason": choice.get("finish_reason") or "stop",
+                }
+            )
+        obj["choices"] = deltas
+        inner = self._inner
+        out = inner._normalise(obj)
+        out += inner._finish()
+        self.usage = inner.usage
+        self.done = True
+        return out
+
+    def close(self) -> list[Chunk]:
+        if self.done:
+            return []
+        raise UpstreamIncomplete("The upstream ended its answer before sending it.")
 
 
 def _stream_error(obj: dict[str, Any]) -> UpstreamStreamError:

@@ -125,9 +125,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _complete(
     app: web.Application, router: Router, chat: ChatRequest, meta: StreamMeta, record: RequestRecord
 ) -> web.Response:
-    """A non-stream answer: the upstream stream folded into one chat.completion."""
+    """A non-stream answer: one chat.completion (asked whole of the upstream, or folded)."""
     try:
-        generation = await router.open(chat, meta, include_usage=True)
+        generation = await router.open(chat, meta, include_usage=True, whole=True)
         record.provider = generation.provider.name
         try:
             chunks: list[Chunk] = list(generation.first)

@@ -28,6 +28,7 @@ log = logging.getLogger("llms.telemetry")
 
 SCHEMA_VERSION = 1
 BATCH = 500
+LINGER_S = 0.05
 PRUNE_EVERY_S = 3600.0
 STOP_TIMEOUT_S = 5.0
 COLUMNS = (
@@ -240,6 +241,9 @@ class RequestLog:
         queue = self.queue
         while True:
             rows = [await queue.get()]
+            # Linger a moment so that a busy gateway writes many rows per transaction: each
+            # write is a round trip to aiosqlite's thread and a commit.
+            await asyncio.sleep(LINGER_S)
             while len(rows) < BATCH and not queue.empty():
                 rows.append(queue.get_nowait())
             try:

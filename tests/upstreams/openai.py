@@ -9,6 +9,7 @@ is the moment the server saw its client (the gateway) go away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -141,14 +142,18 @@ class FakeOpenAI:
         script = self.script_for(body.get("model", ""))
         self.active += 1
         try:
-            return await self._play(request, script)
+            return await self._play(request, script, whole=body.get("stream") is False)
         except (asyncio.CancelledError, ConnectionResetError):
             self.gone.append(time.monotonic())
             raise
         finally:
             self.active -= 1
 
-    async def _play(self, request: web.Request, script: Script) -> web.StreamResponse:
+    async def _play(
+        self, request: web.Request, script: Script, *, whole: bool = False
+    ) -> web.StreamResponse:
+        if whole and script.status == 200:
+            return await self._play_whole(request, script)
         if script.header_delay_s:
             await asyncio.sleep(script.header_delay_s)
         if script.fault == "reset" and not script.writes:
@@ -181,3 +186,117 @@ class FakeOpenAI:
         await response.write_eof()
         self.finished.append(time.monotonic())
         return response
+
+    async def _play_whole(self, request: web.Request, script: Script) -> web.StreamResponse:
+        """A non-stream request: the script's answer as one `chat.completion`, sent whole.
+
+        The generation time (first delay and every gap) passes before anything is sent, as with
+        a real server. A reset sends half of the body first; a stall sends nothing. A script
+        that is not a well-formed stream is sent as its raw bytes.
+        """
+        await asyncio.sleep(
+            script.header_delay_s
+            + script.first_delay_s
+            + script.delay_s * max(len(script.writes) - 1, 0)
+        )
+        if script.fault == "stall":
+            await asyncio.sleep(3600)
+        if script.fault == "reset" and not script.writes:
+            assert request.transport is not None
+            request.transport.abort()
+            raise ConnectionResetError("reset by script")
+        failure = error_of(script.writes)
+        if failure is not None:
+            # What a server does when generation fails before a non-stream answer: a 500.
+            return web.json_response(failure, status=500)
+        answer = completion_of(script.writes)
+        body = orjson.dumps(answer) if answer is not None else b"".join(script.writes)
+        content_type = "application/json" if answer is not None else script.content_type
+        if script.fault == "reset":
+            response = web.StreamResponse(headers={"Content-Type": content_type})
+            response.content_length = len(body)
+            await response.prepare(request)
+            await response.write(body[: len(body) // 2])
+            assert request.transport is not None
+            request.transport.abort()
+            raise ConnectionResetError("reset by script")
+        self.finished.append(time.monotonic())
+        return web.Response(body=body, content_type=content_type, headers=script.headers)
+
+
+def _events(writes: Sequence[bytes]) -> list[bytes]:
+    """The data of each SSE event in `writes` (a simple split: the fakes write whole events)."""
+    raw = b"".join(writes).replace(b"\r\n", b"\n")
+    out = []
+    for block in raw.split(b"\n\n"):
+        lines = [line for line in block.split(b"\n") if line.startswith(b"data:")]
+        if lines:
+            out.append(b"\n".join(line[5:].strip() for line in lines))
+    return out
+
+
+def error_of(writes: Sequence[bytes]) -> dict[str, Any] | None:
+    """The first in-stream error object in `writes`, if there is one."""
+    for data in _events(writes):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            obj = orjson.loads(data)
+            if isinstance(obj, dict) and "error" in obj:
+                return obj
+    return None
+
+
+def completion_of(writes: Sequence[bytes]) -> dict[str, Any] | None:
+    """What a server answers non-stream for the stream in `writes`; None if it is not one.
+
+    A simple fold of its own (the gateway's is what the tests check): text, reasoning and tool
+    calls concatenated, the last finish reason and usage.
+    """
+    message: dict[str, Any] = {"role": "assistant", "content": None}
+    texts: dict[str, list[str]] = {"content": [], "reasoning_content": [], "reasoning": []}
+    calls: dict[int, dict[str, Any]] = {}
+    finish: str | None = None
+    usage: Any = None
+    head: dict[str, Any] = {}
+    for data in _events(writes):
+        if data == b"[DONE]":
+            break
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(obj, dict) or "error" in obj:
+            return None
+        head = head or obj
+        usage = obj.get("usage") or usage
+        for choice in obj.get("choices") or []:
+            delta = choice.get("delta") or {}
+            for key, parts in texts.items():
+                if isinstance(delta.get(key), str):
+                    parts.append(delta[key])
+            for position, call in enumerate(delta.get("tool_calls") or []):
+                slot = calls.setdefault(
+                    call.get("index", position),
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                slot["id"] = call.get("id") or slot["id"]
+                function = call.get("function") or {}
+                slot["function"]["name"] += function.get("name") or ""
+                slot["function"]["arguments"] += function.get("arguments") or ""
+            finish = choice.get("finish_reason") or finish
+    if not head:
+        return None
+    if texts["content"] or not calls:
+        message["content"] = "".join(texts["content"])
+    for key in ("reasoning_content", "reasoning"):
+        if texts[key]:
+            message[key] = "".join(texts[key])
+    if calls:
+        message["tool_calls"] = [calls[index] for index in sorted(calls)]
+    return {
+        "id": head.get("id", "chatcmpl-upstream"),
+        "object": "chat.completion",
+        "created": head.get("created", 0),
+        "model": head.get("model", "up-model"),
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": usage,
+    }
