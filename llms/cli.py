@@ -172,9 +172,11 @@ def _serve(args: argparse.Namespace) -> int:
         _raise_fd_limit(log)
         if args.workers > 1:
             return _supervise(config, args)
-    with contextlib.suppress(ImportError):
-        # uvloop is optional: a faster event loop when it is installed.
-        importlib.import_module("uvloop").install()
+    if os.environ.get("LLMS_EVENT_LOOP", "uvloop") != "asyncio":
+        with contextlib.suppress(ImportError):
+            # uvloop (a dependency where it builds): the event loop in C, measurably cheaper
+            # per chunk and per request; LLMS_EVENT_LOOP=asyncio keeps the standard one.
+            importlib.import_module("uvloop").install()
     try:
         asyncio.run(_run_server(config, args.host, args.port, worker))
     except OSError as exc:
