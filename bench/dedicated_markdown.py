@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.figures import Report, get
-
-
-def _fmt(value: Any, digits: int = 1) -> str:
-    """A table cell: thousands separators, fixed digits, a dash for None."""
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
+from bench.figures import fmt as _fmt
 
 
 def _spaced(n: int) -> str:

@@ -88,3 +88,12 @@ def figures(scenarios: Report, resume: Report) -> Report:
         "adapters": adapter_figures(scenarios),
         "errors": sum(_errors(runs) for runs in scenarios.values()) + _errors(resume),
     }
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    """A table cell: thousands separators, fixed digits, a dash for None."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.dedicated_markdown import dedicated_markdown
 from bench.figures import RESUME_RUNS, Report, get
+from bench.figures import fmt as _fmt
 from bench.native_report import adapter_rows
 
 _TARGET_RATIO = 1.3
@@ -15,15 +14,6 @@ _RESUME_LABELS = {
     "redis_same": "Redis mode, same replica",
     "redis_across": "Redis mode, across replicas",
 }
-
-
-def _fmt(value: Any, digits: int = 1) -> str:
-    """A table cell: thousands separators, fixed digits, a dash for None."""
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
 
 
 def _skipped(report: Report) -> str | None:
