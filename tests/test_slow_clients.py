@@ -191,18 +191,27 @@ async def test_a_body_sent_too_slowly_gets_408_and_the_connection_closes(
 # --- slow readers -------------------------------------------------------------------------------
 
 
-async def test_a_client_that_stops_reading_loses_its_stream_and_the_upstream_is_closed(
-    serve_app: Start,
-) -> None:
+@contextlib.asynccontextmanager
+async def flooding(serve_app: Start, events: int) -> AsyncIterator[tuple[FakeOpenAI, int]]:
+    """A fake upstream flooding `events` big events, behind a gateway that cuts a reader whose
+    unread output stays over 128 KiB for 1 s; yields the fake and the gateway's port."""
     fake = FakeOpenAI()
-    fake.default = flood(400)
+    fake.default = flood(events)
     upstream, base_url = await started(fake)
     try:
         config = gateway_config(
             {"f": {"type": "openai", "base_url": base_url, "models": ["m"]}},
             server={"slow_client_s": 1, "client_buffer_kb": 128},
         )
-        port = await serve_app(config)
+        yield fake, await serve_app(config)
+    finally:
+        await upstream.cleanup()
+
+
+async def test_a_client_that_stops_reading_loses_its_stream_and_the_upstream_is_closed(
+    serve_app: Start,
+) -> None:
+    async with flooding(serve_app, 400) as (fake, port):
         reader, writer = await open_reader(port, rcvbuf=4096)
         writer.write(chat_bytes({"model": "m", "messages": MSG, "stream": True}))
         await wait_for(lambda: bool(fake.received))
@@ -222,8 +231,6 @@ async def test_a_client_that_stops_reading_loses_its_stream_and_the_upstream_is_
         writer.write(chat_bytes({"model": "m", "messages": MSG, "stream": True}))
         assert b"data: [DONE]" in await drained_until_done(reader)
         writer.close()
-    finally:
-        await upstream.cleanup()
 
 
 async def drained_until_done(reader: asyncio.StreamReader) -> bytes:
@@ -238,15 +245,7 @@ async def drained_until_done(reader: asyncio.StreamReader) -> bytes:
 async def test_a_slow_resumable_reader_is_cut_off_while_others_read_on(
     serve_app: Start,
 ) -> None:
-    fake = FakeOpenAI()
-    fake.default = flood(200)
-    upstream, base_url = await started(fake)
-    try:
-        config = gateway_config(
-            {"f": {"type": "openai", "base_url": base_url, "models": ["m"]}},
-            server={"slow_client_s": 1, "client_buffer_kb": 128},
-        )
-        port = await serve_app(config)
+    async with flooding(serve_app, 200) as (fake, port):
         slow, slow_writer = await open_reader(port, rcvbuf=4096)
         slow_writer.write(
             chat_bytes(
@@ -273,8 +272,6 @@ async def test_a_slow_resumable_reader_is_cut_off_while_others_read_on(
         assert fake.finished  # the generation ran to its end for the follower
         writer.close()
         slow_writer.close()
-    finally:
-        await upstream.cleanup()
 
 
 # --- 500 slow readers against `llms serve` ------------------------------------------------------
