@@ -15,6 +15,7 @@ events (lines for Ollama).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -97,10 +98,11 @@ class NativeSSE:
                     self.problems.append(f"unexpected line {line[:80]!r}")
         return events
 
-    def close(self) -> None:
-        """Note an event left unterminated when the body ended."""
+    def close(self) -> list[tuple[bytes | None, bytes]]:
+        """Note an event left unterminated when the body ended (it is never dispatched)."""
         if self._buf.strip(b"\r") or self._data:
             self.problems.append(f"body ended inside an event: {self._buf[:80]!r}")
+        return []
 
 
 @dataclass
@@ -227,33 +229,21 @@ async def read_native(
         raise Failure("content_type", f"Content-Type {resp.content_type!r}")
     state = NativeStream()
     size = 0
-    if protocol == "ollama":
-        lines = LineSplitter()
-        async for data in resp.content.iter_any():
-            now = time.perf_counter() - start
-            if not size:
-                state.first_byte = now
-            size += len(data)
-            for line in lines.feed(data):
-                check_ollama(line, now, model, state)
-                state.events += 1
-        for line in lines.close():
-            check_ollama(line, time.perf_counter() - start, model, state)
+    parser = LineSplitter() if protocol == "ollama" else NativeSSE()
+    check = _CHECKS[protocol]
+    async for data in resp.content.iter_any():
+        now = time.perf_counter() - start
+        if not size:
+            state.first_byte = now
+        size += len(data)
+        for item in parser.feed(data):
+            check(item, now, model, state)
             state.events += 1
-    else:
-        check = check_anthropic if protocol == "anthropic" else check_gemini
-        parser = NativeSSE()
-        async for data in resp.content.iter_any():
-            now = time.perf_counter() - start
-            if not size:
-                state.first_byte = now
-            size += len(data)
-            for event, payload in parser.feed(data):
-                check(event, payload, now, model, state)
-                state.events += 1
-        parser.close()
-        if parser.problems:
-            raise Failure("sse_framing", "; ".join(parser.problems[:3]))
+    for item in parser.close():
+        check(item, time.perf_counter() - start, model, state)
+        state.events += 1
+    if isinstance(parser, NativeSSE) and parser.problems:
+        raise Failure("sse_framing", "; ".join(parser.problems[:3]))
     finish_native(state, expected, usage)
     return state, size
 
@@ -314,3 +304,11 @@ def load_client(
     base = spec.url.removesuffix("/v1/chat/completions")
     url = native_url(protocol, base, spec.model)
     return NativeLoadClient(replace(spec, url=url), expected, protocol)
+
+
+# One check per protocol, taking what its parser yields: an NDJSON line, or (event, data).
+_CHECKS: dict[str, Callable[[Any, float, str, NativeStream], None]] = {
+    "ollama": check_ollama,
+    "anthropic": lambda item, now, model, st: check_anthropic(item[0], item[1], now, model, st),
+    "gemini": lambda item, now, model, st: check_gemini(item[0], item[1], now, model, st),
+}

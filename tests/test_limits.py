@@ -13,7 +13,7 @@ import pytest
 
 from llms.config import ApiKey
 from llms.errors import RateLimited
-from llms.server.limits import Limits
+from llms.server.limits import UNLIMITED, Limits
 from tests.conftest import gateway_config
 from tests.test_http_errors import assert_error_shape, request
 from tests.upstreams.openai import FakeOpenAI, Script, error_script, sse, text_script
@@ -94,8 +94,12 @@ def test_max_streams_counts_leases_until_released() -> None:
 def test_keys_without_limits_and_no_key_are_not_tracked() -> None:
     limits = Limits(Clock())
     for _ in range(1000):
-        limits.admit(None).release()
-        limits.admit(ApiKey(key="k", name="free")).release()
+        lease = limits.admit(None)
+        assert lease is UNLIMITED
+        lease.release()
+        lease = limits.admit(ApiKey(key="k", name="free"))
+        assert lease is UNLIMITED  # nothing counted, so nothing can ever refuse it
+        lease.release()
 
 
 def test_a_refused_request_uses_no_slot_and_no_rpm() -> None:

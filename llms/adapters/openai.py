@@ -52,29 +52,30 @@ def build_request(
     request: ChatRequest, provider: ProviderConfig, upstream_model: str
 ) -> UpstreamRequest:
     """Forward the body mostly unchanged, streaming upstream."""
-    body: dict[str, Any] = dict(request)
-    body["model"] = upstream_model
-    body["stream"] = True
-    if provider.include_usage:
-        body["stream_options"] = {"include_usage": True}
-    else:
-        body.pop("stream_options", None)
-    return _request(provider, body, "text/event-stream")
+    return _request(request, provider, upstream_model, stream=True)
 
 
 def build_whole_request(
     request: ChatRequest, provider: ProviderConfig, upstream_model: str
 ) -> UpstreamRequest:
     """For a non-stream client: the same body with `stream: false`; the answer comes whole."""
+    return _request(request, provider, upstream_model, stream=False)
+
+
+def _request(
+    request: ChatRequest, provider: ProviderConfig, upstream_model: str, *, stream: bool
+) -> UpstreamRequest:
     body: dict[str, Any] = dict(request)
     body["model"] = upstream_model
-    body["stream"] = False
-    body.pop("stream_options", None)
-    return _request(provider, body, "application/json")
-
-
-def _request(provider: ProviderConfig, body: dict[str, Any], accept: str) -> UpstreamRequest:
-    headers = {"Content-Type": "application/json", "Accept": accept}
+    body["stream"] = stream
+    if stream and provider.include_usage:
+        body["stream_options"] = {"include_usage": True}
+    else:
+        body.pop("stream_options", None)
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream" if stream else "application/json",
+    }
     if provider.api_key:
         headers["Authorization"] = f"Bearer {provider.api_key}"
     headers.update(provider.headers)
