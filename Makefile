@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.stamp-deps
 NODE_CLIENT := tests/node/node_modules/.package-lock.json
 
-.PHONY: setup system run test check lint typecheck bench clean ui ui-test wheel
+.PHONY: setup system run test test-fast test-process test-browser check lint typecheck bench clean ui ui-test wheel
 
 setup: $(DEPS)
 
@@ -76,6 +76,17 @@ system:
 test: setup system ui $(NODE_CLIENT)
 	cd $(UI) && npm test
 	$(BIN)/python -m pytest -q
+
+# The tiers, each runnable alone (docs/architecture.md): unit and in-process gateway tests; tests
+# that start programs (llms serve, redis-server, nginx, node); the browser tests.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not process and not browser"
+
+test-process: setup system $(NODE_CLIENT)
+	$(BIN)/python -m pytest -q -m process
+
+test-browser: setup system ui
+	$(BIN)/python -m pytest -q -m browser
 
 lint: setup
 	$(BIN)/ruff check llms tests bench

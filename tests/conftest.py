@@ -84,3 +84,30 @@ async def gateway(fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable
 @pytest.fixture
 def client(gateway: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=gateway, api_key="unused", max_retries=0)
+
+
+# The tiers (docs/architecture.md): `process` tests start programs (`llms serve`, redis-server,
+# nginx, node) or run for minutes; `browser` tests drive Chromium. `make test-fast` runs the rest.
+PROCESS_MODULES = frozenset(
+    {
+        "test_bench",
+        "test_bench_native",
+        "test_cli",
+        "test_cli_check",
+        "test_cluster",
+        "test_local",
+        "test_long_stream",
+        "test_node_adapters",
+        "test_node_sdk",
+        "test_workers",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__ if item.module is not None else ""  # type: ignore[attr-defined]
+        if module.startswith("tests.browser."):
+            item.add_marker(pytest.mark.browser)
+        elif module.rsplit(".", 1)[-1] in PROCESS_MODULES:
+            item.add_marker(pytest.mark.process)

@@ -161,6 +161,7 @@ def upstream() -> Iterator[ThreadedUpstream]:
         server.stop()
 
 
+@pytest.mark.process
 def test_serve_json_logs_at_debug(upstream: ThreadedUpstream, tmp_path: Path) -> None:
     config = {
         "server": {"api_keys": [GATEWAY_KEY]},

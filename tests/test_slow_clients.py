@@ -297,6 +297,7 @@ def flooding_upstream() -> Iterator[ThreadedUpstream]:
         server.stop()
 
 
+@pytest.mark.process
 @pytest.mark.timeout(240)
 async def test_500_streams_that_nobody_reads_do_not_grow_memory_past_the_bound(
     flooding_upstream: ThreadedUpstream, tmp_path: Path
