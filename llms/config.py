@@ -63,6 +63,7 @@ class ServerConfig:
 
     `request_timeout_s` bounds the arrival of a request's headers and of its body;
     a client whose unread output stays over `client_buffer_kb` for `slow_client_s` is cut off.
+    `max_answer_mb` bounds one non-stream answer (what the gateway holds while it folds it).
     """
 
     api_keys: tuple[ApiKey, ...] = ()
@@ -75,6 +76,7 @@ class ServerConfig:
     request_timeout_s: float = 30.0
     slow_client_s: float = 30.0
     client_buffer_kb: float = 1024.0
+    max_answer_mb: float = 16.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +283,7 @@ def _server(r: _Reader, value: Any, notes: list[str]) -> ServerConfig:
         "request_timeout_s",
         "slow_client_s",
         "client_buffer_kb",
+        "max_answer_mb",
     )
     obj = r.obj(value, "server", keys)
     api_keys: list[ApiKey] = []
@@ -314,6 +317,7 @@ def _server(r: _Reader, value: Any, notes: list[str]) -> ServerConfig:
         request_timeout_s=number("request_timeout_s"),
         slow_client_s=number("slow_client_s"),
         client_buffer_kb=number("client_buffer_kb"),
+        max_answer_mb=number("max_answer_mb"),
     )
 
 
