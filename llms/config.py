@@ -18,6 +18,13 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from llms.config_checks import (
+    REDIS_SCHEMES,
+    header_problem,
+    url_credentials_clash,
+    url_problem,
+    value_problem,
+)
 from llms.errors import ConfigError
 
 PROVIDER_TYPES = ("openai", "local", "ollama", "anthropic", "gemini")
@@ -202,11 +209,12 @@ class _Reader:
             raise self.fail(path, f"expected true or false, got {_show(value)}")
         return value
 
-    def url(self, value: Any, path: str) -> str:
+    def url(self, value: Any, path: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
         text = self.string(value, path)
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self.fail(path, f"expected an http(s) URL, got {_show(text)}")
+        problem = url_problem(text, schemes)
+        if problem:
+            # The URL itself is not shown: it may hold a password.
+            raise self.fail(path, problem)
         return text.rstrip("/")
 
     def strings(self, value: Any, path: str) -> list[str]:
@@ -394,7 +402,7 @@ def _state(r: _Reader, value: Any) -> StateConfig:
                 f'expected "sqlite:<path>" or null, got {_show(request_log)}',
             )
     return StateConfig(
-        redis_url=None if redis_url is None else r.string(redis_url, "state.redis_url"),
+        redis_url=None if redis_url is None else r.url(redis_url, "state.redis_url", REDIS_SCHEMES),
         resume_grace_s=r.number(
             obj.get("resume_grace_s", defaults.resume_grace_s), "state.resume_grace_s", low=-1
         ),
@@ -447,6 +455,8 @@ def _timeouts(r: _Reader, value: Any, path: str, base: Timeouts) -> Timeouts:
 
 
 _PRICES = ("price_in", "price_out")
+# The protocols whose api_key is sent as an Authorization header.
+_BEARER_TYPES = ("openai", "ollama")
 _PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
     "openai": ("base_url", "api_key", "models", "timeouts", "headers", "include_usage", *_PRICES),
     "ollama": ("base_url", "api_key", "models", "timeouts", "headers", *_PRICES),
@@ -519,10 +529,21 @@ def _provider(
         )
     base_url = r.url(obj.get("base_url", DEFAULT_BASE_URLS[kind]), f"{path}.base_url")
     api_key = None if obj.get("api_key") is None else r.string(obj["api_key"], f"{path}.api_key")
+    if api_key is not None and (problem := value_problem(api_key)):
+        raise r.fail(f"{path}.api_key", problem)
     headers_obj = obj.get("headers", {})
     if not isinstance(headers_obj, dict):
         raise r.fail(f"{path}.headers", f"expected an object of strings, got {_show(headers_obj)}")
     headers = {k: r.string(v, f"{path}.headers.{k}") for k, v in headers_obj.items()}
+    for name, header in headers.items():
+        if problem := header_problem(name, header):
+            at = f"{path}.headers.{name}" if _NAME.match(name) else f"{path}.headers {_show(name)}"
+            raise r.fail(at, problem)
+    authorization = (api_key is not None and kind in _BEARER_TYPES) or any(
+        name.lower() == "authorization" for name in headers
+    )
+    if problem := url_credentials_clash(base_url, authorization):
+        raise r.fail(f"{path}.base_url", problem)
     # An Ollama entry without `models` discovers them from the server's /api/tags.
     discover = kind == "ollama" and "models" not in obj
     options = {"discover": True} if discover else {}

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import socket
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -24,6 +26,8 @@ from llms.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+
+log = logging.getLogger("llms.upstream")
 
 ERROR_BODY_LIMIT = 64 * 1024
 
@@ -159,6 +163,13 @@ class UpstreamCall:
             raise UpstreamDisconnected(
                 f"The upstream closed the connection before answering: {_reason(exc)}."
             ) from None
+        except (ValueError, TypeError, RuntimeError) as exc:
+            # aiohttp refusing the request itself (a header or URL it will not send, a closed
+            # session): the provider's entry cannot be used; the detail is for the operator.
+            log.warning("the HTTP client refused the request to %s: %r", _origin(request.url), exc)
+            raise UpstreamError(
+                "The gateway could not send the request to the upstream; see the gateway's log."
+            ) from None
         finally:
             self.watchdog.expires = None
         self._content = self._response.content
@@ -249,6 +260,15 @@ def _reason(exc: BaseException) -> str:
         return "name resolution failed"
     text = str(exc) or type(exc).__name__
     return text[:200]
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port of a URL, without credentials, path or query."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}".rstrip(":")
+    except ValueError:
+        return "(an invalid URL)"
 
 
 def deadline_after(loop: asyncio.AbstractEventLoop, seconds: float | None) -> float:

