@@ -83,6 +83,10 @@ class ServerConfig:
     request_timeout_s: float = 30.0
     slow_client_s: float = 30.0
     client_buffer_kb: float = 1024.0
+    # Request bodies held by the requests in flight, together (past it: 429 server_busy), and
+    # the JSON values (keys included) one request body may hold (past it: 400).
+    max_bodies_in_flight_mb: float = 256.0
+    max_json_nodes: int = 500_000
     max_answer_mb: float = 16.0
 
 
@@ -93,6 +97,8 @@ class StateConfig:
     request_log: str | None = "sqlite:~/.llms/requests.db"
     stream_ttl_s: float = 600.0
     stream_max_mb: float = 4.0
+    # The events of finished streams, all together; past it the oldest finished stream goes.
+    finished_streams_mb: float = 256.0
     # Rows older than this are pruned (None: kept for ever); rows waiting for the writer beyond
     # `request_log_queue` are dropped and counted; the messages and answers only if `log_content`.
     request_log_retention_days: float | None = 30.0
@@ -291,6 +297,8 @@ def _server(r: _Reader, value: Any, notes: list[str]) -> ServerConfig:
         "request_timeout_s",
         "slow_client_s",
         "client_buffer_kb",
+        "max_bodies_in_flight_mb",
+        "max_json_nodes",
         "max_answer_mb",
     )
     obj = r.obj(value, "server", keys)
@@ -325,6 +333,10 @@ def _server(r: _Reader, value: Any, notes: list[str]) -> ServerConfig:
         request_timeout_s=number("request_timeout_s"),
         slow_client_s=number("slow_client_s"),
         client_buffer_kb=number("client_buffer_kb"),
+        max_bodies_in_flight_mb=number("max_bodies_in_flight_mb"),
+        max_json_nodes=r.integer(
+            obj.get("max_json_nodes", defaults.max_json_nodes), "server.max_json_nodes"
+        ),
         max_answer_mb=number("max_answer_mb"),
     )
 
@@ -389,6 +401,7 @@ def _state(r: _Reader, value: Any) -> StateConfig:
             "request_log_retention_days",
             "request_log_queue",
             "log_content",
+            "finished_streams_mb",
         ),
     )
     defaults = StateConfig()
@@ -420,6 +433,10 @@ def _state(r: _Reader, value: Any) -> StateConfig:
             obj.get("request_log_queue", defaults.request_log_queue), "state.request_log_queue"
         ),
         log_content=r.boolean(obj.get("log_content", defaults.log_content), "state.log_content"),
+        finished_streams_mb=r.number(
+            obj.get("finished_streams_mb", defaults.finished_streams_mb),
+            "state.finished_streams_mb",
+        ),
     )
 
 
