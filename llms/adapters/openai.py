@@ -24,6 +24,7 @@ from llms.adapters.base import (
     from_http_status,
     from_json_event,
 )
+from llms.adapters.usage import from_usage
 from llms.chunks import finish_chunk, new_call_id, role_chunk, usage_chunk
 from llms.config import ProviderConfig
 from llms.errors import (
@@ -155,7 +156,7 @@ class Converter:
         meta = self._ctx.meta
         usage = obj.get("usage")
         if usage:
-            self.usage = usage
+            self.usage = from_usage(usage) or self.usage
         choices = obj.get("choices") or []
         kept = []
         for choice in choices:
