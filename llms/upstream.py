@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import math
+import os
 import socket
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -158,10 +159,12 @@ class UpstreamCall:
                 f"Connecting to the upstream timed out after {timeouts.connect_s:g} s."
             ) from None
         except aiohttp.ClientConnectorError as exc:
-            raise UpstreamConnectError(f"Cannot connect to the upstream: {_reason(exc)}.") from None
+            raise UpstreamConnectError(
+                f"Cannot connect to the upstream: {_reason(exc, request.url)}."
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamDisconnected(
-                f"The upstream closed the connection before answering: {_reason(exc)}."
+                f"The upstream closed the connection before answering: {_reason(exc, request.url)}."
             ) from None
         except (ValueError, TypeError, RuntimeError) as exc:
             # aiohttp refusing the request itself (a header or URL it will not send, a closed
@@ -191,7 +194,7 @@ class UpstreamCall:
             raise
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamDisconnected(
-                f"The upstream connection broke mid-stream: {_reason(exc)}."
+                f"The upstream connection broke mid-stream: {_reason(exc, self._request.url)}."
             ) from None
         finally:
             watchdog.expires = None
@@ -253,13 +256,31 @@ async def fetch(
         return call.status, call.headers, b"".join(parts)
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"{exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
-    if isinstance(exc, socket.gaierror):
-        return "name resolution failed"
-    text = str(exc) or type(exc).__name__
-    return text[:200]
+def _reason(exc: BaseException, url: str) -> str:
+    """What went wrong in plain words, for the client (and the web UI that shows it).
+
+    The library's own text quotes addresses and internals (`127.0.0.1:8000`,
+    `<TransferEncodingError: 400, message=...>`): it goes to the log, with the upstream's origin.
+    """
+    log.warning("upstream %s: %s: %s", _origin(url), type(exc).__name__, exc)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
+        return "its host name could not be resolved"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "its TLS certificate was not accepted"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "the TLS handshake failed"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the response body was cut short or malformed"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "its URL is not valid"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "its response could not be read (malformed HTTP)"
+    if isinstance(exc, OSError) and exc.errno:
+        # os.strerror: "Connection refused", without the address asyncio adds to its messages.
+        return os.strerror(exc.errno).lower()
+    return "a network error"
 
 
 def _origin(url: str) -> str:
