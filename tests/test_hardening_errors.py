@@ -5,15 +5,20 @@ HTTP request costs one debug line, not an ERROR with a traceback."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
+import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
+from cluster.run import find_binary, free_port, kill_group, start_redis, wait_for_redis
 from llms.config import parse_config
 from llms.errors import ConfigError
 from tests.conftest import gateway_config
@@ -157,3 +162,108 @@ async def test_client_library_refusal_is_a_clear_502(
     assert "injection" not in error["message"]
     assert "Forbidden control character" in caplog.text  # the detail is in the log
     assert fake_openai.received == []
+
+
+# --- 16: client-visible errors say what happened, not where or in which library's words ----------
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def assert_plain(message: str, *internals: str) -> None:
+    for internal in ("127.0.0.1", "Connect call failed", "<", "message=", "ssl:", *internals):
+        assert internal not in message, message
+
+
+async def test_connect_failure_names_no_address(
+    make_gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = closed_port()
+    config = gateway_config(
+        {"dead": openai_provider(f"http://127.0.0.1:{port}/v1")}, routing={"max_attempts": 1}
+    )
+    base = await make_gateway(config)
+    with caplog.at_level(logging.WARNING):
+        status, _, body = await post_chat(base, {"model": "m", "messages": MSG, "stream": True})
+    assert status == 502, body
+    assert body["error"]["code"] == "upstream_connect_error"
+    message = body["error"]["message"]
+    assert message == "Cannot connect to the upstream: connection refused."
+    assert_plain(message, str(port))
+    assert f"127.0.0.1:{port}" in caplog.text  # the operator still learns where
+
+
+async def broken_chunked_upstream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Answers 200 with a chunk that promises 255 bytes, sends 7, and hangs up."""
+    with contextlib.suppress(asyncio.IncompleteReadError):
+        await reader.readuntil(b"\r\n\r\n")
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nff\r\ndata: {"
+    )
+    await writer.drain()
+    writer.close()
+
+
+async def test_broken_body_is_said_in_plain_words(
+    make_gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await asyncio.start_server(broken_chunked_upstream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        config = gateway_config(
+            {"up": openai_provider(f"http://127.0.0.1:{port}/v1")}, routing={"max_attempts": 1}
+        )
+        base = await make_gateway(config)
+        with caplog.at_level(logging.WARNING):
+            status, _, body = await post_chat(base, {"model": "m", "messages": MSG, "stream": True})
+    finally:
+        server.close()
+    assert status == 502, body
+    message = body["error"]["message"]
+    assert "cut short" in message, message
+    assert_plain(message, "TransferEncodingError", "Not enough data", "payload")
+    assert "TransferEncodingError" in caplog.text
+
+
+async def test_redis_failure_names_no_address(
+    fake_openai: FakeOpenAI,
+    make_gateway: Gateway,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    binary = find_binary("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    with (tmp_path / "redis.out").open("wb") as out:
+        proc = start_redis(tmp_path, port, binary=binary, log=out)
+    try:
+        wait_for_redis(port, proc)
+        config = gateway_config(
+            {"fake": openai_provider(fake_openai.base_url)},  # type: ignore[attr-defined]
+            state={"redis_url": f"redis://127.0.0.1:{port}/0"},
+        )
+        base = await make_gateway(config)
+    finally:
+        kill_group(proc)
+    with caplog.at_level(logging.WARNING):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{base}/chat/completions",
+                json={"model": "m", "messages": MSG, "stream": True},
+                headers={"X-Stream-Resumable": "true"},
+            ) as resp,
+        ):
+            status, body = resp.status, orjson.loads(await resp.read())
+    assert status == 503, body
+    message = body["error"]["message"]
+    assert "Redis" in message, message
+    assert_plain(message, str(port), "Error ", "connecting")
+    assert str(port) in caplog.text

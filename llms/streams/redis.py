@@ -57,6 +57,12 @@ class RemoteStream(NamedTuple):
     provider: str | None
 
 
+def _unavailable(exc: RedisError) -> ServiceUnavailable:
+    """Redis failing, in plain words for the client; its own text (with its address) is logged."""
+    log.warning("Redis failed: %s", exc)
+    return ServiceUnavailable("The gateway's shared stream store (Redis) is not answering.")
+
+
 def _key(stream_id: str, part: str = "") -> str:
     return f"llms:s:{stream_id}{':' + part if part else ''}"
 
@@ -153,9 +159,12 @@ class RedisLog:
         except ResponseError as exc:
             # An id at or below the top: a reader declared this stream lost (our lease lapsed).
             self._closed = self.finished = True
-            raise UpstreamLost(f"The stream was taken over: {exc}") from None
+            log.warning("stream %s: Redis refused the append: %s", self._stream_id, exc)
+            raise UpstreamLost(
+                "The stream was taken over after its producer fell silent."
+            ) from None
         except RedisError as exc:
-            raise ServiceUnavailable(f"Redis failed: {exc}") from None
+            raise _unavailable(exc) from None
         self._seq = seq
         if batch[-1][0] in TERMINAL:
             self.finished = True
@@ -177,7 +186,7 @@ class RedisLog:
                     block=BLOCK_MS if wait and not finished else None,
                 )
             except RedisError as exc:
-                raise ServiceUnavailable(f"Redis failed: {exc}") from None
+                raise _unavailable(exc) from None
             if reply:
                 events = [
                     Event.of(_seq_of(entry_id), fields[b"k"].decode(), fields[b"d"])
@@ -196,7 +205,7 @@ class RedisLog:
             try:
                 ended = await self._ended_or_orphaned(after)
             except RedisError as exc:
-                raise ServiceUnavailable(f"Redis failed: {exc}") from None
+                raise _unavailable(exc) from None
             if ended:
                 # The terminal event is at or before `after` (a reader resuming past the end).
                 self.finished = True
@@ -332,7 +341,7 @@ class RedisStreams:
         try:
             await pipe.execute()
         except RedisError as exc:
-            raise ServiceUnavailable(f"Redis failed: {exc}") from None
+            raise _unavailable(exc) from None
         self._leased.add(stream_id)
 
     def release(self, stream_id: str) -> None:
@@ -356,7 +365,7 @@ class RedisStreams:
         try:
             meta: Any = await self.redis.hgetall(_key(stream_id, "meta"))
         except RedisError as exc:
-            raise ServiceUnavailable(f"Redis failed: {exc}") from None
+            raise _unavailable(exc) from None
         if not meta:
             return None
         provider = meta.get(b"provider")
@@ -368,7 +377,7 @@ class RedisStreams:
         try:
             last: Any = await self.redis.xrevrange(_key(stream_id), count=2)
         except RedisError as exc:
-            raise ServiceUnavailable(f"Redis failed: {exc}") from None
+            raise _unavailable(exc) from None
         if not last or last[0][1][b"k"].decode() not in TERMINAL:
             return None
         if len(last) > 1 and last[1][1][b"k"] == b"error":
@@ -383,7 +392,7 @@ class RedisStreams:
         try:
             await self.redis.publish(CANCEL_CHANNEL, stream_id)
         except RedisError as exc:
-            raise ServiceUnavailable(f"Redis failed: {exc}") from None
+            raise _unavailable(exc) from None
 
     async def _refresh_leases(self) -> None:
         running_s = int(self._ttl_s) + RUNNING_EXTRA_S
