@@ -20,6 +20,7 @@ from llms.adapters.base import (
     from_http_status,
     from_json_event,
 )
+from llms.adapters.usage import from_count, from_counts
 from llms.chunks import (
     delta_chunk,
     finish_chunk,
@@ -50,6 +51,13 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+# Usage fields, in the order `_usage` reads them: input (without cache), cache reads and writes.
+_COUNTS = (
+    "input_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "output_tokens",
+)
 # Anthropic error types that say no more than the status does: not passed on as `code`.
 GENERIC_ERROR_TYPES = frozenset(("invalid_request_error", "rate_limit_error", "api_error", "error"))
 
@@ -84,13 +92,10 @@ class Converter:
     """Turns one Anthropic event stream into OpenAI chunks (a single choice)."""
 
     __slots__ = (
-        "_cache_read",
-        "_cache_write",
         "_calls",
+        "_counts",
         "_ctx",
-        "_input",
         "_opened",
-        "_output",
         "_stop",
         "_thinking",
         "_tools",
@@ -106,7 +111,8 @@ class Converter:
         self._tools: dict[int, int] = {}
         self._calls = 0
         self._stop: str | None = None
-        self._input = self._cache_read = self._cache_write = self._output = 0
+        # The usage fields as last reported, checked when the usage is made of them.
+        self._counts: dict[str, object] = dict.fromkeys(_COUNTS, 0)
         self._thinking: int | None = None
         self.done = False
         self.usage: Usage | None = None
@@ -211,39 +217,35 @@ class Converter:
         return []
 
     def _count(self, usage: dict[str, Any]) -> None:
-        # Every usage object is cumulative: the last value of each field wins.
-        value = usage.get("input_tokens")
-        if isinstance(value, int):
-            self._input = value
-        value = usage.get("cache_read_input_tokens")
-        if isinstance(value, int):
-            self._cache_read = value
-        value = usage.get("cache_creation_input_tokens")
-        if isinstance(value, int):
-            self._cache_write = value
-        value = usage.get("output_tokens")
-        if isinstance(value, int):
-            self._output = value
+        # Every usage object is cumulative: the last value of each field wins (null: unchanged).
+        for name in _COUNTS:
+            value = usage.get(name)
+            if value is not None:
+                self._counts[name] = value
         details = usage.get("output_tokens_details")
-        if isinstance(details, dict) and isinstance(details.get("thinking_tokens"), int):
-            self._thinking = details["thinking_tokens"]
+        if isinstance(details, dict):
+            thinking = from_count(details.get("thinking_tokens"))
+            if thinking is not None:
+                self._thinking = thinking
         self.usage = self._usage()
 
-    def _usage(self) -> Usage:
+    def _usage(self) -> Usage | None:
+        """The usage so far; None if a count Anthropic sent is not a count."""
+        counts = [from_count(self._counts[name]) for name in _COUNTS]
+        if None in counts:
+            return None
+        fresh, read, write, output = (n or 0 for n in counts)
         # Anthropic's input_tokens excludes cache reads and writes; OpenAI's prompt includes them.
-        prompt = self._input + self._cache_read + self._cache_write
-        prompt_details = {"cached_tokens": self._cache_read}
-        if self._cache_write:
-            prompt_details["cache_write_tokens"] = self._cache_write
-        usage: Usage = {
-            "prompt_tokens": prompt,
-            "completion_tokens": self._output,
-            "total_tokens": prompt + self._output,
-            "prompt_tokens_details": prompt_details,
-        }
-        if self._thinking is not None:
-            usage["completion_tokens_details"] = {"reasoning_tokens": self._thinking}
-        return usage
+        prompt_details = {"cached_tokens": read}
+        if write:
+            prompt_details["cache_write_tokens"] = write
+        thinking = self._thinking
+        return from_counts(
+            fresh + read + write,
+            output,
+            prompt_details=prompt_details,
+            completion_details=None if thinking is None else {"reasoning_tokens": thinking},
+        )
 
     def _finish(self) -> list[Chunk]:
         self.done = True
@@ -256,7 +258,7 @@ class Converter:
         out.append(finish_chunk(meta, reason))
         if self.usage is None:
             self.usage = self._usage()
-        if self._ctx.include_usage:
+        if self._ctx.include_usage and self.usage is not None:
             out.append(usage_chunk(meta, self.usage))
         return out
 

@@ -25,10 +25,10 @@ from llms.adapters.base import (
     from_json_event,
 )
 from llms.adapters.gemini_request import build_request
+from llms.adapters.usage import from_count, from_counts
 from llms.chunks import (
     delta_chunk,
     finish_chunk,
-    make_usage,
     new_call_id,
     role_chunk,
     tool_call_delta,
@@ -126,15 +126,24 @@ def _stream_error(error: Any) -> UpstreamStreamError:
 # --- the stream -------------------------------------------------------------------------------
 
 
-def from_usage_metadata(metadata: Mapping[str, Any]) -> Usage:
-    """OpenAI usage from `usageMetadata`: thoughts count as completion tokens."""
-    prompt = metadata.get("promptTokenCount") or 0
-    thoughts = metadata.get("thoughtsTokenCount") or 0
-    completion = (metadata.get("candidatesTokenCount") or 0) + thoughts
-    usage = make_usage(prompt, completion, metadata.get("totalTokenCount") or prompt + completion)
-    usage["prompt_tokens_details"] = {"cached_tokens": metadata.get("cachedContentTokenCount") or 0}
-    usage["completion_tokens_details"] = {"reasoning_tokens": thoughts}
-    return usage
+def from_usage_metadata(metadata: Mapping[str, Any]) -> Usage | None:
+    """OpenAI usage from `usageMetadata`: thoughts count as completion tokens.
+
+    None if a count Gemini sent is not one (a missing count, as Gemini leaves out zeros, is 0).
+    """
+    prompt, candidates, thoughts = (
+        from_count(metadata.get(name) or 0)
+        for name in ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount")
+    )
+    if prompt is None or candidates is None or thoughts is None:
+        return None
+    return from_counts(
+        prompt,
+        candidates + thoughts,
+        metadata.get("totalTokenCount") or None,  # 0 or missing: the sum
+        prompt_details={"cached_tokens": metadata.get("cachedContentTokenCount") or 0},
+        completion_details={"reasoning_tokens": thoughts},
+    )
 
 
 def new_converter(context: StreamContext) -> Converter:
@@ -162,7 +171,8 @@ class Converter:
             raise _stream_error(obj["error"])
         metadata = obj.get("usageMetadata")
         if isinstance(metadata, dict):
-            self.usage = from_usage_metadata(metadata)
+            # Each event's metadata counts everything so far: the last good one stands.
+            self.usage = from_usage_metadata(metadata) or self.usage
         out: list[Chunk] = []
         candidates = obj.get("candidates")
         if candidates:

@@ -20,10 +20,10 @@ from llms.adapters.base import (
     from_http_status,
 )
 from llms.adapters.ollama_request import build_request, to_headers
+from llms.adapters.usage import from_counts
 from llms.chunks import (
     delta_chunk,
     finish_chunk,
-    make_usage,
     new_call_id,
     role_chunk,
     tool_call_delta,
@@ -204,10 +204,11 @@ class Converter:
             reason = "length"
         elif self._calls:
             reason = "tool_calls"
-        usage = make_usage(_count(obj.get("prompt_eval_count")), _count(obj.get("eval_count")))
+        # Both counts are `omitempty` in Ollama: missing means 0.
+        usage = from_counts(obj.get("prompt_eval_count", 0), obj.get("eval_count", 0))
         self.usage = usage
         out = [finish_chunk(meta, reason)]
-        if self._ctx.include_usage:
+        if self._ctx.include_usage and usage is not None:
             out.append(usage_chunk(meta, usage))
         return out
 
@@ -216,11 +217,6 @@ def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise UpstreamMalformed("Ollama sent message text that is not a string.")
     return value
-
-
-def _count(value: Any) -> int:
-    # Both counts are `omitempty` in Ollama: missing means 0.
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _logprobs(items: Any) -> dict[str, Any] | None:
