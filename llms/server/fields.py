@@ -117,3 +117,25 @@ def depth_within(value: Any, limit: int) -> bool:
                     return False
                 stack.append((child, depth + 1))
     return True
+
+
+MAX_EVENT_ID = 2**63 - 1
+EVENT_ID_DIGITS = len(str(MAX_EVENT_ID))
+
+
+def event_id(raw: str, param: str = "Last-Event-ID") -> int:
+    """A resume position: ASCII digits only (str.isdigit takes `²` and other scripts' digits),
+    0 <= n < 2**63 (a Redis stream id's part); else a 400 naming `param`."""
+    text = raw.strip()
+    if (
+        not text
+        or not text.isascii()
+        or not text.isdigit()
+        or len(text.lstrip("0")) > EVENT_ID_DIGITS
+        or int(text) > MAX_EVENT_ID
+    ):
+        raise fail(
+            param,
+            f"{param} must be the number of the last event received (0 to {MAX_EVENT_ID}).",
+        )
+    return int(text)

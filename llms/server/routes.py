@@ -14,6 +14,7 @@ from llms.errors import GatewayError, InvalidRequest, ModelNotFound, ServiceUnav
 from llms.routing import Router
 from llms.server import keys
 from llms.server.auth import KEY, authorize_model
+from llms.server.fields import event_id
 from llms.server.limits import UNLIMITED
 from llms.server.middleware import REQUEST_ID
 from llms.server.relay import relay, relay_log, uncancel
@@ -203,15 +204,9 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
     """GET /v1/streams/{id}: replay after `Last-Event-ID` (or `?last_event_id=`), then follow."""
     stream = await _stream_of(request)
     request.app[keys.METRICS].resumes.inc()
-    raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id", "0")).strip()
-    if not raw.isdigit():
-        raise InvalidRequest(
-            "Last-Event-ID must be the number of the last event received.",
-            param="Last-Event-ID",
-            code="invalid_value",
-        )
+    after = event_id(request.headers.get("Last-Event-ID", request.query.get("last_event_id", "0")))
     heartbeat_s = request.app[keys.CONFIG].server.heartbeat_s
-    return await relay_log(request, stream, int(raw), heartbeat_s=heartbeat_s)
+    return await relay_log(request, stream, after, heartbeat_s=heartbeat_s)
 
 
 async def cancel_stream(request: web.Request) -> web.Response:
