@@ -22,7 +22,7 @@ from cluster.run import find_binary, free_port, kill_group, start_redis, wait_fo
 from llms.config import parse_config
 from llms.errors import ConfigError
 from tests.conftest import gateway_config
-from tests.upstreams.openai import FakeOpenAI
+from tests.upstreams.openai import FakeOpenAI, error_script
 
 Gateway = Callable[..., Awaitable[str]]
 MSG = [{"role": "user", "content": "hi"}]
@@ -38,7 +38,8 @@ async def post_chat(base: str, body: dict[str, Any]) -> tuple[int, dict[str, str
         session.post(f"{base}/chat/completions", json=body) as resp,
     ):
         raw = await resp.read()
-        return resp.status, dict(resp.headers), orjson.loads(raw)
+        headers = {name.lower(): value for name, value in resp.headers.items()}
+        return resp.status, headers, orjson.loads(raw)
 
 
 # --- 9: configs the HTTP client would refuse on every request ------------------------------------
@@ -267,3 +268,39 @@ async def test_redis_failure_names_no_address(
     assert "Redis" in message, message
     assert_plain(message, str(port), "Error ", "connecting")
     assert str(port) in caplog.text
+
+
+# --- 15: upstream rate-limit headers are scrubbed of the gateway's credentials ------------------
+
+UPSTREAM_KEY = "sk-up-echoed-7h6g5f4e3d"
+HEADER_TOKEN = "tok-hdr-echoed-1q2w3e4r"
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_upstream_headers_that_echo_a_key_are_redacted(
+    fake_openai: FakeOpenAI, make_gateway: Gateway, status: int
+) -> None:
+    fake_openai.scripts["echo-up"] = error_script(
+        status,
+        {"error": {"message": "slow down"}},
+        headers={
+            "x-ratelimit-limit-requests": UPSTREAM_KEY,
+            "x-ratelimit-remaining-tokens": f"Bearer {UPSTREAM_KEY}; {HEADER_TOKEN}",
+            "retry-after-ms": f"{UPSTREAM_KEY}",
+            "retry-after": "1",
+        },
+    )
+    provider = openai_provider(
+        fake_openai.base_url,  # type: ignore[attr-defined]
+        api_key=UPSTREAM_KEY,
+        headers={"X-Auth-Token": HEADER_TOKEN},
+        models={"echo": "echo-up"},
+    )
+    base = await make_gateway(gateway_config({"fake": provider}, routing={"max_attempts": 1}))
+    got, headers, body = await post_chat(base, {"model": "echo", "messages": MSG})
+    assert got == status, body
+    shown = "\n".join(f"{name}: {value}" for name, value in headers.items())
+    assert UPSTREAM_KEY not in shown and HEADER_TOKEN not in shown, shown
+    assert headers["x-ratelimit-limit-requests"] == "[redacted]"
+    assert headers["x-ratelimit-remaining-tokens"] == "Bearer [redacted]; [redacted]"
+    assert headers["retry-after"] == "1"

@@ -50,3 +50,6 @@ def redact_error(error: GatewayError, secrets: tuple[str, ...]) -> None:
         error.param = redact(error.param, secrets)
     if error.code is not None:
         error.code = redact(error.code, secrets)
+    # Rate-limit and Retry-After headers are passed on from the upstream: it may echo a key.
+    for name, value in error.headers.items():
+        error.headers[name] = redact(value, secrets)
