@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from llms.adapters.usage import from_count
 from llms.config import ApiKey
 from llms.errors import RateLimited
 from llms.wire import Usage
@@ -81,13 +82,14 @@ UNLIMITED = Lease(None, None)
 
 def tokens_of(usage: Usage | None) -> int:
     """The tokens a finished request used, by its usage (0 when the upstream reported none)."""
-    if not usage:
+    # Whatever a record holds, the lease is released: a bad usage counts 0, never raises.
+    if not usage or not isinstance(usage, dict):
         return 0
-    total = usage.get("total_tokens")
-    if isinstance(total, int) and not isinstance(total, bool) and total > 0:
+    total = from_count(usage.get("total_tokens"))
+    if total:
         return total
-    counts = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
-    return sum(n for n in counts if isinstance(n, int) and not isinstance(n, bool) and n > 0)
+    counts = (from_count(usage.get("prompt_tokens")), from_count(usage.get("completion_tokens")))
+    return sum(n for n in counts if n)
 
 
 class Limits:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from llms.errors import InvalidRequest, NotFound
+from llms.errors import InvalidRequest, NotFound, ServiceUnavailable
 from llms.server import keys
 from llms.server.routes import json_response
-from llms.telemetry.report import GROUPS, default_window, parse_time, usage_report
+from llms.telemetry.report import GROUPS, default_window, in_range, parse_time, usage_report
+
+log = logging.getLogger("llms.telemetry")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -29,6 +34,12 @@ async def usage(request: web.Request) -> web.Response:
             "The request log is off (`state.request_log` is null): there is no usage to report.",
             code="request_log_disabled",
         )
+    if not request_log.available:
+        raise ServiceUnavailable(
+            "The request log could not be opened when the gateway started (the reason is in "
+            "its log), so there is no usage to report.",
+            code="request_log_unavailable",
+        )
     query = request.query
     start, end = default_window()
     if "to" in query:
@@ -36,6 +47,13 @@ async def usage(request: web.Request) -> web.Response:
         start = end - 86400.0
     if "from" in query:
         start = _time_param(query["from"], "from")
+    # `from` defaults to a day before `to`, which may be before the first representable time.
+    if not in_range(start):
+        raise InvalidRequest(
+            "The window starts before 0001-01-01: give a later `to`, or a `from`.",
+            param="from" if "from" in query else "to",
+            code="invalid_value",
+        )
     if start > end:
         raise InvalidRequest("`from` must not be after `to`.", param="from", code="invalid_value")
     group_by = query.get("group_by", "model")
@@ -45,7 +63,14 @@ async def usage(request: web.Request) -> web.Response:
             param="group_by",
             code="invalid_value",
         )
-    return json_response(await usage_report(request_log, start, end, group_by))
+    try:
+        report = await usage_report(request_log, start, end, group_by)
+    except sqlite3.Error as exc:
+        log.warning("usage: the request log could not be read: %s", exc)
+        raise ServiceUnavailable(
+            "The request log could not be read; try again later.", code="request_log_unavailable"
+        ) from None
+    return json_response(report)
 
 
 def _time_param(raw: str, name: str) -> float:

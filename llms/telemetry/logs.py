@@ -118,7 +118,7 @@ class AccessLog:
             "resumable" if record.resumable else record.stream,
             record.attempts,
             duration * 1000,
-            usage["completion_tokens"] if usage else "-",
+            usage.get("completion_tokens", "-") if usage else "-",
             record.finish_reason or "-",
             record.error_code or record.error_type or "-",
             record.key or "-",

@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from llms.adapters.usage import from_count
 from llms.providers import Providers
 from llms.telemetry import timing
 from llms.telemetry.record import RequestRecord
@@ -261,8 +262,9 @@ class Metrics:
                 histogram.observe(value)
         usage = record.usage
         if usage is not None:
-            children.prompt_tokens.inc(usage.get("prompt_tokens") or 0)
-            children.completion_tokens.inc(usage.get("completion_tokens") or 0)
+            # A counter only goes up: a count that is not one is not counted.
+            children.prompt_tokens.inc(from_count(usage.get("prompt_tokens")) or 0)
+            children.completion_tokens.inc(from_count(usage.get("completion_tokens")) or 0)
 
     def _new_children(self, model: str, provider: str) -> _Children:
         children = _Children(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from llms.errors import GatewayError
 from llms.wire import Chunk, Usage
+
+log = logging.getLogger("llms.telemetry")
 
 
 @dataclass(slots=True)
@@ -55,14 +58,21 @@ class Sink(Protocol):
 
 
 class Sinks:
-    """Fans a finished record out to every sink."""
+    """Fans a finished record out to every sink; one that fails is logged and the rest still run."""
 
     def __init__(self, sinks: list[Sink] | None = None) -> None:
         self.sinks: list[Sink] = list(sinks or [])
 
     def finish(self, record: RequestRecord) -> None:
         for sink in self.sinks:
-            sink.finish(record)
+            try:
+                sink.finish(record)
+            except Exception:
+                # Telemetry runs as an answer ends: a bug in one sink must neither turn that
+                # answer into a 500 nor cost the other sinks (metrics, request log) the record.
+                log.exception(
+                    "telemetry: %s failed on request %s", type(sink).__name__, record.request_id
+                )
 
 
 def finish_reason_of(chunks: list[Chunk]) -> str | None:

@@ -141,6 +141,15 @@ def parse_time(raw: str) -> float:
     return value
 
 
+def in_range(seconds: float) -> bool:
+    """Whether Unix `seconds` is a time the report can show (years 1 to 9999)."""
+    try:
+        datetime.fromtimestamp(seconds, UTC)
+    except (ValueError, OverflowError, OSError):
+        return False
+    return True
+
+
 def default_window(now: float | None = None) -> tuple[float, float]:
     end = time.time() if now is None else now
     return end - 86400.0, end

@@ -8,6 +8,7 @@ was read. `first_output` is when the first chunk carrying output was written to 
 
 from __future__ import annotations
 
+from llms.adapters.usage import from_count
 from llms.telemetry.record import RequestRecord
 
 
@@ -64,7 +65,7 @@ def tokens_per_second(record: RequestRecord) -> float | None:
     usage = record.usage
     if usage is None or record.first_output is None or record.ended is None:
         return None
-    tokens = usage.get("completion_tokens") or 0
+    tokens = from_count(usage.get("completion_tokens")) or 0
     elapsed = record.ended - record.first_output
     if tokens < 2 or elapsed <= 0:
         return None

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from llms.adapters.usage import from_count
 from llms.config import Config
 from llms.telemetry import timing
 from llms.telemetry.record import RequestRecord
@@ -162,8 +163,9 @@ class RequestLog:
 
     def row_of(self, record: RequestRecord) -> Row:
         usage = record.usage
-        prompt = usage.get("prompt_tokens") if usage else None
-        completion = usage.get("completion_tokens") if usage else None
+        # SQLite's INTEGER holds less than 2^63: a count past it would fail the whole batch.
+        prompt = from_count(usage.get("prompt_tokens")) if usage else None
+        completion = from_count(usage.get("completion_tokens")) if usage else None
         price_in, price_out = self.prices.get(record.provider or "", (None, None))
         cost: float | None = None
         if price_in is not None or price_out is not None:
@@ -250,14 +252,23 @@ class RequestLog:
                 async with self._lock:
                     await db.executemany(INSERT, rows)
                     await db.commit()
-            except (sqlite3.Error, OSError) as exc:
+            except (sqlite3.Error, OSError, OverflowError) as exc:
+                # The disk, or a row SQLite cannot bind: that batch is lost, not the writer.
                 log.warning("request log: %d row(s) not written: %s", len(rows), exc)
-                self._drop(len(rows))
-                with contextlib.suppress(sqlite3.Error):
-                    await db.rollback()
+                await self._failed(db, rows)
+            except Exception:
+                # Anything else that fails a batch costs that batch only: were the writer to
+                # stop, nothing would be logged again and the drop counter would not say so.
+                log.exception("request log: %d row(s) not written", len(rows))
+                await self._failed(db, rows)
             finally:
                 for _ in rows:
                     queue.task_done()
+
+    async def _failed(self, db: aiosqlite.Connection, rows: list[Row]) -> None:
+        self._drop(len(rows))
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            await db.rollback()
 
     async def _prune_forever(self) -> None:
         while True:
@@ -277,6 +288,11 @@ class RequestLog:
             log.warning("request log: pruning failed: %s", exc)
             return 0
         return cursor.rowcount
+
+    @property
+    def available(self) -> bool:
+        """Whether the database is open (start succeeded and stop has not run)."""
+        return self._db is not None
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Rows of a read-only query (the usage API)."""
