@@ -12,17 +12,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
+import psutil
 import pytest
 
 from cluster.run import find_binary, free_port, kill_group, start_redis, wait_for_redis
 from tests.conftest import gateway_config
+from tests.test_cli import ThreadedUpstream, start_serve, write_config
 from tests.upstreams.openai import FakeOpenAI, text_script
 
 RESUMABLE = {"X-Stream-Resumable": "true"}
@@ -143,3 +143,108 @@ async def test_last_event_id_of_2_64_in_redis_mode_is_400(
             ) as again:
                 assert again.status == 400, bad
                 assert_openai_error(await again.json(), "invalid_value", "Last-Event-ID")
+
+
+# --- 6: the budget of finished streams ---------------------------------------------------------
+
+PIECE = "y" * 10_000
+
+
+async def finish_streams(session: aiohttp.ClientSession, base: str, count: int) -> list[str]:
+    """`count` resumable streams read to their end, one after the other; their ids."""
+    ids = []
+    for _ in range(count):
+        async with session.post(f"{base}/chat/completions", json=chat(), headers=RESUMABLE) as resp:
+            assert resp.status == 200
+            ids.append(resp.headers["X-Stream-Id"])
+            assert (await resp.read()).endswith(b"data: [DONE]\n\n")
+    return ids
+
+
+async def test_finished_streams_share_a_budget_and_an_evicted_one_is_410(
+    fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]]
+) -> None:
+    fake_openai.scripts["one"] = text_script([PIECE] * 10)  # about 100 KB of events each
+    base = await start(fake_openai, make_gateway, state={"finished_streams_mb": 0.25})
+    async with aiohttp.ClientSession() as session:
+        ids = await finish_streams(session, base, 6)
+        # 0.25 MiB holds two of them: the oldest went first.
+        for stream_id in ids[:4]:
+            async with session.get(f"{base}/streams/{stream_id}") as gone:
+                assert gone.status == 410
+                assert_openai_error(await gone.json(), "stream_evicted", "Last-Event-ID")
+        for stream_id in ids[4:]:
+            async with session.get(f"{base}/streams/{stream_id}") as kept:
+                assert kept.status == 200
+                body = await kept.read()
+            assert body.count(PIECE.encode()) == 10
+            assert body.endswith(b"data: [DONE]\n\n")
+        # Resuming an evicted stream past its end is no loss: nothing is missing.
+        async with session.get(
+            f"{base}/streams/{ids[0]}", headers={"Last-Event-ID": "100"}
+        ) as past:
+            assert past.status == 200
+
+
+@needs_redis
+async def test_in_redis_mode_an_evicted_stream_is_replayed_from_redis(
+    fake_openai: FakeOpenAI,
+    make_gateway: Callable[..., Awaitable[str]],
+    redis_server: RedisServer,
+) -> None:
+    fake_openai.scripts["one"] = text_script([PIECE] * 10)
+    base = await start(
+        fake_openai,
+        make_gateway,
+        state={"finished_streams_mb": 0.25, "redis_url": redis_server.url},
+    )
+    async with aiohttp.ClientSession() as session:
+        ids = await finish_streams(session, base, 4)
+        async with session.get(f"{base}/streams/{ids[0]}") as again:
+            assert again.status == 200
+            body = await again.read()
+        assert body.count(PIECE.encode()) == 10
+        assert body.endswith(b"data: [DONE]\n\n")
+
+
+FINISHED_MB = 16
+FINISHED_STREAMS = 60  # 2 MiB each: 120 MiB of events, 7.5 times the budget
+# The bound on the RSS growth of `llms serve` once every stream is finished and still within its
+# TTL: the budget, one stream past it (the newest is never evicted), what the allocator keeps of
+# the freed events and the warm-up of 60 requests. Without the budget it holds all 120 MiB.
+FINISHED_RSS_BOUND_MB = FINISHED_MB + 40
+
+
+@pytest.mark.process
+@pytest.mark.timeout(60)
+async def test_finished_streams_hold_no_more_than_the_budget_in_a_real_process(
+    tmp_path: Path,
+) -> None:
+    upstream = ThreadedUpstream()
+    upstream.fake.default = text_script(["z" * 65536] * 32)
+    upstream.start()
+    config = {
+        "state": {"request_log": None, "finished_streams_mb": FINISHED_MB},
+        "routing": {"max_attempts": 1},
+        "providers": {"up": {"type": "openai", "base_url": upstream.base_url, "models": ["m"]}},
+    }
+    served = start_serve(write_config(tmp_path / "config.json", config), tmp_path)
+    try:
+        served.wait_ready()
+        process = psutil.Process(served.proc.pid)
+        base = f"http://127.0.0.1:{served.port}/v1"
+        async with aiohttp.ClientSession() as session:
+            await finish_streams(session, base, 2)  # warm up before the baseline
+            baseline = process.memory_info().rss
+            ids = await finish_streams(session, base, FINISHED_STREAMS)
+            growth_mb = (process.memory_info().rss - baseline) / 2**20
+            print(f"RSS baseline {baseline / 2**20:.0f} MiB, growth {growth_mb:.0f} MiB")
+            assert growth_mb < FINISHED_RSS_BOUND_MB
+            async with session.get(f"{base}/streams/{ids[0]}") as gone:
+                assert gone.status == 410
+            async with session.get(f"{base}/streams/{ids[-1]}") as kept:
+                assert (await kept.read()).endswith(b"data: [DONE]\n\n")
+        assert served.alive()
+    finally:
+        served.stop()
+        upstream.stop()

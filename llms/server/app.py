@@ -28,7 +28,7 @@ from llms.server.siblings import asking_siblings
 from llms.server.ui import DIST as UI_DIST
 from llms.server.ui import SECURITY_HEADERS, add_ui_routes
 from llms.server.worker import Worker
-from llms.streams.memory import MemoryLog
+from llms.streams.memory import FinishedBudget, MemoryLog
 from llms.streams.pump import StreamRegistry
 from llms.streams.redis import RedisStreams
 from llms.telemetry import api
@@ -111,8 +111,11 @@ def create_app(
     app[keys.STARTED_AT] = int(time.time())
     max_bytes = int(config.state.stream_max_mb * 1024 * 1024)
     state = config.state
+    finished = FinishedBudget(int(state.finished_streams_mb * 1024 * 1024))
     if state.redis_url:
-        remote = RedisStreams(state.redis_url, max_bytes=max_bytes, ttl_s=state.stream_ttl_s)
+        remote = RedisStreams(
+            state.redis_url, max_bytes=max_bytes, ttl_s=state.stream_ttl_s, finished=finished
+        )
         registry = StreamRegistry(
             remote.producer_log,
             grace_s=state.resume_grace_s,
@@ -124,7 +127,7 @@ def create_app(
         app.on_response_prepare.append(_replica_header(remote.replica))
     else:
         registry = StreamRegistry(
-            lambda _stream_id: MemoryLog(max_bytes),
+            lambda _stream_id: MemoryLog(max_bytes, finished),
             grace_s=state.resume_grace_s,
             ttl_s=state.stream_ttl_s,
         )

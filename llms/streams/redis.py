@@ -31,7 +31,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from llms.errors import GatewayError, ServiceUnavailable, UpstreamError
 from llms.streams.log import TERMINAL, Event, StreamGone
-from llms.streams.memory import MemoryLog
+from llms.streams.memory import FinishedBudget, MemoryLog
 
 log = logging.getLogger("llms.streams.redis")
 
@@ -283,6 +283,8 @@ class ProducerLog:
             await self._memory.append(events)
 
     async def read(self, after: int, *, wait: bool = True, cursor: object = None) -> list[Event]:
+        if self._memory.evicted:  # the budget of finished logs took it: Redis still has them
+            return await self._redis.read(after, wait=wait, cursor=cursor)
         return await self._memory.read(after, wait=wait, cursor=cursor)
 
     def forget(self, cursor: object) -> None:
@@ -292,13 +294,16 @@ class ProducerLog:
 class RedisStreams:
     """Cross-replica coordination: registration, lookup, leases, cancel messages."""
 
-    def __init__(self, url: str, *, max_bytes: int, ttl_s: float) -> None:
+    def __init__(
+        self, url: str, *, max_bytes: int, ttl_s: float, finished: FinishedBudget | None = None
+    ) -> None:
         # Blocking: past the cap a command waits for a connection instead of failing (each
         # reader on another replica holds one during its XREAD BLOCK).
         pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10)
         self.redis: Redis = Redis(connection_pool=pool)
         self.replica = secrets.token_hex(6)
         self._max_bytes = max_bytes
+        self._finished = finished
         self._ttl_s = ttl_s
         self._leased: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -311,7 +316,8 @@ class RedisStreams:
 
     def producer_log(self, stream_id: str) -> ProducerLog:
         """The log of a stream pumped by this replica."""
-        return ProducerLog(MemoryLog(self._max_bytes), self.new_log(stream_id))
+        memory = MemoryLog(self._max_bytes, self._finished)
+        return ProducerLog(memory, self.new_log(stream_id))
 
     async def start(self) -> None:
         await self.redis.ping()
