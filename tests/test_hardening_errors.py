@@ -17,11 +17,14 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp.test_utils import TestServer
 
 from cluster.run import find_binary, free_port, kill_group, start_redis, wait_for_redis
 from llms.config import parse_config
 from llms.errors import ConfigError
 from tests.conftest import gateway_config
+from tests.upstreams.ollama import FakeOllama
+from tests.upstreams.ollama import error_script as ollama_error
 from tests.upstreams.openai import FakeOpenAI, error_script
 
 Gateway = Callable[..., Awaitable[str]]
@@ -304,3 +307,91 @@ async def test_upstream_headers_that_echo_a_key_are_redacted(
     assert headers["x-ratelimit-limit-requests"] == "[redacted]"
     assert headers["x-ratelimit-remaining-tokens"] == "Bearer [redacted]; [redacted]"
     assert headers["retry-after"] == "1"
+
+
+# --- 10: a model that cannot take an image or audio part: the client's 400, no circuit count -----
+
+HINT = "if this is unexpected, you may need to provide the mmproj"
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+AUDIO = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+
+
+def llama_cpp_error(message: str) -> dict[str, Any]:
+    """llama.cpp's server: a std::runtime_error while parsing the request is a 500."""
+    return {"error": {"code": 500, "message": message, "type": "server_error"}}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "part"),
+    [
+        (500, llama_cpp_error(f"image input is not supported - hint: {HINT}"), IMAGE),
+        (500, llama_cpp_error(f"audio input is not supported - hint: {HINT}"), AUDIO),
+        (500, llama_cpp_error("This server does not support multimodal"), IMAGE),
+        (500, llama_cpp_error("Failed to load image or audio file"), IMAGE),
+        (
+            400,  # vLLM, a text-only model
+            {
+                "object": "error",
+                "message": "At most 0 image(s) may be provided in one request.",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            },
+            IMAGE,
+        ),
+    ],
+)
+async def test_unsupported_media_is_the_clients_400_and_opens_no_circuit(
+    fake_openai: FakeOpenAI,
+    make_gateway: Gateway,
+    status: int,
+    body: dict[str, Any],
+    part: dict[str, Any],
+) -> None:
+    fake_openai.scripts["text-only-up"] = error_script(status, body)
+    provider = openai_provider(
+        fake_openai.base_url,  # type: ignore[attr-defined]
+        models={"text-only": "text-only-up", "fine": "fine-up"},
+    )
+    config = gateway_config(
+        {"fake": provider},
+        routing={"max_attempts": 3, "circuit": {"failures": 2, "cooldown_s": 60}},
+    )
+    base = await make_gateway(config)
+    content = [{"type": "text", "text": "what is this?"}, part]
+    for attempt in range(3):  # what an SDK's two retries make of it
+        got, _, answer = await post_chat(
+            base, {"model": "text-only", "messages": [{"role": "user", "content": content}]}
+        )
+        assert got == 400, answer
+        error = answer["error"]
+        assert error["type"] == "invalid_request_error"
+        assert error["message"]
+        assert len(fake_openai.received) == attempt + 1  # never retried upstream
+    got, _, answer = await post_chat(base, {"model": "fine", "messages": MSG})
+    assert got == 200, answer  # the provider's circuit is still closed
+
+
+async def test_ollama_model_without_vision_is_the_clients_400(make_gateway: Gateway) -> None:
+    fake = FakeOllama()
+    fake.scripts["qwen3"] = ollama_error(500, "this model is missing data required for image input")
+    server = TestServer(fake.app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        provider = {
+            "type": "ollama",
+            "base_url": str(server.make_url("/")).rstrip("/"),
+            "models": {"text-only": "qwen3"},
+        }
+        config = gateway_config({"ollama": provider}, routing={"circuit": {"failures": 1}})
+        base = await make_gateway(config)
+        content = [{"type": "text", "text": "what is this?"}, IMAGE]
+        for _ in range(2):
+            got, _, answer = await post_chat(
+                base, {"model": "text-only", "messages": [{"role": "user", "content": content}]}
+            )
+            assert got == 400, answer
+            assert answer["error"]["type"] == "invalid_request_error"
+        assert len(fake.received) == 2
+    finally:
+        await server.close()

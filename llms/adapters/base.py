@@ -24,6 +24,15 @@ Framing = Literal["sse", "ndjson"]
 # Headers worth passing on to a client that must wait before retrying.
 RETRY_HEADERS = ("retry-after", "retry-after-ms")
 RATE_LIMIT_PREFIX = "x-ratelimit-"
+# llama.cpp's server (a std::runtime_error) and Ollama answer 500 to an image or audio part the
+# model cannot take: that is the client's request, not the provider's health.
+UNSUPPORTED_INPUT = (
+    "image input is not supported",
+    "audio input is not supported",
+    "this server does not support multimodal",
+    "failed to load image or audio file",
+    "missing data required for image input",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +152,15 @@ def from_http_status(
             type="invalid_request_error",
             code=code,
             param=param,
+        )
+    if status == 500 and any(words in text.lower() for words in UNSUPPORTED_INPUT):
+        # A 400, not retryable: never retried, never counted against the provider's circuit.
+        return UpstreamHTTPError(
+            f"The model cannot take this input: {text}",
+            status=400,
+            type="invalid_request_error",
+            code="unsupported_value",
+            param="messages",
         )
     client_status = {503: 503, 529: 503, 504: 504}.get(status, 502)
     return UpstreamHTTPError(
