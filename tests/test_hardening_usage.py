@@ -10,12 +10,14 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from aiohttp.test_utils import TestServer
 
 from llms.adapters import anthropic, gemini, ollama, openai
 from llms.adapters.base import StreamContext
@@ -26,6 +28,9 @@ from llms.telemetry.record import RequestRecord, Sinks
 from llms.telemetry.usage import RequestLog
 from tests.conftest import gateway_config
 from tests.telemetry_app import chat, provider, running, samples, scrape, until, value
+from tests.upstreams import anthropic as fake_anthropic
+from tests.upstreams import gemini as fake_gemini
+from tests.upstreams import ollama as fake_ollama
 from tests.upstreams.openai import FakeOpenAI, Script, chunk, sse
 
 AUTH = {"Authorization": "Bearer sk-hardening-usage"}
@@ -85,16 +90,15 @@ async def test_a_huge_usage_count_does_not_stop_the_request_log(
     fake_openai.scripts["up"] = [answer(huge), answer(huge), answer(None)]
     db = tmp_path / "u.db"
     async with running(config(fake_openai, db)) as gw, aiohttp.ClientSession(headers=AUTH) as s:
-        status, body = await chat(s, gw.base, "m", stream=True)
-        assert status == 200 and body.endswith(b"data: [DONE]\n\n")
-        assert str(HUGE).encode() not in body
-        status, body = await chat(s, gw.base, "m")
-        assert status == 200, body
-        assert orjson.loads(body)["usage"] is None  # dropped, not passed on
-        await flushed(gw)
+        status, streamed = await chat(s, gw.base, "m", stream=True)
+        assert status == 200 and streamed.endswith(b"data: [DONE]\n\n")
+        await flushed(gw)  # before the fix the writer died on this row: this timed out
+        status, whole = await chat(s, gw.base, "m")
+        assert status == 200, whole
         assert (await chat(s, gw.base, "m", stream=True))[0] == 200
         request_log = await flushed(gw)
         report = await usage_report(s, gw.root)
+    assert orjson.loads(whole)["usage"] is None  # dropped, not passed on
     assert request_log.dropped == 0
     assert [(r["prompt_tokens"], r["completion_tokens"]) for r in rows(db)] == [(None, None)] * 3
     assert report["totals"]["requests"] == 3
@@ -185,6 +189,77 @@ async def test_a_partial_usage_is_completed_and_the_access_log_line_is_written(
         await flushed(gw)
     assert any("tokens=2" in r.getMessage() for r in caplog.records if r.name == "llms.access")
     assert rows(db)[-1]["prompt_tokens"] == 5
+
+
+def ollama_answer(bad: Any) -> tuple[FakeOpenAI, dict[str, Any], str]:
+    fake = fake_ollama.FakeOllama()
+    fake.default = fake_ollama.ndjson(
+        fake_ollama.line("Hello"), fake_ollama.done(prompt=bad, completion=1)
+    )
+    return fake, {"type": "ollama", "models": ["m"]}, "/"
+
+
+def anthropic_answer(bad: Any) -> tuple[FakeOpenAI, dict[str, Any], str]:
+    fake = fake_anthropic.FakeAnthropic()
+    objects = [
+        fake_anthropic.message_start(input_tokens=bad),
+        fake_anthropic.text_start(),
+        fake_anthropic.text_delta("Hello"),
+        fake_anthropic.block_stop(),
+        fake_anthropic.message_delta("end_turn", output_tokens=bad),
+        fake_anthropic.MESSAGE_STOP,
+    ]
+    fake.default = Script(writes=fake_anthropic.events(*objects))
+    provider = {"type": "anthropic", "api_key": fake_anthropic.API_KEY, "models": ["m"]}
+    return fake, provider, "/"
+
+
+def gemini_answer(bad: Any) -> tuple[FakeOpenAI, dict[str, Any], str]:
+    fake = fake_gemini.FakeGemini()
+    candidate = {
+        "index": 0,
+        "content": {"role": "model", "parts": [{"text": "Hello"}]},
+        "finishReason": "STOP",
+    }
+    metadata = {"promptTokenCount": bad, "candidatesTokenCount": 1, "totalTokenCount": 2}
+    fake.default = Script(
+        writes=fake_gemini.events({"candidates": [candidate], "usageMetadata": metadata})
+    )
+    return fake, {"type": "gemini", "api_key": fake.api_key, "models": ["m"]}, "/v1beta"
+
+
+@pytest.fixture(params=[ollama_answer, anthropic_answer, gemini_answer])
+async def native(request: pytest.FixtureRequest) -> AsyncIterator[tuple[dict[str, Any], Any]]:
+    """A fake Ollama, Anthropic or Gemini whose every answer reports usage `bad`; its provider."""
+    fake, entry, root = request.param(-3)
+    server = TestServer(fake.app, host="127.0.0.1")
+    await server.start_server()
+    entry["base_url"] = str(server.make_url(root)).rstrip("/")
+    yield entry, fake
+    await server.close()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_native_protocols_with_bad_usage_answer_and_log(
+    native: tuple[dict[str, Any], Any], tmp_path: Path, stream: bool
+) -> None:
+    entry, _ = native
+    db = tmp_path / "u.db"
+    settings = gateway_config(
+        {"p": {**entry, "timeouts": {"idle_s": 5, "first_token_s": 5}}},
+        routing={"max_attempts": 1},
+        state={"request_log": f"sqlite:{db}"},
+    )
+    async with running(settings) as gw, aiohttp.ClientSession() as s:
+        options = {"stream_options": {"include_usage": True}} if stream else {}
+        status, body = await chat(s, gw.base, "m", stream=stream, **options)
+        assert status == 200, body
+        assert b"Hello" in body
+        assert b"-3" not in body
+        await flushed(gw)
+        found = samples(await scrape(s, gw.root))
+    assert value(found, "llms_requests_total", status="200") == 1
+    assert [(r["status"], r["prompt_tokens"]) for r in rows(db)] == [(200, None)]
 
 
 class Broken:
