@@ -23,6 +23,7 @@ from cluster.run import find_binary, free_port, kill_group, start_redis, wait_fo
 from llms.config import parse_config
 from llms.errors import ConfigError
 from tests.conftest import gateway_config
+from tests.test_cli import start_serve, write_config
 from tests.upstreams.ollama import FakeOllama
 from tests.upstreams.ollama import error_script as ollama_error
 from tests.upstreams.openai import FakeOpenAI, error_script
@@ -395,3 +396,50 @@ async def test_ollama_model_without_vision_is_the_clients_400(make_gateway: Gate
         assert len(fake.received) == 2
     finally:
         await server.close()
+
+
+# --- 18: a malformed HTTP request is one debug line, not an ERROR with a traceback --------------
+
+MALFORMED = [
+    b"GARBAGE\x01 /canary-method HTTP/1.1\r\n\r\n",  # not a method
+    b"GET /v1/models HTTP/1.1\r\nHost: x\r\nCanary Header: 1\r\n\r\n",  # not a header name
+    b"GET /" + b"C" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # over server.max_header_kb
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"zz-canary\r\n",  # a broken chunk size
+]
+
+
+def send_raw(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize("level", ["debug", "info"])
+def test_malformed_requests_cost_one_debug_line(tmp_path: Path, level: str) -> None:
+    config = write_config(
+        tmp_path / "config.json",
+        {"state": {"request_log": None}, "providers": {"p": OK}},
+    )
+    served = start_serve(config, tmp_path, "--log-level", level)
+    try:
+        served.wait_ready()
+        for data in [*MALFORMED, MALFORMED[1]]:  # one twice: one line each time
+            answer = send_raw(served.port, data)
+            assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request"), answer[:80]
+    finally:
+        served.stop()
+    log = served.stderr()
+    assert "Traceback" not in log, log
+    assert " ERROR " not in log and "Error handling request" not in log, log
+    assert "canary" not in log.lower() and "CCCCCCCC" not in log, log  # no raw bytes
+    lines = [line for line in log.splitlines() if "malformed HTTP request" in line]
+    if level == "debug":
+        assert len(lines) == len(MALFORMED) + 1, log
+        assert all(" DEBUG " in line and "127.0.0.1" in line for line in lines), lines
+    else:
+        assert lines == [], log

@@ -13,6 +13,7 @@ import time
 from contextvars import ContextVar
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 from llms.telemetry.record import RequestRecord
 from llms.telemetry.redact import redact
@@ -22,6 +23,7 @@ CURRENT_REQUEST_ID: ContextVar[str | None] = ContextVar("llms_request_id", defau
 
 LOG_FORMATS = ("text", "json")
 access_log = logging.getLogger("llms.access")
+http_log = logging.getLogger("llms.http")
 
 
 class _Redacting(logging.Formatter):
@@ -85,6 +87,39 @@ def _iso(created: float) -> str:
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
 
 
+class MalformedRequests(logging.Filter):
+    """On aiohttp's server logger: a request that does not parse as HTTP is one debug line.
+
+    aiohttp logs each one as an ERROR with a traceback quoting the raw bytes: anyone who can
+    connect could flood the log. The client got its 400 already; the line says from where and
+    what kind of mistake, without the bytes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        if http_log.isEnabledFor(logging.DEBUG):
+            first = (exc.message or "").strip().splitlines()[:1]
+            # The description only: aiohttp's message goes on to quote the bytes themselves.
+            what = first[0].split("'")[0].split('"')[0].split(":")[0].strip()[:80] if first else ""
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            http_log.debug(
+                "malformed HTTP request from %s: %s (HTTP %d)",
+                remote,
+                what or type(exc).__name__,
+                exc.code,
+            )
+        return False
+
+
+def quiet_malformed_requests() -> None:
+    """Install `MalformedRequests` on aiohttp's server logger (once)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server_log.filters):
+        server_log.addFilter(MalformedRequests())
+
+
 def configure_logging(
     level: str, fmt: str, secrets: tuple[str, ...] = (), worker: int | None = None
 ) -> logging.Handler:
@@ -98,6 +133,7 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    quiet_malformed_requests()
     return handler
 
 
