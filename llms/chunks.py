@@ -1,13 +1,14 @@
-"""Chunk builders shared by the adapters, and `fold()`: a chunk stream -> one chat.completion."""
+"""Chunk builders shared by the adapters, and `Fold`: a chunk stream -> one chat.completion."""
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llms.errors import UpstreamMalformed
 from llms.wire import (
     Chunk,
     ChunkChoice,
@@ -15,7 +16,6 @@ from llms.wire import (
     CompletionChoice,
     Delta,
     FinishReason,
-    ResponseMessage,
     ToolCallDelta,
     Usage,
 )
@@ -93,92 +93,278 @@ def make_usage(prompt: int, completion: int, total: int | None = None) -> Usage:
     }
 
 
+# What one non-stream answer may hold while it is folded (server.max_answer_mb, the default of
+# the OpenAI whole-body limit in framing.py too).
+DEFAULT_MAX_ANSWER_BYTES = 16 * 1024 * 1024
+
+# Chunk and choice keys the fold sets itself; every other key the upstream sent is kept.
+_CHUNK_KEYS = frozenset(("id", "object", "created", "model", "choices", "usage"))
+_CHOICE_KEYS = frozenset(("index", "delta", "logprobs", "finish_reason"))
+# Keys a later delta replaces instead of extending (as openai-python's stream accumulator does).
+_REPLACED = frozenset(("id", "index", "type"))
+# Deeper values are kept whole (last wins): no recursion on an upstream's nesting.
+_MAX_DEPTH = 16
+# Bytes counted for what a value costs beyond its text: objects, pointers, dict slots.
+_OVERHEAD = 64
+
+
+class _Text:
+    """A string built from many pieces in linear time, holding about its own size."""
+
+    __slots__ = ("_blocks", "_small")
+
+    def __init__(self) -> None:
+        self._blocks: list[str] = []
+        self._small: list[str] = []
+
+    def add(self, piece: str) -> None:
+        # Tokens are a few characters each: a str object per token would cost ~15 times the text.
+        if len(piece) >= 256:
+            self._join_small()
+            self._blocks.append(piece)
+            return
+        self._small.append(piece)
+        if len(self._small) >= 256:
+            self._join_small()
+
+    def _join_small(self) -> None:
+        if self._small:
+            self._blocks.append("".join(self._small))
+            self._small.clear()
+
+    def value(self) -> str:
+        self._join_small()
+        return "".join(self._blocks)
+
+
+def _weight(value: object) -> int:
+    """About the bytes `value` holds (iterative: an upstream chooses the nesting)."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += _OVERHEAD + len(item)
+        elif isinstance(item, dict):
+            total += _OVERHEAD * (1 + len(item))
+            stack += item.keys()
+            stack += item.values()
+        elif isinstance(item, list | tuple):
+            total += _OVERHEAD + 8 * len(item)
+            stack += item
+        else:
+            total += 32
+    return total
+
+
+def _merge(into: dict[str, Any], delta: dict[str, Any], depth: int = 0) -> int:
+    """Merge one delta into `into`: text concatenated, objects merged, lists extended, other
+    values replaced (openai-python's accumulation of a stream). Returns the bytes added."""
+    added = 0
+    for key, value in delta.items():
+        current = into.get(key)
+        if value is None:
+            if key not in into:
+                into[key] = None
+                added += _OVERHEAD
+        elif isinstance(value, str) and key not in _REPLACED:
+            if not isinstance(current, _Text):
+                current = into[key] = _Text()
+                added += _OVERHEAD
+            current.add(value)
+            added += len(value)
+        elif isinstance(value, dict) and depth < _MAX_DEPTH:
+            if not isinstance(current, dict):
+                current = into[key] = {}
+                added += _OVERHEAD
+            added += _merge(current, value, depth + 1)
+        elif isinstance(value, list):
+            if not isinstance(current, list):
+                current = into[key] = []
+            current += value
+            added += _weight(value)
+        else:
+            added += _weight(value) if key not in into else 0
+            into[key] = value
+    return added
+
+
+def _materialised(value: Any) -> Any:
+    if isinstance(value, _Text):
+        return value.value()
+    if isinstance(value, dict):
+        return {key: _materialised(item) for key, item in value.items()}
+    return value
+
+
+def _keep_latest(into: dict[str, Any], source: Mapping[str, Any], known: frozenset[str]) -> int:
+    """Fields the gateway does not read (top-level or per choice): the latest non-null value
+    (null only while there is none). Returns the bytes added."""
+    added = 0
+    for key, value in source.items():
+        if key in known:
+            continue
+        previous = into.get(key)
+        if value is None:
+            if key not in into:
+                into[key] = None
+                added += _OVERHEAD
+        elif previous is None or previous != value:
+            added += max(0, _weight(value) - _weight(previous))
+            into[key] = value
+    return added
+
+
 @dataclass(slots=True)
 class _ChoiceFold:
-    content: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    refusal: list[str] = field(default_factory=list)
+    message: dict[str, Any] = field(default_factory=dict)
     tools: dict[int, dict[str, Any]] = field(default_factory=dict)
     logprobs: dict[str, list[Any]] | None = None
     finish: FinishReason | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def fold(chunks: Iterable[Chunk], meta: StreamMeta) -> Completion:
+class Fold:
+    """A chunk stream merged, as it arrives, into the `chat.completion` a non-stream client expects.
+
+    Everything the upstream put in a delta is kept (text concatenated, `tool_calls` and the legacy
+    `function_call` rebuilt, `annotations` and logprobs extended, `audio` merged), and so are the
+    choice and top-level fields the gateway does not read (`service_tier`, `system_fingerprint`…).
+    What it holds is counted: past `max_bytes` it raises 502 `upstream_too_large`.
+    """
+
+    __slots__ = ("_choices", "_head", "_max", "_meta", "_usage", "chunks", "size")
+
+    def __init__(self, meta: StreamMeta, max_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> None:
+        self._meta = meta
+        self._max = max_bytes
+        self._choices: dict[int, _ChoiceFold] = {}
+        self._head: dict[str, Any] = {}
+        self._usage: Usage | None = None
+        self.chunks = 0
+        self.size = 0
+
+    def add(self, chunks: Iterable[Chunk]) -> None:
+        for item in chunks:
+            self.chunks += 1
+            if item.get("usage"):
+                self._usage = item["usage"]
+            added = _keep_latest(self._head, item, _CHUNK_KEYS)
+            for choice in item["choices"]:
+                added += self._add_choice(choice)
+            self.size += added
+            if self.size > self._max:
+                limit = self._max / 2**20
+                raise UpstreamMalformed(
+                    f"The upstream's answer is larger than {limit:g} MiB, the most a non-stream "
+                    "answer may hold (server.max_answer_mb); ask with `stream: true` instead.",
+                    code="upstream_too_large",
+                )
+
+    def _add_choice(self, choice: ChunkChoice) -> int:
+        added = 0
+        state = self._choices.get(choice["index"])
+        if state is None:
+            state = self._choices[choice["index"]] = _ChoiceFold()
+            added += _OVERHEAD * 4
+        delta: dict[str, Any] = dict(choice["delta"])
+        delta.pop("role", None)
+        calls = delta.pop("tool_calls", None)
+        if calls:
+            added += _fold_tool_calls(state, calls)
+        added += _merge(state.message, delta)
+        logprobs = choice.get("logprobs")
+        if logprobs:
+            merged = state.logprobs if state.logprobs is not None else {}
+            for key, items in logprobs.items():
+                if isinstance(items, list):
+                    merged.setdefault(key, []).extend(items)
+                    added += _weight(items)
+            state.logprobs = merged
+        if choice["finish_reason"] is not None:
+            state.finish = choice["finish_reason"]
+        added += _keep_latest(state.extra, choice, _CHOICE_KEYS)
+        return added
+
+    def completion(self) -> Completion:
+        choices = self._choices or {0: _ChoiceFold()}
+        meta = self._meta
+        completion: Completion = {
+            "id": meta.id,
+            "object": "chat.completion",
+            "created": meta.created,
+            "model": meta.model,
+            "choices": [_to_choice(index, choices[index]) for index in sorted(choices)],
+            "usage": self._usage,
+        }
+        extra: dict[str, Any] = completion  # type: ignore[assignment]
+        for key, value in self._head.items():
+            extra[key] = value
+        return completion
+
+
+def fold(
+    chunks: Iterable[Chunk], meta: StreamMeta, *, max_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+) -> Completion:
     """Merge a chunk stream into the `chat.completion` a non-stream client expects."""
-    choices: dict[int, _ChoiceFold] = {}
-    usage: Usage | None = None
-    fingerprint: str | None = None
-    for item in chunks:
-        if item.get("usage"):
-            usage = item["usage"]
-        fingerprint = item.get("system_fingerprint") or fingerprint
-        for choice in item["choices"]:
-            state = choices.get(choice["index"])
-            if state is None:
-                state = choices[choice["index"]] = _ChoiceFold()
-            _fold_delta(state, choice["delta"])
-            logprobs = choice.get("logprobs")
-            if logprobs:
-                merged = state.logprobs if state.logprobs is not None else {}
-                for key, items in logprobs.items():
-                    if isinstance(items, list):
-                        merged.setdefault(key, []).extend(items)
-                state.logprobs = merged
-            if choice["finish_reason"] is not None:
-                state.finish = choice["finish_reason"]
-    if not choices:
-        choices[0] = _ChoiceFold()
-    completion: Completion = {
-        "id": meta.id,
-        "object": "chat.completion",
-        "created": meta.created,
-        "model": meta.model,
-        "choices": [_to_choice(index, choices[index]) for index in sorted(choices)],
-        "usage": usage,
-    }
-    if fingerprint:
-        completion["system_fingerprint"] = fingerprint
-    return completion
+    folding = Fold(meta, max_bytes)
+    folding.add(chunks)
+    return folding.completion()
 
 
-def _fold_delta(state: _ChoiceFold, delta: Delta) -> None:
-    if delta.get("content"):
-        state.content.append(delta["content"] or "")
-    if delta.get("reasoning_content"):
-        state.reasoning.append(delta["reasoning_content"])
-    if delta.get("refusal"):
-        state.refusal.append(delta["refusal"] or "")
-    for call in delta.get("tool_calls") or ():
-        slot = state.tools.setdefault(
-            call.get("index", 0), {"id": "", "type": "function", "name": "", "arguments": []}
-        )
+def _fold_tool_calls(state: _ChoiceFold, calls: list[ToolCallDelta]) -> int:
+    added = 0
+    for call in calls:
+        index = call.get("index", 0)
+        slot = state.tools.get(index)
+        if slot is None:
+            slot = state.tools[index] = {
+                "id": "",
+                "type": "function",
+                "name": "",
+                "arguments": _Text(),
+            }
+            added += _OVERHEAD * 6
         slot["id"] = call.get("id") or slot["id"]
         function = call.get("function") or {}
         slot["name"] = function.get("name") or slot["name"]
-        if function.get("arguments"):
-            slot["arguments"].append(function["arguments"])
+        arguments = function.get("arguments")
+        if arguments:
+            slot["arguments"].add(arguments)
+            added += len(arguments)
+    return added
+
+
+# Besides tool calls, what makes a message without text have `content: null`, as OpenAI sends it.
+_NOT_TEXT = ("function_call", "refusal", "audio")
 
 
 def _to_choice(index: int, state: _ChoiceFold) -> CompletionChoice:
-    message: ResponseMessage = {
-        "role": "assistant",
-        "content": "".join(state.content) if state.content or not state.tools else None,
-        "refusal": "".join(state.refusal) if state.refusal else None,
-    }
-    if state.reasoning:
-        message["reasoning_content"] = "".join(state.reasoning)
+    folded: dict[str, Any] = _materialised(state.message)
+    content = folded.pop("content", None)
+    refusal = folded.pop("refusal", None)
+    if not content:
+        content = (
+            None if state.tools or any(folded.get(key) for key in _NOT_TEXT) or refusal else ""
+        )
+    if not folded.get("reasoning_content"):
+        folded.pop("reasoning_content", None)
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal or None}
+    message.update(folded)
     if state.tools:
         message["tool_calls"] = [
             {
                 "id": slot["id"],
                 "type": "function",
-                "function": {"name": slot["name"], "arguments": "".join(slot["arguments"])},
+                "function": {"name": slot["name"], "arguments": slot["arguments"].value()},
             }
             for _, slot in sorted(state.tools.items())
         ]
-    return {
+    choice: dict[str, Any] = {
         "index": index,
         "message": message,
         "logprobs": state.logprobs,
         "finish_reason": state.finish,
     }
+    choice.update(state.extra)
+    return choice  # type: ignore[return-value]

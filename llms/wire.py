@@ -28,6 +28,11 @@ class Delta(TypedDict, total=False):
     refusal: str | None
     reasoning_content: str
     tool_calls: list[ToolCallDelta]
+    # The legacy `functions` call, OpenAI's web-search citations and audio output. The fold keeps
+    # any other key the upstream sent too.
+    function_call: FunctionDelta
+    annotations: list[dict[str, Any]]
+    audio: dict[str, Any]
 
 
 class ChunkChoice(TypedDict):
@@ -52,6 +57,7 @@ class Chunk(TypedDict):
     model: str
     choices: list[ChunkChoice]
     system_fingerprint: NotRequired[str | None]
+    service_tier: NotRequired[str | None]
     usage: NotRequired[Usage | None]
 
 
@@ -85,11 +91,16 @@ class ChatRequest(TypedDict, total=False):
 
 
 class ResponseMessage(TypedDict):
+    """The fields the gateway writes; every other field the upstream sent is kept as well."""
+
     role: Literal["assistant"]
     content: str | None
     refusal: str | None
     reasoning_content: NotRequired[str]
     tool_calls: NotRequired[list[dict[str, Any]]]
+    function_call: NotRequired[dict[str, str]]
+    annotations: NotRequired[list[dict[str, Any]]]
+    audio: NotRequired[dict[str, Any]]
 
 
 class CompletionChoice(TypedDict):
@@ -107,6 +118,7 @@ class Completion(TypedDict):
     choices: list[CompletionChoice]
     usage: Usage | None
     system_fingerprint: NotRequired[str | None]
+    service_tier: NotRequired[str | None]
 
 
 class ModelCard(TypedDict):

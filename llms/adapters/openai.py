@@ -122,7 +122,7 @@ def new_converter(context: StreamContext) -> Converter:
 class Converter:
     """Normalises one OpenAI-compatible SSE stream in place."""
 
-    __slots__ = ("_ctx", "_finished", "_roles", "_tools", "done", "usage")
+    __slots__ = ("_calls", "_ctx", "_finished", "_roles", "_tools", "done", "usage")
 
     def __init__(self, context: StreamContext) -> None:
         self._ctx = context
@@ -131,6 +131,8 @@ class Converter:
         # choice index -> {upstream call key: gateway tool index}; the key is the upstream's
         # `index`, or ("id", id) / ("new", n) for servers that omit it
         self._tools: dict[int, dict[object, int]] = {}
+        # choices that carry a legacy `function_call` (the `functions` request field)
+        self._calls: set[int] = set()
         self.done = False
         self.usage: Usage | None = None
 
@@ -181,6 +183,8 @@ class Converter:
                 del delta["reasoning_content"]
             if "tool_calls" in delta:
                 self._tool_calls(index, delta)
+            if delta.get("function_call"):
+                self._calls.add(index)
             finish = choice.get("finish_reason")
             if finish is not None:
                 if finish not in FINISH_REASONS:
@@ -192,6 +196,8 @@ class Converter:
                     )
                 if finish == "stop" and self._tools.get(index):
                     finish = "tool_calls"
+                elif finish == "stop" and index in self._calls:
+                    finish = "function_call"
                 choice["finish_reason"] = finish
                 self._finished.add(index)
             elif not any(delta.values()):
@@ -265,7 +271,13 @@ class Converter:
             self._roles.add(0)
             out.append(role_chunk(meta))
         for index in sorted(self._roles - self._finished):
-            reason: FinishReason = "tool_calls" if self._tools.get(index) else "stop"
+            reason: FinishReason = (
+                "tool_calls"
+                if self._tools.get(index)
+                else "function_call"
+                if index in self._calls
+                else "stop"
+            )
             out.append(finish_chunk(meta, reason, index))
             self._finished.add(index)
         if self._ctx.include_usage:
@@ -315,8 +327,11 @@ class WholeConverter:
             if not isinstance(choice, dict):
                 raise UpstreamMalformed("The upstream sent a choice that is not an object.")
             message = choice.get("message")
+            # Fields the gateway does not read pass through (a choice's `message` is its delta).
+            extra = {key: value for key, value in choice.items() if key != "message"}
             deltas.append(
                 {
+                    **extra,
                     "index": choice.get("index", 0),
                     "delta": message if isinstance(message, dict) else {},
                     "logprobs": choice.get("logprobs"),

@@ -9,8 +9,14 @@ import time
 import orjson
 from aiohttp import web
 
-from llms.chunks import StreamMeta, fold
-from llms.errors import GatewayError, InvalidRequest, ModelNotFound, ServiceUnavailable
+from llms.chunks import Fold, StreamMeta
+from llms.errors import (
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    ServiceUnavailable,
+    UpstreamTimeout,
+)
 from llms.routing import Router
 from llms.server import keys
 from llms.server.auth import KEY, authorize_model
@@ -22,7 +28,7 @@ from llms.server.requests import parse_chat_request, read_body
 from llms.streams.pump import Cancelled, Stream
 from llms.telemetry.attempts import CURRENT_RECORD
 from llms.telemetry.record import RequestRecord
-from llms.wire import ChatRequest, Chunk, ModelCard
+from llms.wire import ChatRequest, ModelCard
 
 # A client-chosen stream id: long enough to be unguessable, safe in a URL and a Redis key.
 STREAM_ID = re.compile(r"[A-Za-z0-9_-]{16,80}")
@@ -126,15 +132,35 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _complete(
     app: web.Application, router: Router, chat: ChatRequest, meta: StreamMeta, record: RequestRecord
 ) -> web.Response:
-    """A non-stream answer: one chat.completion (asked whole of the upstream, or folded)."""
+    """A non-stream answer: one chat.completion (asked whole of the upstream, or folded).
+
+    Bounded in size (`server.max_answer_mb`, else 502 `upstream_too_large`) and in time: the
+    whole answer by `timeouts.answer_s` (else 504), not only its first chunk.
+    """
+    config = app[keys.CONFIG]
+    folding = Fold(meta, max_bytes=int(config.server.max_answer_mb * 2**20))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     try:
         generation = await router.open(chat, meta, include_usage=True, whole=True)
-        record.provider = generation.provider.name
+        provider = generation.provider
+        record.provider = provider.name
+        # As routing bounds an answer asked whole: every attempt together, and this provider's.
+        routing = config.routing.timeouts
+        answer_s = min(max(routing.answer_s, routing.first_token_s), provider.timeouts.answer_s)
+        deadline = asyncio.timeout_at(started + answer_s)
         try:
-            chunks: list[Chunk] = list(generation.first)
-            record.first_output = asyncio.get_running_loop().time()
-            while (batch := await generation.next()) is not None:
-                chunks += batch
+            folding.add(generation.first)
+            record.first_output = loop.time()
+            async with deadline:
+                while (batch := await generation.next()) is not None:
+                    folding.add(batch)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise UpstreamTimeout(
+                f"The upstream did not finish its answer within {answer_s:g} s (timeouts.answer_s)."
+            ) from None
         finally:
             record.usage = generation.converter.usage
             generation.close()
@@ -144,12 +170,13 @@ async def _complete(
             raise
         uncancel()
         raise ServiceUnavailable("The gateway shut down before the answer was ready.") from None
-    completion = fold(chunks, meta)
+    finally:
+        record.chunks = folding.chunks
+    completion = folding.completion()
     if completion["usage"] is None and record.usage is not None:
         completion["usage"] = record.usage
-    record.chunks = len(chunks)
     record.finish_reason = completion["choices"][0]["finish_reason"]
-    return json_response(completion, headers={"X-Provider": generation.provider.name})
+    return json_response(completion, headers={"X-Provider": provider.name})
 
 
 def _visible_models(request: web.Request) -> list[ModelCard]:
