@@ -108,6 +108,15 @@ _MAX_DEPTH = 16
 _OVERHEAD = 64
 
 
+def answer_too_large(max_bytes: int) -> UpstreamMalformed:
+    """502 `upstream_too_large`: a non-stream answer past its budget (the upstream is closed)."""
+    return UpstreamMalformed(
+        f"The upstream's answer is larger than {max_bytes / 2**20:g} MiB, the most a non-stream "
+        "answer may hold (server.max_answer_mb); ask with `stream: true` instead.",
+        code="upstream_too_large",
+    )
+
+
 class _Text:
     """A string built from many pieces in linear time, holding about its own size."""
 
@@ -254,12 +263,7 @@ class Fold:
                 added += self._add_choice(choice)
             self.size += added
             if self.size > self._max:
-                limit = self._max / 2**20
-                raise UpstreamMalformed(
-                    f"The upstream's answer is larger than {limit:g} MiB, the most a non-stream "
-                    "answer may hold (server.max_answer_mb); ask with `stream: true` instead.",
-                    code="upstream_too_large",
-                )
+                raise answer_too_large(self._max)
 
     def _add_choice(self, choice: ChunkChoice) -> int:
         added = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from llms.chunks import DEFAULT_MAX_ANSWER_BYTES, answer_too_large
 from llms.errors import UpstreamMalformed
 
 __all__ = ["BodyDecoder", "NDJSONDecoder", "SSEDecoder", "SSEEvent", "encode_sse"]
@@ -319,7 +320,7 @@ class BodyDecoder:
 
     __slots__ = ("_max", "_parts", "_size")
 
-    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> None:
         self._max = max_event_bytes
         self._parts: list[bytes] = []
         self._size = 0
@@ -333,7 +334,7 @@ class BodyDecoder:
         """Keep the next piece; the body is one event, complete only at the end."""
         self._size += len(chunk)
         if self._size > self._max:
-            raise _too_big(self._max)
+            raise answer_too_large(self._max)
         self._parts.append(chunk)
         return []
 

@@ -363,6 +363,9 @@ def stream_objects() -> list[dict[str, Any]]:
 
 async def _rich_chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
+    if body["model"] == "huge":
+        message = {"role": "assistant", "content": "x" * (17 * 2**20)}
+        return web.json_response(WHOLE | {"choices": [{"index": 0, "message": message}]})
     if not body.get("stream"):
         return web.json_response(WHOLE)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -384,7 +387,7 @@ async def rich_gateway(make_gateway: Gateway) -> AsyncIterator[str]:
     provider = {
         "type": "openai",
         "base_url": f"http://127.0.0.1:{runner.addresses[0][1]}/v1",
-        "models": {"rich": "up"},
+        "models": {"rich": "up", "huge": "huge"},
     }
     yield await make_gateway(gateway_config({"rich": provider}, routing={"max_attempts": 1}))
     await runner.cleanup()
@@ -404,6 +407,16 @@ async def test_a_non_stream_answer_keeps_every_field_the_upstream_sent(rich_gate
     status, answer = await ask_whole(rich_gateway, "rich")
     assert status == 200, answer
     assert_whole(answer)
+
+
+async def test_an_openai_answer_sent_whole_past_the_budget_is_upstream_too_large(
+    rich_gateway: str,
+) -> None:
+    """17 MiB in one JSON document: past the whole-body bound (16 MiB) as past the fold's."""
+    status, answer = await ask_whole(rich_gateway, "huge")
+    assert status == 502, answer
+    assert answer["error"]["code"] == "upstream_too_large"
+    assert "16 MiB" in answer["error"]["message"]
 
 
 async def test_a_stream_keeps_every_field_the_upstream_sent(rich_gateway: str) -> None:
