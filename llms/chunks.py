@@ -102,6 +102,8 @@ _CHUNK_KEYS = frozenset(("id", "object", "created", "model", "choices", "usage")
 _CHOICE_KEYS = frozenset(("index", "delta", "logprobs", "finish_reason"))
 # Keys a later delta replaces instead of extending (as openai-python's stream accumulator does).
 _REPLACED = frozenset(("id", "index", "type"))
+# Delta keys the fold does not merge: the role is always "assistant", tool calls have their own.
+_NOT_MERGED = frozenset(("role", "tool_calls"))
 # Deeper values are kept whole (last wins): no recursion on an upstream's nesting.
 _MAX_DEPTH = 16
 # Bytes counted for what a value costs beyond its text: objects, pointers, dict slots.
@@ -166,7 +168,7 @@ def _weight(value: object) -> int:
     return total
 
 
-def _merge(into: dict[str, Any], delta: dict[str, Any], depth: int = 0) -> int:
+def _merge(into: dict[str, Any], delta: Mapping[str, Any], depth: int = 0) -> int:
     """Merge one delta into `into`: text concatenated, objects merged, lists extended, other
     values replaced (openai-python's accumulation of a stream). Returns the bytes added."""
     added = 0
@@ -210,9 +212,8 @@ def _keep_latest(into: dict[str, Any], source: Mapping[str, Any], known: frozens
     """Fields the gateway does not read (top-level or per choice): the latest non-null value
     (null only while there is none). Returns the bytes added."""
     added = 0
-    for key, value in source.items():
-        if key in known:
-            continue
+    for key in source.keys() - known:  # most chunks have none: one set operation
+        value = source[key]
         previous = into.get(key)
         if value is None:
             if key not in into:
@@ -271,11 +272,12 @@ class Fold:
         if state is None:
             state = self._choices[choice["index"]] = _ChoiceFold()
             added += _OVERHEAD * 4
-        delta: dict[str, Any] = dict(choice["delta"])
-        delta.pop("role", None)
-        calls = delta.pop("tool_calls", None)
-        if calls:
-            added += _fold_tool_calls(state, calls)
+        delta: Mapping[str, Any] = choice["delta"]
+        if "role" in delta or "tool_calls" in delta:
+            calls = delta.get("tool_calls")
+            if calls:
+                added += _fold_tool_calls(state, calls)
+            delta = {key: value for key, value in delta.items() if key not in _NOT_MERGED}
         added += _merge(state.message, delta)
         logprobs = choice.get("logprobs")
         if logprobs:

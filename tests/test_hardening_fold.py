@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from aiohttp import web
 
 from llms.adapters import openai as openai_adapter
 from llms.adapters.base import StreamContext
-from llms.chunks import StreamMeta, fold
+from llms.chunks import Fold, StreamMeta, delta_chunk, fold
 from llms.errors import UpstreamMalformed
 from llms.framing import SSEEvent
 from llms.wire import Chunk
@@ -183,7 +184,7 @@ async def test_a_trickling_upstream_is_cut_at_answer_s(
 ) -> None:
     # Each read comes well within idle_s; only the whole answer's deadline can end it.
     config = gateway_config(
-        hostile_providers(hostile.base_url, answer_s=1, idle_s=10, first_token_s=10),
+        hostile_providers(hostile.base_url, answer_s=1, idle_s=10, first_token_s=1),
         routing={"max_attempts": 1},
     )
     base = await make_gateway(config)
@@ -234,6 +235,25 @@ def test_the_fold_itself_refuses_more_than_its_budget() -> None:
     with pytest.raises(UpstreamMalformed) as raised:
         fold([piece] * 30, meta, max_bytes=20_000)
     assert raised.value.code == "upstream_too_large"
+
+
+def test_folding_many_small_tokens_holds_about_the_text() -> None:
+    """200 000 tokens of 4 characters (800 KB of text): a str per token would hold ~11 MB."""
+    meta = StreamMeta(model="m")
+    # One str object per token, as JSON parsing makes them.
+    tokens = (delta_chunk(meta, {"content": f"{i % 10_000:04d}"}) for i in range(200_000))
+    folding = Fold(meta)
+    tracemalloc.start()
+    try:
+        folding.add(tokens)
+        held, _ = tracemalloc.get_traced_memory()
+        print(f"{held / 2**20:.2f} MiB held")
+    finally:
+        tracemalloc.stop()
+    assert held < 2 * 2**20, f"{held / 2**20:.1f} MiB held"
+    assert folding.size < 2 * 2**20
+    expected = "".join(f"{i:04d}" for i in range(10_000)) * 20
+    assert folding.completion()["choices"][0]["message"]["content"] == expected
 
 
 @pytest.mark.process

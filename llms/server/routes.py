@@ -145,9 +145,13 @@ async def _complete(
         generation = await router.open(chat, meta, include_usage=True, whole=True)
         provider = generation.provider
         record.provider = provider.name
-        # As routing bounds an answer asked whole: every attempt together, and this provider's.
-        routing = config.routing.timeouts
-        answer_s = min(max(routing.answer_s, routing.first_token_s), provider.timeouts.answer_s)
+        # As routing bounds an answer asked whole: every attempt together, and this provider's
+        # (never shorter than the first-token deadline its commit was given).
+        routing, timeouts = config.routing.timeouts, provider.timeouts
+        answer_s = min(
+            max(routing.answer_s, routing.first_token_s),
+            max(timeouts.answer_s, timeouts.first_token_s),
+        )
         deadline = asyncio.timeout_at(started + answer_s)
         try:
             folding.add(generation.first)
