@@ -12,18 +12,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import psutil
 import pytest
 
 from cluster.run import find_binary, free_port, kill_group, start_redis, wait_for_redis
 from tests.conftest import gateway_config
 from tests.test_cli import ThreadedUpstream, start_serve, write_config
-from tests.upstreams.openai import FakeOpenAI, text_script
+from tests.upstreams.openai import FakeOpenAI, error_script, text_script
 
 RESUMABLE = {"X-Stream-Resumable": "true"}
 REDIS_SERVER = find_binary("redis-server")
@@ -44,7 +47,12 @@ async def start(
 ) -> str:
     url = fake.base_url  # type: ignore[attr-defined]
     providers = {
-        "a": {"type": "openai", "base_url": url, "models": {"m": "one"}, "timeouts": {"idle_s": 5}}
+        "a": {
+            "type": "openai",
+            "base_url": url,
+            "models": {"m": "one", "quick": "two"},
+            "timeouts": {"idle_s": 5},
+        }
     }
     sections.setdefault("routing", {"max_attempts": 1})
     return await make_gateway(gateway_config(providers, **sections))
@@ -248,3 +256,132 @@ async def test_finished_streams_hold_no_more_than_the_budget_in_a_real_process(
     finally:
         served.stop()
         upstream.stop()
+
+
+# --- 7: the work of one request is bounded, and big bodies are parsed off the event loop -------
+
+
+async def test_too_many_json_values_is_a_400_naming_the_field(
+    fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]]
+) -> None:
+    base = await start(fake_openai, make_gateway, server={"max_json_nodes": 100})
+    many = [{"role": "user", "content": "hi"}] * 40  # 121 values and keys in `messages`
+    async with aiohttp.ClientSession() as session:
+        for body, param in (
+            ({"model": "m", "messages": many}, "messages"),
+            (chat(extra_field={f"k{i}": i for i in range(60)}), "extra_field"),
+            (
+                chat(stop=[",", "]"], metadata={"a": "{[,:]}" * 80}, prompt_cache_key="[,]" * 80),
+                None,
+            ),  # text is no values: fine
+        ):
+            async with session.post(f"{base}/chat/completions", json=body) as resp:
+                if param is None:
+                    assert resp.status == 200, await resp.text()
+                    await resp.read()
+                    continue
+                assert resp.status == 400
+                assert_openai_error(await resp.json(), "too_many_json_values", param)
+
+
+MESSAGES = 1_080_000  # 31 MiB: the body
+KEYS = 1_700_000
+
+
+async def test_a_huge_legal_body_does_not_stall_a_running_stream(
+    fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]]
+) -> None:
+    fake_openai.scripts["one"] = text_script(["t"] * 2000, delay_s=0.02)  # 40 s if not stopped
+    base = await start(fake_openai, make_gateway)
+    hi = {"role": "user", "content": "hi"}
+    bodies = [
+        (orjson.dumps({"model": "m", "messages": [hi] * MESSAGES}), 400),
+        (orjson.dumps({**chat(), "unknown": {f"key{i:07}": 0 for i in range(KEYS)}}), 400),
+        # A body of text: big, legal, and few values (its commas and brackets are in a string).
+        (
+            orjson.dumps(
+                chat("quick", messages=[{"role": "user", "content": "[a, b]: {c} " * 2_500_000}])
+            ),
+            200,
+        ),
+    ]
+    arrivals: list[float] = []
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as session:
+
+        async def follow() -> None:
+            async with session.post(f"{base}/chat/completions", json=chat()) as resp:
+                async for _ in resp.content.iter_any():
+                    arrivals.append(loop.time())
+
+        following = asyncio.create_task(follow())
+        while len(arrivals) < 5:
+            await asyncio.sleep(0.01)
+        started = loop.time()
+        for raw, status in bodies:
+            async with session.post(
+                f"{base}/chat/completions",
+                data=raw,
+                headers={"Content-Type": "application/json"},
+            ) as resp:
+                assert resp.status == status, await resp.text()
+                await resp.read()
+        ended = loop.time()
+        following.cancel()
+    assert arrivals[-1] > ended - 1.0, "the stream did not run while the bodies were processed"
+    during = [t for t in arrivals if started <= t <= ended]
+    gaps = [b - a for a, b in itertools.pairwise(during)]
+    print(f"{len(during)} events in {ended - started:.1f} s, longest gap {max(gaps):.3f} s")
+    # A hang check, not a timing: the loop blocked on one body stalled every stream 3-7 s.
+    assert max(gaps) < 1.0
+
+
+# --- 8: request bodies in flight share one budget ----------------------------------------------
+
+BODY_TEXT = "b" * 40_000  # a body of about 40 KB
+
+
+async def test_bodies_in_flight_past_the_budget_get_429_and_come_back_when_answered(
+    fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]]
+) -> None:
+    # Two bodies fit in 0.1 MiB, not three.
+    fake_openai.scripts["one"] = text_script(["a", "b"], delay_s=0.1)
+    fake_openai.scripts["two"] = error_script(400, {"error": {"message": "no", "type": "x"}})
+    base = await start(fake_openai, make_gateway, server={"max_bodies_in_flight_mb": 0.1})
+    big = [{"role": "user", "content": BODY_TEXT}]
+    async with aiohttp.ClientSession() as session:
+
+        async def ask(model: str = "m", **headers: str) -> tuple[int, dict[str, str], bytes]:
+            async with session.post(
+                f"{base}/chat/completions", json=chat(model, messages=big), headers=headers
+            ) as resp:
+                return resp.status, dict(resp.headers), await resp.read()
+
+        first = [asyncio.create_task(ask()), asyncio.create_task(ask(**RESUMABLE))]
+        while len(fake_openai.received) < 2:
+            await asyncio.sleep(0.01)
+        status, headers, body = await ask()
+        assert status == 429
+        assert headers["Retry-After"] == "1"
+        error = orjson.loads(body)
+        assert_openai_error(error, "server_busy")
+        assert error["error"]["type"] == "rate_limit_error"
+        assert "server.max_bodies_in_flight_mb" in error["error"]["message"]
+        for task in first:
+            status, _, body = await task
+            assert status == 200
+            assert body.endswith(b"data: [DONE]\n\n")
+        # Every way a request ends gives its share back: answered, streamed, resumable,
+        # refused by the gateway, failed upstream, and a client that left mid-stream.
+        for _ in range(3):
+            assert (await ask())[0] == 200
+            assert (await ask(**RESUMABLE))[0] == 200
+            assert (await ask("nope"))[0] == 404
+            assert (await ask("quick"))[0] == 400
+            async with session.post(
+                f"{base}/chat/completions", json=chat(messages=big), headers=RESUMABLE
+            ) as left:
+                await left.content.readany()
+        await asyncio.sleep(1.5)  # the last ones, left mid-stream, end in the background
+        both = await asyncio.gather(ask(), ask())
+        assert [status for status, _, _ in both] == [200, 200]

@@ -21,6 +21,7 @@ from llms.providers import Providers
 from llms.routing import Router
 from llms.server import keys, openapi, routes
 from llms.server.auth import KEY, authenticate, needs_key
+from llms.server.bodies import BODIES, BodyBudget
 from llms.server.cors import Cors
 from llms.server.limits import Limits
 from llms.server.middleware import add_request_id, assign_request_id, errors_middleware
@@ -104,6 +105,7 @@ def create_app(
     )
     app[keys.CONFIG] = config
     app[keys.LIMITS] = Limits()
+    app[BODIES] = BodyBudget(int(server.max_bodies_in_flight_mb * 1024 * 1024))
     app[keys.LOCAL] = {}
     app[keys.PROVIDERS] = Providers(config)
     app[keys.ACTIVE] = set()

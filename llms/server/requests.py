@@ -8,14 +8,14 @@ upstreams unchanged. The OpenAPI document (openapi.py) describes the same rules.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, cast
 
 import orjson
 from aiohttp import web
 
-from llms.errors import GatewayError, InvalidRequest
-from llms.server import fields
+from llms.errors import InvalidRequest
+from llms.server import fields, keys
+from llms.server.bodies import check_json_nodes, read_chat_body
 from llms.server.fields import fail, number, obj, string, wrong_type
 from llms.server.request_messages import check_messages
 from llms.server.request_tools import check_tool_choice, check_tools
@@ -41,28 +41,24 @@ STRING_FIELDS = (
 OBJECT_FIELDS = ("audio", "prediction", "web_search_options")
 
 
-class RequestTimeout(GatewayError):
-    status = 408
-    type = "invalid_request_error"
-    default_code = "request_timeout"
+MAX_JSON_NODES = 500_000  # server.max_json_nodes's default
 
 
-async def read_body(request: web.Request, timeout_s: float) -> bytes:
-    """The whole body, which must arrive within `timeout_s` (a slow sender gets a 408)."""
-    if request.content.is_eof():
-        # Already here (the usual case: it came with the headers); no timer to arm.
-        return await request.read()
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await request.read()
-    except TimeoutError:
-        raise RequestTimeout(
-            f"The request body did not arrive within {timeout_s:g} s (server.request_timeout_s)."
-        ) from None
+async def read_chat_request(request: web.Request) -> ChatRequest:
+    """The body of POST /v1/chat/completions read (see bodies.py: its deadline, its budget,
+    big ones parsed off the event loop) and validated."""
+    server = request.app[keys.CONFIG].server
+    return await read_chat_body(
+        request,
+        parse_chat_request,
+        timeout_s=server.request_timeout_s,
+        max_nodes=server.max_json_nodes,
+    )
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
+def parse_chat_request(raw: bytes | bytearray, max_nodes: int = MAX_JSON_NODES) -> ChatRequest:
     """The body of POST /v1/chat/completions, validated; unknown fields pass through."""
+    check_json_nodes(raw, max_nodes)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
