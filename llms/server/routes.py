@@ -24,7 +24,7 @@ from llms.server.fields import event_id
 from llms.server.limits import UNLIMITED
 from llms.server.middleware import REQUEST_ID
 from llms.server.relay import relay, relay_log, uncancel
-from llms.server.requests import parse_chat_request, read_body
+from llms.server.requests import read_chat_request
 from llms.streams.pump import Cancelled, Stream
 from llms.telemetry.attempts import CURRENT_RECORD
 from llms.telemetry.record import RequestRecord
@@ -66,7 +66,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if app[keys.SHUTTING_DOWN].is_set():
             raise ServiceUnavailable("The gateway is shutting down.", headers={"Retry-After": "1"})
         server = app[keys.CONFIG].server
-        chat = parse_chat_request(await read_body(request, server.request_timeout_s))
+        chat = await read_chat_request(request)
         record.model = model = chat["model"]
         authorize_model(key, model)
         router = app[keys.ROUTER]
