@@ -200,28 +200,33 @@ def _merge(into: dict[str, Any], delta: Mapping[str, Any], depth: int = 0) -> in
     return added
 
 
-def _materialised(value: Any) -> Any:
+def _materialised(value: Any, depth: int = 0) -> Any:
+    """`value` with its texts joined (what lies deeper than `_merge` went was kept whole)."""
     if isinstance(value, _Text):
         return value.value()
-    if isinstance(value, dict):
-        return {key: _materialised(item) for key, item in value.items()}
+    if isinstance(value, dict) and depth <= _MAX_DEPTH:
+        return {key: _materialised(item, depth + 1) for key, item in value.items()}
     return value
 
 
-def _keep_latest(into: dict[str, Any], source: Mapping[str, Any], known: frozenset[str]) -> int:
+def _keep_latest(
+    into: dict[str, Any], weights: dict[str, int], source: Mapping[str, Any], known: frozenset[str]
+) -> int:
     """Fields the gateway does not read (top-level or per choice): the latest non-null value
     (null only while there is none). Returns the bytes added."""
     added = 0
     for key in source.keys() - known:  # most chunks have none: one set operation
         value = source[key]
-        previous = into.get(key)
         if value is None:
             if key not in into:
                 into[key] = None
                 added += _OVERHEAD
-        elif previous is None or previous != value:
-            added += max(0, _weight(value) - _weight(previous))
-            into[key] = value
+            continue
+        # No comparison with the previous value: `==` recurses as deep as the upstream nests.
+        weight = _weight(value)
+        added += max(0, weight - weights.get(key, 0))
+        into[key] = value
+        weights[key] = weight
     return added
 
 
@@ -232,6 +237,7 @@ class _ChoiceFold:
     logprobs: dict[str, list[Any]] | None = None
     finish: FinishReason | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    extra_weights: dict[str, int] = field(default_factory=dict)
 
 
 class Fold:
@@ -243,13 +249,14 @@ class Fold:
     What it holds is counted: past `max_bytes` it raises 502 `upstream_too_large`.
     """
 
-    __slots__ = ("_choices", "_head", "_max", "_meta", "_usage", "chunks", "size")
+    __slots__ = ("_choices", "_head", "_head_weights", "_max", "_meta", "_usage", "chunks", "size")
 
     def __init__(self, meta: StreamMeta, max_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> None:
         self._meta = meta
         self._max = max_bytes
         self._choices: dict[int, _ChoiceFold] = {}
         self._head: dict[str, Any] = {}
+        self._head_weights: dict[str, int] = {}
         self._usage: Usage | None = None
         self.chunks = 0
         self.size = 0
@@ -259,7 +266,7 @@ class Fold:
             self.chunks += 1
             if item.get("usage"):
                 self._usage = item["usage"]
-            added = _keep_latest(self._head, item, _CHUNK_KEYS)
+            added = _keep_latest(self._head, self._head_weights, item, _CHUNK_KEYS)
             for choice in item["choices"]:
                 added += self._add_choice(choice)
             self.size += added
@@ -289,7 +296,7 @@ class Fold:
             state.logprobs = merged
         if choice["finish_reason"] is not None:
             state.finish = choice["finish_reason"]
-        added += _keep_latest(state.extra, choice, _CHOICE_KEYS)
+        added += _keep_latest(state.extra, state.extra_weights, choice, _CHOICE_KEYS)
         return added
 
     def completion(self) -> Completion:
@@ -341,8 +348,9 @@ def _fold_tool_calls(state: _ChoiceFold, calls: list[ToolCallDelta]) -> int:
     return added
 
 
-# Besides tool calls, what makes a message without text have `content: null`, as OpenAI sends it.
-_NOT_TEXT = ("function_call", "refusal", "audio")
+# Besides tool calls and a refusal, what makes a message without text `content: null`, as OpenAI
+# sends it.
+_NOT_TEXT = ("function_call", "audio")
 
 
 def _to_choice(index: int, state: _ChoiceFold) -> CompletionChoice:

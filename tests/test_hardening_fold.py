@@ -381,6 +381,13 @@ def stream_objects() -> list[dict[str, Any]]:
     return objects
 
 
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
 async def _rich_chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     if body["model"] == "huge":
@@ -437,6 +444,32 @@ async def test_an_openai_answer_sent_whole_past_the_budget_is_upstream_too_large
     assert status == 502, answer
     assert answer["error"]["code"] == "upstream_too_large"
     assert "16 MiB" in answer["error"]["message"]
+
+
+def test_the_fold_keeps_any_nesting_without_recursing_into_it() -> None:
+    meta = StreamMeta(model="m")
+    deep = nested(5000)
+    piece: Chunk = {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"x": deep}, "finish_reason": None, "y": deep}],
+    }
+    piece["z"] = deep  # type: ignore[typeddict-unknown-key]
+    answer: dict[str, Any] = dict(fold([piece, piece], meta))
+    (choice,) = answer["choices"]
+    assert answer["z"] is deep and choice["y"] is deep
+    inner = choice["message"]["x"]
+    for _ in range(17):
+        inner = inner["a"]
+    assert inner is nested_at(deep, 17)
+
+
+def nested_at(value: dict[str, Any], depth: int) -> dict[str, Any]:
+    for _ in range(depth):
+        value = value["a"]
+    return value
 
 
 async def test_a_stream_keeps_every_field_the_upstream_sent(rich_gateway: str) -> None:
