@@ -1,0 +1,351 @@
+"""Stored responses in one SQLite file: the embedded default.
+
+WAL and a busy timeout let the processes of `llms serve --workers N` share the file, each write
+waiting its turn; the file outlives restarts. Each write is one `BEGIN IMMEDIATE` transaction
+(it takes the write lock first, so a transaction that reads then writes never fails half-way
+because another process wrote in between). A trigger-maintained total of the bytes held makes
+the total cap cheap to check on every write; past it the oldest records go first. Records past
+the retention are invisible at once and deleted by `purge()`, which runs every PURGE_EVERY_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import aiosqlite
+
+from llms.store.responses import (
+    MAX_RECORD_MB,
+    MIB,
+    RETENTION_S,
+    ResponseStatus,
+    StoredResponse,
+    StoreUnavailable,
+    check_record,
+    is_response_id,
+)
+
+log = logging.getLogger("llms.store")
+
+T = TypeVar("T")
+MAX_TOTAL_MB = 1024.0
+PURGE_EVERY_S = 3600.0
+BUSY_TIMEOUT_MS = 5000
+EVICT_BATCH = 256
+# Run by every connection. auto_vacuum only takes on a new file (before the first table): then
+# the pages of purged records are given back to the file system by `PRAGMA incremental_vacuum`.
+OPEN_STATEMENTS = (
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+    "PRAGMA auto_vacuum = INCREMENTAL",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, owner TEXT, "
+    "created_at INTEGER NOT NULL, status TEXT NOT NULL, size INTEGER NOT NULL, "
+    "response BLOB NOT NULL, input_items BLOB NOT NULL, history BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS responses_created ON responses (created_at)",
+    "CREATE TABLE IF NOT EXISTS responses_total "
+    "(one INTEGER PRIMARY KEY CHECK (one = 1), bytes INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO responses_total VALUES (1, 0)",
+    "CREATE TRIGGER IF NOT EXISTS responses_added AFTER INSERT ON responses "
+    "BEGIN UPDATE responses_total SET bytes = bytes + NEW.size; END",
+    "CREATE TRIGGER IF NOT EXISTS responses_removed AFTER DELETE ON responses "
+    "BEGIN UPDATE responses_total SET bytes = bytes - OLD.size; END",
+    "CREATE TRIGGER IF NOT EXISTS responses_resized AFTER UPDATE OF size ON responses "
+    "BEGIN UPDATE responses_total SET bytes = bytes - OLD.size + NEW.size; END",
+)
+# An upsert, not INSERT OR REPLACE: a replace deletes without firing the delete trigger.
+UPSERT = (
+    "INSERT INTO responses (id, owner, created_at, status, size, response, input_items, history) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, "
+    "created_at = excluded.created_at, status = excluded.status, size = excluded.size, "
+    "response = excluded.response, input_items = excluded.input_items, "
+    "history = excluded.history"
+)
+SELECT = (
+    "SELECT id, owner, created_at, status, response, input_items, history FROM responses "
+    "WHERE id = ? AND owner IS ? AND created_at > ?"
+)
+
+
+def prepare(path: Path) -> None:
+    """Create the database (WAL mode, schema) before several processes open it at once.
+
+    Switching a new file to WAL needs it to itself; N workers starting together would race
+    (start() retries, but the supervisor can avoid the race). Raises sqlite3.Error or OSError.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for statement in OPEN_STATEMENTS:
+            db.execute(statement)
+        db.commit()
+
+
+class SQLiteResponseStore:
+    """The ResponseStore protocol on one SQLite file."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        retention_s: float = RETENTION_S,
+        max_record_mb: float = MAX_RECORD_MB,
+        max_total_mb: float = MAX_TOTAL_MB,
+        purge_every_s: float = PURGE_EVERY_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.retention_s = retention_s
+        self.max_record_bytes = int(max_record_mb * MIB)
+        self.max_total_bytes = int(max_total_mb * MIB)
+        if self.max_record_bytes > self.max_total_bytes:
+            raise ValueError("max_record_mb is more than max_total_mb: no record could be kept")
+        self.purge_every_s = purge_every_s
+        self._clock = clock
+        self._db: aiosqlite.Connection | None = None
+        # One connection: a transaction must not interleave with another coroutine's statements.
+        self._lock = asyncio.Lock()
+        self._purging: asyncio.Task[None] | None = None
+
+    # --- life -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._unavailable("open", exc) from None
+        try:
+            await self._run_open_statements(db)
+        except sqlite3.Error as exc:
+            await db.close()
+            raise self._unavailable("open", exc) from None
+        self._db = db
+        await self.purge()
+        self._purging = asyncio.create_task(self._purge_forever(), name="response store purge")
+
+    async def _run_open_statements(self, db: aiosqlite.Connection) -> None:
+        # The busy timeout does not cover the switch of a new file to WAL: workers that open
+        # a file nobody prepared at the same moment may be refused; a few tries settle it.
+        for attempt in range(20):
+            try:
+                for statement in OPEN_STATEMENTS:
+                    await db.execute(statement)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 19:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+
+    async def close(self) -> None:
+        task, self._purging = self._purging, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        db, self._db = self._db, None
+        if db is not None:
+            async with self._lock:
+                await db.close()
+
+    # --- the protocol ---------------------------------------------------------------------------
+
+    async def put(self, record: StoredResponse) -> None:
+        check_record(record, self.max_record_bytes)
+        row = (
+            record.id,
+            record.owner,
+            record.created_at,
+            record.status,
+            record.size,
+            record.response,
+            record.input_items,
+            record.history,
+        )
+
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute(UPSERT, row)
+            await self._evict(db, keep=record.id)
+
+        await self._write("put", write)
+
+    async def get(self, response_id: str, owner: str | None) -> StoredResponse | None:
+        if not is_response_id(response_id):
+            return None
+
+        async def read(db: aiosqlite.Connection) -> Any:
+            cursor = await db.execute(SELECT, (response_id, owner, self._cutoff()))
+            return await cursor.fetchone()
+
+        row = await self._run("get", read)
+        if row is None:
+            return None
+        return StoredResponse(
+            id=row[0],
+            owner=row[1],
+            created_at=row[2],
+            status=cast(ResponseStatus, row[3]),
+            response=bytes(row[4]),
+            input_items=bytes(row[5]),
+            history=bytes(row[6]),
+        )
+
+    async def delete(self, response_id: str, owner: str | None) -> bool:
+        if not is_response_id(response_id):
+            return False
+
+        async def remove(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "DELETE FROM responses WHERE id = ? AND owner IS ? AND created_at > ?",
+                (response_id, owner, self._cutoff()),
+            )
+            return cursor.rowcount
+
+        return await self._write("delete", remove) == 1
+
+    async def update_response(
+        self,
+        response_id: str,
+        response: bytes,
+        status: ResponseStatus,
+        *,
+        history: bytes | None = None,
+    ) -> bool:
+        if not is_response_id(response_id):
+            return False
+
+        async def update(db: aiosqlite.Connection) -> bool:
+            cursor = await db.execute(
+                "SELECT owner, created_at, input_items, history FROM responses "
+                "WHERE id = ? AND created_at > ?",
+                (response_id, self._cutoff()),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return False
+            owner, created_at, input_items, old_history = row
+            updated = StoredResponse(
+                response_id,
+                owner,
+                created_at,
+                status,
+                response,
+                input_items,
+                old_history if history is None else history,
+            )
+            check_record(updated, self.max_record_bytes)
+            size = updated.size
+            await db.execute(
+                "UPDATE responses SET response = ?, status = ?, size = ?, "
+                "history = coalesce(?, history) WHERE id = ?",
+                (response, status, size, history, response_id),
+            )
+            await self._evict(db, keep=response_id)
+            return True
+
+        return await self._write("update", update)
+
+    async def purge(self) -> int:
+        if self._db is None:
+            return 0
+
+        async def remove(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "DELETE FROM responses WHERE created_at <= ?", (self._cutoff(),)
+            )
+            return cursor.rowcount
+
+        try:
+            removed = await self._write("purge", remove)
+            if removed:
+                async with self._lock:
+                    await self._db.execute("PRAGMA incremental_vacuum")
+        except (StoreUnavailable, sqlite3.Error) as exc:
+            log.warning("response store: purging failed: %s", exc)
+            return 0
+        return removed
+
+    # --- inside ---------------------------------------------------------------------------------
+
+    def _cutoff(self) -> float:
+        """A record created at or before this has expired."""
+        return self._clock() - self.retention_s
+
+    async def total_bytes(self) -> int:
+        """The bytes the records hold together (what max_total_mb caps)."""
+
+        async def read(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute("SELECT bytes FROM responses_total")
+            row = await cursor.fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return await self._run("total", read)
+
+    async def _evict(self, db: aiosqlite.Connection, *, keep: str) -> None:
+        """Past the total cap, delete the oldest records (never `keep`) until under it."""
+        cursor = await db.execute("SELECT bytes FROM responses_total")
+        row = await cursor.fetchone()
+        excess = (int(row[0]) if row is not None else 0) - self.max_total_bytes
+        if excess <= 0:
+            return
+        victims: list[tuple[str]] = []
+        cursor = await db.execute(
+            "SELECT id, size FROM responses WHERE id != ? ORDER BY created_at, rowid", (keep,)
+        )
+        while excess > 0:
+            rows: Iterable[Any] = await cursor.fetchmany(EVICT_BATCH)
+            if not rows:
+                break
+            for victim, size in rows:
+                victims.append((victim,))
+                excess -= size
+                if excess <= 0:
+                    break
+        await cursor.close()
+        await db.executemany("DELETE FROM responses WHERE id = ?", victims)
+        log.info(
+            "response store: over %d MiB, evicted %d record(s)",
+            self.max_total_bytes // MIB,
+            len(victims),
+        )
+
+    async def _write(self, what: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """`body` in one write transaction, rolled back on any failure."""
+
+        async def transaction(db: aiosqlite.Connection) -> T:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                result = await body(db)
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+            return result
+
+        return await self._run(what, transaction)
+
+    async def _run(self, what: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        db = self._db
+        if db is None:
+            raise StoreUnavailable("The gateway's response store is not open.")
+        try:
+            async with self._lock:
+                return await body(db)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._unavailable(what, exc) from None
+
+    def _unavailable(self, what: str, exc: BaseException) -> StoreUnavailable:
+        """The failure in plain words for the client; its own text (and the path) is logged."""
+        log.warning("response store %s: %s failed: %s", self.path, what, exc)
+        return StoreUnavailable("The gateway's response store (SQLite) is not answering.")
+
+    async def _purge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.purge_every_s)
+            await self.purge()
