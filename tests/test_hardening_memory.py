@@ -26,7 +26,7 @@ import pytest
 from cluster.run import find_binary, free_port, kill_group, start_redis, wait_for_redis
 from tests.conftest import gateway_config
 from tests.test_cli import ThreadedUpstream, start_serve, write_config
-from tests.upstreams.openai import FakeOpenAI, error_script, text_script
+from tests.upstreams.openai import FakeOpenAI, Script, chunk, error_script, sse, text_script
 
 RESUMABLE = {"X-Stream-Resumable": "true"}
 REDIS_SERVER = find_binary("redis-server")
@@ -385,3 +385,68 @@ async def test_bodies_in_flight_past_the_budget_get_429_and_come_back_when_answe
         await asyncio.sleep(1.5)  # the last ones, left mid-stream, end in the background
         both = await asyncio.gather(ask(), ask())
         assert [status for status, _, _ in both] == [200, 200]
+
+
+BODY_MB = 16
+BODIES_MB = 64  # four 16 MiB bodies in flight, not five
+BODY_REQUESTS = 10
+# The bound on the RSS growth of `llms serve` with 10 requests of 16 MiB prompts whose answers
+# stall: four are admitted; each holds its parsed prompt and the upstream request built from it
+# (2 x 16 MiB), and the allocator may keep what a body's reading and parsing used meanwhile.
+# Without the budget all ten are admitted, each holding about 4 x its body (+ 640 MiB).
+BODIES_RSS_BOUND_MB = BODIES_MB * 4
+
+
+@pytest.mark.process
+@pytest.mark.timeout(60)
+async def test_bodies_in_flight_hold_no_more_than_the_budget_in_a_real_process(
+    tmp_path: Path,
+) -> None:
+    upstream = ThreadedUpstream()
+    first = sse(chunk({"role": "assistant", "content": "x"}))
+    upstream.fake.default = Script(writes=first, fault="stall")  # answers that never end
+    upstream.start()
+    config = {
+        "server": {"max_bodies_in_flight_mb": BODIES_MB},
+        "state": {"request_log": None},
+        "routing": {"max_attempts": 1},
+        "providers": {
+            "up": {
+                "type": "openai",
+                "base_url": upstream.base_url,
+                "models": ["m"],
+                "timeouts": {"idle_s": 50},
+            }
+        },
+    }
+    served = start_serve(write_config(tmp_path / "config.json", config), tmp_path)
+    prompt = "p" * (BODY_MB * 2**20 - 1000)
+    raw = orjson.dumps(chat(messages=[{"role": "user", "content": prompt}]))
+    del prompt
+    try:
+        served.wait_ready()
+        process = psutil.Process(served.proc.pid)
+        url = f"http://127.0.0.1:{served.port}/v1/chat/completions"
+        baseline = process.memory_info().rss
+        async with aiohttp.ClientSession() as session:
+            answers = [
+                await session.post(url, data=raw, headers={"Content-Type": "application/json"})
+                for _ in range(BODY_REQUESTS)
+            ]
+            for resp in answers:
+                if resp.status == 200:
+                    await resp.content.readany()  # the first chunk: the answer is under way
+            growth_mb = (process.memory_info().rss - baseline) / 2**20
+            print(f"RSS baseline {baseline / 2**20:.0f} MiB, growth {growth_mb:.0f} MiB")
+            assert sorted(resp.status for resp in answers) == [200] * 4 + [429] * 6
+            for resp in answers:
+                if resp.status == 429:
+                    assert resp.headers["Retry-After"] == "1"
+                    assert_openai_error(await resp.json(), "server_busy")
+            assert growth_mb < BODIES_RSS_BOUND_MB
+            for resp in answers:
+                resp.close()
+        assert served.alive()
+    finally:
+        served.stop()
+        upstream.stop()
