@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import orjson
 import psutil
 import pytest
@@ -434,6 +435,25 @@ async def test_a_non_stream_answer_keeps_every_field_the_upstream_sent(rich_gate
     status, answer = await ask_whole(rich_gateway, "rich")
     assert status == 200, answer
     assert_whole(answer)
+
+
+async def test_the_openai_sdk_gets_the_same_answer_streamed_and_not(rich_gateway: str) -> None:
+    client = openai.AsyncOpenAI(base_url=rich_gateway, api_key="x", max_retries=0)
+    whole = await client.chat.completions.create(model="rich", messages=MSG)  # type: ignore[arg-type]
+    async with client.chat.completions.stream(model="rich", messages=MSG) as stream:  # type: ignore[arg-type]
+        streamed = await stream.get_final_completion()
+    for answer in (whole, streamed):
+        message = answer.choices[0].message
+        assert message.function_call is not None
+        assert (message.function_call.name, message.function_call.arguments) == (
+            "get_weather",
+            '{"city": "Paris"}',
+        )
+        # null whole; "" streamed (the role delta always carries a string content)
+        assert not message.content and message.refusal == "I will not."
+        assert message.audio is not None and message.audio.transcript == "Hello"
+        assert [a.url_citation.url for a in message.annotations or ()] == ["https://example.com"]
+        assert (answer.service_tier, answer.system_fingerprint) == ("default", "fp_up")
 
 
 async def test_an_openai_answer_sent_whole_past_the_budget_is_upstream_too_large(
