@@ -491,6 +491,10 @@ async def test_redis_with_a_client_of_the_callers_own(redis_url: str) -> None:
     await store.close()
     assert await client.exists(store.key(stored.id)) == 1  # the client is still open
     await client.aclose()
+    text_client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    with pytest.raises(ValueError, match="bytes"):
+        RedisResponseStore(redis=text_client)
+    await text_client.aclose()
 
 
 async def test_redis_not_answering_is_a_503_naming_no_address(
@@ -525,3 +529,19 @@ async def test_the_factory_picks_redis_only_with_a_url(tmp_path: Path) -> None:
     assert [type(s) for s in stores] == [SQLiteResponseStore, RedisResponseStore]
     for store in stores:
         await store.close()
+
+
+async def test_sqlite_a_cancelled_write_leaves_no_transaction_open(sqlite_store: Factory) -> None:
+    store = await sqlite_store(clock=Clock())
+    kept = record()
+    await store.put(kept)
+    for delay in range(40):
+        task = asyncio.create_task(store.put(record(size=10 * KIB)))
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.update_response(kept.id, b'{"n": %d}' % delay, "in_progress")
+    assert await store.get(kept.id, "team") == replace(
+        kept, status="in_progress", response=b'{"n": 39}'
+    )

@@ -91,6 +91,8 @@ class RedisResponseStore:
             # Blocking: past the cap a command waits for a connection instead of failing.
             pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10)
             redis = Redis(connection_pool=pool)
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the Redis client must return bytes (decode_responses off)")
         self.redis: Redis = redis
         self.prefix = prefix
         self.retention_s = retention_s

@@ -318,14 +318,16 @@ class SQLiteResponseStore:
         """`body` in one write transaction, rolled back on any failure."""
 
         async def transaction(db: aiosqlite.Connection) -> T:
-            await db.execute("BEGIN IMMEDIATE")
+            # BEGIN inside the try: a caller cancelled while it waits has still begun (aiosqlite's
+            # thread runs it), and the transaction must not stay open on the shared connection.
             try:
+                await db.execute("BEGIN IMMEDIATE")
                 result = await body(db)
+                await db.execute("COMMIT")
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(sqlite3.Error):  # none open: nothing to undo
                     await db.execute("ROLLBACK")
                 raise
-            await db.execute("COMMIT")
             return result
 
         return await self._run(what, transaction)
