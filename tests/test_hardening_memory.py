@@ -450,3 +450,41 @@ async def test_bodies_in_flight_hold_no_more_than_the_budget_in_a_real_process(
     finally:
         served.stop()
         upstream.stop()
+
+
+# --- 14: a Redis restart -----------------------------------------------------------------------
+
+
+@needs_redis
+async def test_after_a_redis_restart_the_next_requests_succeed(
+    fake_openai: FakeOpenAI,
+    make_gateway: Callable[..., Awaitable[str]],
+    redis_server: RedisServer,
+) -> None:
+    fake_openai.scripts["one"] = text_script(["a", "b", "c"])
+    base = await start(fake_openai, make_gateway, state={"redis_url": redis_server.url})
+    async with aiohttp.ClientSession() as session:
+
+        async def resumable() -> tuple[str, bytes]:
+            async with session.post(
+                f"{base}/chat/completions", json=chat(), headers=RESUMABLE
+            ) as resp:
+                body = await resp.read()
+                assert resp.status == 200, body
+                return resp.headers["X-Stream-Id"], body
+
+        # Several pooled connections, all made stale by the restart.
+        await asyncio.gather(*(resumable() for _ in range(4)))
+        redis_server.stop()
+        redis_server.start()
+        for _ in range(4):
+            stream_id, body = await resumable()
+            assert b'"error"' not in body, body
+            assert body.endswith(b"data: [DONE]\n\n")
+            async with session.get(
+                f"{base}/streams/{stream_id}", headers={"Last-Event-ID": "1"}
+            ) as again:
+                replay = await again.read()
+                assert again.status == 200, replay
+            assert b'"error"' not in replay, replay
+            assert replay.endswith(b"data: [DONE]\n\n")

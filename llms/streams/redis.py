@@ -27,7 +27,11 @@ from typing import Any, NamedTuple
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline, PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llms.errors import GatewayError, ServiceUnavailable, UpstreamError
 from llms.streams.log import TERMINAL, Event, StreamGone
@@ -41,6 +45,10 @@ BLOCK_MS = 1000
 MAX_CONNECTIONS = 1024
 READ_COUNT = 512
 CANCEL_CHANNEL = "llms:cancel"
+# Pooled connections go stale when Redis restarts: one idle this long is checked (PING) before
+# use, and a command whose connection fails is tried again on a new one, with backoff.
+HEALTH_CHECK_S = 5
+RETRIES = 3
 # Redis caps a stream by entry count; events average a few hundred bytes.
 BYTES_PER_EVENT = 256
 # While a stream runs, its keys outlive the TTL by this much (a producer that dies unnoticed
@@ -299,7 +307,15 @@ class RedisStreams:
     ) -> None:
         # Blocking: past the cap a command waits for a connection instead of failing (each
         # reader on another replica holds one during its XREAD BLOCK).
-        pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10)
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=10,
+            health_check_interval=HEALTH_CHECK_S,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), RETRIES),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            socket_keepalive=True,
+        )
         self.redis: Redis = Redis(connection_pool=pool)
         self.replica = secrets.token_hex(6)
         self._max_bytes = max_bytes
