@@ -116,12 +116,16 @@ class ServiceUnavailable(GatewayError):
 
 
 class UpstreamError(GatewayError):
-    """The upstream failed. `status` is what the client gets; `retryable` drives routing."""
+    """The upstream failed. `status` is what the client gets; `retryable` and `next_provider`
+    drive routing before the commit: a retryable failure may be tried again (the same provider
+    after a delay, or the next), one with only `next_provider` goes to the next provider but
+    never back to this one."""
 
     status = 502
     type = "server_error"
     default_code: str | None = "upstream_error"
     retryable: bool = True
+    next_provider: bool = False
 
 
 class UpstreamConnectError(UpstreamError):
@@ -147,10 +151,13 @@ class UpstreamIncomplete(UpstreamError):
 
 
 class UpstreamMalformed(UpstreamError):
-    """The upstream sent bytes that do not parse as its protocol."""
+    """The upstream sent bytes that do not parse as its protocol, or chunks of a shape the
+    gateway cannot translate or encode."""
 
     default_code = "upstream_malformed"
+    # Asking it again would most likely get the same bytes; another provider may do better.
     retryable = False
+    next_provider = True
 
 
 class UpstreamStreamError(UpstreamError):

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
+import orjson
 
 from llms.adapters import ADAPTERS, WHOLE_ANSWERS
 from llms.adapters.base import Converter, StreamContext
@@ -28,6 +29,8 @@ from llms.errors import (
     ModelNotFound,
     ServiceUnavailable,
     UpstreamError,
+    UpstreamMalformed,
+    UpstreamTimeout,
 )
 from llms.framing import BodyDecoder, NDJSONDecoder, SSEDecoder
 from llms.providers import CircuitBreaker, Providers
@@ -72,6 +75,41 @@ def retry_delay(
     if hinted is not None:
         return max(0.0, hinted) if hinted <= cap else None
     return rand() * min(cap, RETRY_BASE_S * 2.0**attempt)
+
+
+def should_fall_back(error: GatewayError) -> bool:
+    """Retryable failures, and those worth the next provider only (malformed output)."""
+    return should_retry(error) or (isinstance(error, UpstreamError) and error.next_provider)
+
+
+def to_json_each(chunks: list[Chunk]) -> tuple[list[bytes], UpstreamMalformed | None]:
+    """Each chunk as JSON, up to the first one that cannot be encoded, and that failure."""
+    out: list[bytes] = []
+    dumps = orjson.dumps
+    for item in chunks:
+        try:
+            out.append(dumps(item))
+        except orjson.JSONEncodeError:
+            # orjson refuses objects nested over 255 levels (it parses up to 1024).
+            return out, UpstreamMalformed(
+                "The upstream sent a chunk the gateway cannot encode (nested too deeply)."
+            )
+    return out, None
+
+
+def check_committable(chunks: list[Chunk]) -> None:
+    """Raise UpstreamMalformed for chunks that could not reach a client whole: a choice
+    `index` that is not an integer, or one that cannot be encoded. Checked once, at the commit,
+    so a provider sending them is replaced; after it, the encoders notice what they cannot take."""
+    for item in chunks:
+        for choice in item["choices"]:
+            if type(choice["index"]) is not int:
+                raise UpstreamMalformed(
+                    "The upstream sent a choice whose `index` is not an integer."
+                )
+    _, error = to_json_each(chunks)
+    if error is not None:
+        raise error
 
 
 def carries_output(chunk: Chunk) -> bool:
@@ -187,10 +225,28 @@ class Generation:
                 out += converter.close()
             self.close()
         except GatewayError as error:
-            self.close()
-            if not out:
-                raise
-            self._pending = error
+            self._fail(error, out)
+        except Exception:
+            # Converters are pure functions of the upstream's bytes, so whatever they raise
+            # on a shape nobody foresaw (an `index` that is a list…) is the upstream's fault.
+            log.warning(
+                "provider %s sent a chunk its converter cannot take",
+                self.provider.name,
+                exc_info=True,
+            )
+            self._fail(
+                UpstreamMalformed(
+                    "The upstream sent a chunk of a shape the gateway cannot translate."
+                ),
+                out,
+            )
+
+    def _fail(self, error: GatewayError, out: list[Chunk]) -> None:
+        """End the attempt; the error is raised now, or after the chunks already in `out`."""
+        self.close()
+        if not out:
+            raise error
+        self._pending = error
 
     async def commit(self, deadline: float) -> None:
         """Read until the first chunk that carries output (or the end); fills `first`.
@@ -201,7 +257,12 @@ class Generation:
         call = self._call
         held = self.first
         while True:
-            data = await call.read(deadline)
+            try:
+                data = await call.read(deadline)
+            except UpstreamTimeout:
+                # Before the first output this is the first-token (or answer) deadline, not
+                # silence between chunks.
+                raise UpstreamTimeout("The upstream did not answer in time.") from None
             batch: list[Chunk] = []
             self._convert(data, batch)
             held += batch
@@ -210,6 +271,7 @@ class Generation:
                 error, self._pending = self._pending, None
                 raise error
             if committed or self._ended:
+                check_committable(held)
                 return
 
     def close(self) -> None:
@@ -289,9 +351,13 @@ class Router:
         attempt = 0
         skipped = 0
         position = 0
+        spent: set[str] = set()  # providers not to be asked again (they sent malformed output)
         while attempt < max_attempts and skipped < len(candidates):
             provider = candidates[position % len(candidates)]
             position += 1
+            if provider.name in spent:
+                skipped += 1
+                continue
             breaker = registry.breakers[provider.name]
             if not breaker.allow(registry.now()):
                 skipped += 1
@@ -308,9 +374,13 @@ class Router:
                 else:
                     breaker.succeeded()
                 last = error
-                if not should_retry(error) or attempt >= max_attempts:
+                if not should_fall_back(error) or attempt >= max_attempts:
                     break
-                follower = candidates[position % len(candidates)]
+                if not should_retry(error):
+                    spent.add(provider.name)
+                follower = next_candidate(candidates, position, spent)
+                if follower is None:
+                    break
                 delay = 0.0
                 if follower is provider:
                     if error.status == 404:
@@ -405,6 +475,17 @@ class Router:
         return generation
 
 
+def next_candidate(
+    candidates: tuple[ProviderConfig, ...], position: int, spent: set[str]
+) -> ProviderConfig | None:
+    """The provider tried after `position`, skipping spent ones; None when all are spent."""
+    for step in range(len(candidates)):
+        candidate = candidates[(position + step) % len(candidates)]
+        if candidate.name not in spent:
+            return candidate
+    return None
+
+
 def _report_failure(
     registry: Providers, breaker: CircuitBreaker, secrets: tuple[str, ...], error: GatewayError
 ) -> None:
@@ -417,6 +498,6 @@ def counts_against_provider(error: GatewayError) -> bool:
     """Failures that say the provider is unhealthy (not the client's fault, not rate limiting)."""
     if isinstance(error, ServiceUnavailable):
         return True
-    if not isinstance(error, UpstreamError) or not error.retryable:
+    if not isinstance(error, UpstreamError) or not (error.retryable or error.next_provider):
         return False
     return error.status not in (404, 429)
