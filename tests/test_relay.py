@@ -326,5 +326,5 @@ async def test_an_unforeseen_upstream_shape_still_ends_the_stream(
     ):
         body = await resp.read()
     assert b"fine" in body
-    assert b'"code":"internal_error"' in body
+    assert b'"code":"upstream_malformed"' in body  # the upstream's fault (issue 11 item 5)
     assert body.endswith(b"data: [DONE]\n\n")

@@ -14,17 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import NoReturn
 
 import orjson
 from aiohttp import web
 
 from llms.chunks import StreamMeta
 from llms.errors import GatewayError, ServiceUnavailable
-from llms.routing import Generation, Router
+from llms.routing import Generation, Router, to_json_each
 from llms.server import keys
 from llms.server.slow import GOODBYE_S, WRITE_SLICE, SlowClient, bound_buffers, reset, slices
-from llms.streams.log import TERMINAL
+from llms.streams.log import TERMINAL, Event
 from llms.streams.pump import Stream
 from llms.telemetry.record import RequestRecord, finish_reason_of
 from llms.wire import ChatRequest, Chunk
@@ -41,9 +42,30 @@ STREAM_HEADERS = {
 
 
 def encode_chunks(chunks: Iterable[Chunk]) -> bytes:
-    """Several ready chunks as one buffer, so they leave in one transport write."""
+    """Several ready chunks as one buffer, so they leave in one transport write.
+
+    Raises orjson.JSONEncodeError for a chunk nested too deeply (see `write_encodable`).
+    """
     dumps = orjson.dumps
     return b"".join([b"data: " + dumps(item) + b"\n\n" for item in chunks])
+
+
+async def write_encodable(
+    write: Callable[[bytes], Awaitable[None]], batch: list[Chunk], generation: Generation
+) -> NoReturn:
+    """After `encode_chunks(batch)` failed: write the chunks before the one that cannot be
+    encoded, then raise its UpstreamMalformed (which counts against the provider)."""
+    encoded, error = to_json_each(batch)
+    if encoded:
+        await write(b"".join([b"data: " + item + b"\n\n" for item in encoded]))
+    assert error is not None
+    if generation.on_failure is not None:
+        generation.on_failure(error)
+    raise error
+
+
+def internal_error() -> GatewayError:
+    return GatewayError("The gateway failed while relaying this answer.", code="internal_error")
 
 
 def error_event(error: GatewayError) -> bytes:
@@ -232,6 +254,16 @@ async def relay(
             if not out.started:
                 raise shutdown from None
             return await _end(out, error_event(shutdown))
+        except Exception:
+            # A bug (in an adapter's request builder, its error mapping…): logged, and the
+            # client still gets an answer; once a heartbeat started the response, an error
+            # event and [DONE], never silence.
+            log.exception("stream %s: opening the upstream failed", meta.id)
+            failure = internal_error()
+            record.failed(failure, status=200 if out.started else None)
+            if not out.started:
+                raise failure from None
+            return await _end(out, error_event(failure))
         record.provider = generation.provider.name
         return await _pump(out, generation, meta, shutting_down, record)
     finally:
@@ -253,7 +285,11 @@ async def _pump(
         if not out.started:
             out.response.headers["X-Provider"] = generation.provider.name
         write = out.write
-        await write(encode_chunks(batch))
+        try:
+            data = encode_chunks(batch)
+        except orjson.JSONEncodeError:
+            await write_encodable(write, batch, generation)
+        await write(data)
         record.first_output = out.last_write
         chunks = len(batch)
         finish = finish_reason_of(batch)
@@ -261,7 +297,11 @@ async def _pump(
         generation.first = batch = []
         next_batch = generation.next
         while (batch := await next_batch()) is not None:
-            await write(encode_chunks(batch))
+            try:
+                data = encode_chunks(batch)
+            except orjson.JSONEncodeError:
+                await write_encodable(write, batch, generation)
+            await write(data)
             chunks += len(batch)
             finish = finish_reason_of(batch)
             batch = []
@@ -283,9 +323,7 @@ async def _pump(
     except Exception:
         # A bug (an upstream shape nobody foresaw…): logged, and the client still gets an end.
         log.exception("stream %s: relaying failed", meta.id)
-        failure = GatewayError(
-            "The gateway failed while relaying this answer.", code="internal_error"
-        )
+        failure = internal_error()
         record.failed(failure, status=200)
         final = error_event(failure)
     except asyncio.CancelledError:
@@ -335,13 +373,20 @@ async def relay_log(
     seq = after
     try:
         while events := await stream.log.read(seq, cursor=out):
-            if events[0].kind == "fail" and not out.started:
-                raise failure_of(events[0].data)
+            failed = events[-1] if events[-1].kind == "fail" else None
+            if failed is not None:
+                if not out.started and len(events) == 1:
+                    raise failure_of(failed.data)
+                events = events[:-1]
             if not out.started and stream.provider is not None:
                 out.response.headers["X-Provider"] = stream.provider
             for piece in slices(events, WRITE_SLICE):
                 await out.write(b"".join([event.to_wire() for event in piece]))
                 seq = piece[-1].seq
+            if failed is not None:
+                await out.write(failure_event(failed))
+                seq = failed.seq
+                break
             if events[-1].kind in TERMINAL:
                 break
         await out.finish()
@@ -357,11 +402,23 @@ async def relay_log(
         return await _end(out, error_event(error))
     except ConnectionResetError:
         log.info("stream %s: a reader left after event %d", stream.id, seq)
+    except Exception:
+        log.exception("stream %s: relaying its events failed", stream.id)
+        if not out.started:
+            raise internal_error() from None
+        return await _end(out, error_event(internal_error()))
     finally:
         out.close()
         stream.log.forget(out)
         stream.detach()
     return out.response
+
+
+def failure_event(event: Event) -> bytes:
+    """A `fail` event (a failure before any output) for a reader whose response a heartbeat
+    already started: the in-band error with the status error's type and code, then [DONE]."""
+    body = orjson.dumps(failure_of(event.data).to_body())
+    return b"id: %d\ndata: %b\n\n" % (event.seq, body) + DONE
 
 
 def failure_of(data: bytes) -> GatewayError:

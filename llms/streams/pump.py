@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from llms.chunks import StreamMeta
 from llms.errors import Conflict, GatewayError, NotFound
-from llms.routing import Router
+from llms.routing import Generation, Router, to_json_each
 from llms.streams.log import EventLog
 from llms.streams.redis import RedisStreams
 from llms.telemetry.record import RequestRecord, finish_reason_of
@@ -177,10 +177,9 @@ class StreamRegistry:
         if crash is not None and not stream.log.finished:
             # A bug, not an upstream failure: still, no reader may wait for ever.
             log.error("stream %s: the pump failed", stream.id, exc_info=crash)
-            error = GatewayError(
-                "The gateway failed while producing this answer.", code="internal_error"
+            ending = loop.create_task(
+                stream.log.append([error_event(internal_error()), DONE_EVENT])
             )
-            ending = loop.create_task(stream.log.append([error_event(error), DONE_EVENT]))
             self._endings.add(ending)
             ending.add_done_callback(self._endings.discard)
         stream.expires_at = loop.time() + self.ttl_s
@@ -272,6 +271,21 @@ def error_event(error: GatewayError) -> tuple[str, bytes]:
 DONE_EVENT = ("done", b"[DONE]")
 
 
+def internal_error() -> GatewayError:
+    return GatewayError("The gateway failed while producing this answer.", code="internal_error")
+
+
+async def append_chunks(event_log: EventLog, batch: list[Chunk], generation: Generation) -> None:
+    """Append a batch's chunks; one that cannot be encoded (nested too deeply) ends the stream
+    as `upstream_malformed` after the chunks before it, and counts against the provider."""
+    encoded, error = to_json_each(batch)
+    await event_log.append([("chunk", data) for data in encoded])
+    if error is not None:
+        if generation.on_failure is not None:
+            generation.on_failure(error)
+        raise error
+
+
 async def pump(
     stream: Stream,
     router: Router,
@@ -289,6 +303,11 @@ async def pump(
         # end (ProducerLog), other replicas' readers will see the lease lapse.
         log.warning("stream %s: its event log failed: %s", stream.id, error.message)
         record.failed(error, status=200 if record.first_output is not None else None)
+    except Exception:
+        # A bug: the registry logs it and ends the stream with an error event (which readers
+        # get in a 200 response); the record says so too.
+        record.failed(internal_error(), status=200)
+        raise
     finally:
         record.ended = asyncio.get_running_loop().time()
         on_done(record)
@@ -331,14 +350,14 @@ async def _generate(
             stream.note_provider(generation.provider.name)
             batch: list[Chunk] | None = generation.first
             assert batch is not None
-            await event_log.append([("chunk", dumps(c)) for c in batch])
+            await append_chunks(event_log, batch, generation)
             record.first_output = asyncio.get_running_loop().time()
             record.chunks = len(batch)
             finish = finish_reason_of(batch)
             # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
             generation.first = batch = []
             while (batch := await generation.next()) is not None:
-                await event_log.append([("chunk", dumps(c)) for c in batch])
+                await append_chunks(event_log, batch, generation)
                 record.chunks += len(batch)
                 finish = finish_reason_of(batch)
                 batch = []
