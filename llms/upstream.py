@@ -17,6 +17,8 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.http_exceptions import HttpProcessingError
 
 from llms.adapters.base import UpstreamRequest
 from llms.config import Timeouts
@@ -25,6 +27,7 @@ from llms.errors import (
     UpstreamConnectError,
     UpstreamDisconnected,
     UpstreamError,
+    UpstreamMalformed,
     UpstreamTimeout,
 )
 
@@ -111,7 +114,17 @@ def new_session() -> aiohttp.ClientSession:
 class UpstreamCall:
     """One HTTP exchange with a provider: `await open()`, then `read()` until b"" (EOF)."""
 
-    __slots__ = ("_content", "_loop", "_request", "_response", "_session", "_timeouts", "watchdog")
+    __slots__ = (
+        "_closed",
+        "_content",
+        "_loop",
+        "_protocol",
+        "_request",
+        "_response",
+        "_session",
+        "_timeouts",
+        "watchdog",
+    )
 
     def __init__(
         self, session: aiohttp.ClientSession, request: UpstreamRequest, timeouts: Timeouts
@@ -121,6 +134,8 @@ class UpstreamCall:
         self._timeouts = timeouts
         self._response: aiohttp.ClientResponse | None = None
         self._content: aiohttp.StreamReader | None = None
+        self._protocol: ResponseHandler | None = None
+        self._closed: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
         self.watchdog = Watchdog()
 
@@ -162,6 +177,12 @@ class UpstreamCall:
             raise UpstreamConnectError(
                 f"Cannot connect to the upstream: {_reason(exc, request.url)}."
             ) from None
+        except aiohttp.ClientResponseError as exc:
+            # Its status line, headers or the body arriving with them do not parse as HTTP.
+            log.warning("upstream %s: %s", _origin(request.url), exc)
+            raise UpstreamMalformed(
+                "The upstream's HTTP response could not be parsed (malformed HTTP)."
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamDisconnected(
                 f"The upstream closed the connection before answering: {_reason(exc, request.url)}."
@@ -176,6 +197,43 @@ class UpstreamCall:
         finally:
             self.watchdog.expires = None
         self._content = self._response.content
+        self._watch(self._response)
+
+    def _watch(self, response: aiohttp.ClientResponse) -> None:
+        """Wake a read that waits on a connection which closed under it.
+
+        aiohttp closes the connection when the body's framing is invalid (a broken chunk-size
+        line) without telling a read already waiting for the body, which would then wait for
+        the idle timeout: the connection's end is watched instead.
+        """
+        connection = response.connection
+        if connection is None:
+            return  # the body is already complete
+        protocol = self._protocol = connection.protocol
+        closed = protocol.closed if protocol is not None else None
+        if closed is None:
+            return  # already lost: a read says so at once
+        # Whoever else awaits it, its exception (an unclean close) is retrieved, once.
+        closed.remove_done_callback(_retrieve)
+        closed.add_done_callback(_retrieve)
+        closed.add_done_callback(self._connection_closed)
+        self._closed = closed
+
+    def _connection_closed(self, _: asyncio.Future[None]) -> None:
+        self._closed = None
+        content = self._content
+        if content is not None and not content.is_eof() and content.exception() is None:
+            content.set_exception(self._broken())
+
+    def _broken(self) -> UpstreamError:
+        """What a read learns when the connection closed without ending the body."""
+        protocol = self._protocol
+        if protocol is not None and isinstance(protocol.exception(), HttpProcessingError):
+            return UpstreamMalformed(
+                "The upstream broke the framing of its HTTP response (invalid chunked "
+                "encoding), so its answer was cut off."
+            )
+        return UpstreamDisconnected("The upstream closed the connection mid-answer.")
 
     async def read(self, deadline: float) -> bytes:
         """The next bytes of the body, b"" at its end. Raises UpstreamError subclasses."""
@@ -196,6 +254,17 @@ class UpstreamCall:
             raise UpstreamDisconnected(
                 f"The upstream connection broke mid-stream: {_reason(exc, self._request.url)}."
             ) from None
+        except HttpProcessingError:
+            # aiohttp's pure-Python parser raises its framing errors as they are.
+            raise UpstreamMalformed(
+                "The upstream broke the framing of its HTTP response, so its answer was cut off."
+            ) from None
+        except RuntimeError:
+            # aiohttp's "Connection closed.": the connection died (bad framing) between reads.
+            protocol = self._protocol
+            if protocol is None or protocol.is_connected():
+                raise
+            raise self._broken() from None
         finally:
             watchdog.expires = None
 
@@ -217,6 +286,10 @@ class UpstreamCall:
     def close(self) -> None:
         """Close the connection now; the provider sees the disconnect and stops generating."""
         self.watchdog.stop()
+        closed = self._closed
+        if closed is not None:
+            self._closed = None
+            closed.remove_done_callback(self._connection_closed)
         response = self._response
         if response is not None:
             self._response = None
@@ -254,6 +327,11 @@ async def fetch(
             if size > 8 * 1024 * 1024:
                 raise UpstreamError("The upstream's answer is too large.")
         return call.status, call.headers, b"".join(parts)
+
+
+def _retrieve(closed: asyncio.Future[None]) -> None:
+    if not closed.cancelled():
+        closed.exception()
 
 
 def _reason(exc: BaseException, url: str) -> str:
