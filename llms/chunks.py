@@ -102,8 +102,6 @@ _CHUNK_KEYS = frozenset(("id", "object", "created", "model", "choices", "usage")
 _CHOICE_KEYS = frozenset(("index", "delta", "logprobs", "finish_reason"))
 # Keys a later delta replaces instead of extending (as openai-python's stream accumulator does).
 _REPLACED = frozenset(("id", "index", "type"))
-# Delta keys the fold does not merge: the role is always "assistant", tool calls have their own.
-_NOT_MERGED = frozenset(("role", "tool_calls"))
 # Deeper values are kept whole (last wins): no recursion on an upstream's nesting.
 _MAX_DEPTH = 16
 # Bytes counted for what a value costs beyond its text: objects, pointers, dict slots.
@@ -280,11 +278,16 @@ class Fold:
             state = self._choices[choice["index"]] = _ChoiceFold()
             added += _OVERHEAD * 4
         delta: Mapping[str, Any] = choice["delta"]
-        if "role" in delta or "tool_calls" in delta:
-            calls = delta.get("tool_calls")
-            if calls:
-                added += _fold_tool_calls(state, calls)
-            delta = {key: value for key, value in delta.items() if key not in _NOT_MERGED}
+        calls = delta.get("tool_calls")
+        if calls:
+            added += _fold_tool_calls(state, calls)
+        if calls or "role" in delta:
+            # The role is always "assistant"; calls are folded above (null or [] merged as sent).
+            delta = {
+                key: value
+                for key, value in delta.items()
+                if key != "role" and not (calls and key == "tool_calls")
+            }
         added += _merge(state.message, delta)
         logprobs = choice.get("logprobs")
         if logprobs:

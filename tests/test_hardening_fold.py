@@ -533,6 +533,36 @@ def test_a_folded_stream_rebuilds_every_field_the_upstream_sent(include_usage: b
     assert_whole(answer)
 
 
+@pytest.mark.parametrize("whole", [True, False])
+def test_null_and_empty_fields_pass_through(whole: bool) -> None:
+    """`tool_calls: null` and `function_call: null` (LiteLLM and others send them) are no error."""
+    message = {
+        "role": "assistant",
+        "content": "hi",
+        "tool_calls": None,
+        "function_call": None,
+        "annotations": [],
+    }
+    meta = StreamMeta(model="m")
+    context = StreamContext(meta, include_usage=False)
+    chunks: list[Chunk] = []
+    if whole:
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        converter: Any = openai_adapter.new_whole_converter(context)
+        chunks = converter.feed(orjson.dumps(WHOLE | {"choices": [choice]}))
+    else:
+        converter = openai_adapter.new_converter(context)
+        for choice in (
+            {"index": 0, "delta": message, "finish_reason": None},
+            {"index": 0, "delta": {}, "finish_reason": "stop"},
+        ):
+            data = orjson.dumps(WHOLE | {"choices": [choice]}).decode()
+            chunks += converter.feed(SSEEvent("message", data, ""))
+    (choice,) = fold(chunks, meta)["choices"]
+    assert choice["message"] == message | {"refusal": None}
+    assert choice["finish_reason"] == "stop"
+
+
 def test_a_folded_call_without_a_finish_reason_says_function_call() -> None:
     meta = StreamMeta(model="rich")
     converter = openai_adapter.new_converter(StreamContext(meta, include_usage=False))

@@ -181,7 +181,7 @@ class Converter:
                     delta["reasoning_content"] = reasoning
             if "reasoning_content" in delta and delta["reasoning_content"] is None:
                 del delta["reasoning_content"]
-            if "tool_calls" in delta:
+            if delta.get("tool_calls") is not None:  # null: no calls (LiteLLM sends it)
                 self._tool_calls(index, delta)
             if delta.get("function_call"):
                 self._calls.add(index)
