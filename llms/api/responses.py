@@ -1,0 +1,605 @@
+"""Internal chunks -> the Responses API's events and its Response object.
+
+`ResponseBuilder` is fed the chunk batches of one answer and returns the events to send, in
+OpenAI's order (docs: responses-and-messages.md §1.4): a `reasoning` item before the message,
+the message's `output_text` (and `refusal`) parts, one `function_call` item per tool call, each
+item opened with `output_item.added` and closed with balanced `.done` events, `sequence_number`
++1 per event. The Response object it keeps (`.response`) holds the very item dicts the events
+described, so streamed ids and the final output never differ; it is the non-stream answer,
+what `GET /v1/responses/{id}` shows and what storage keeps.
+
+Pure: the caller gives the id, the creation time and the completion time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from llms.api.responses_input import new_item_id
+from llms.api.responses_request import ResponsesCall
+from llms.api.responses_usage import from_usage, to_failure
+from llms.chunks import new_call_id
+from llms.errors import GatewayError, UpstreamMalformed
+from llms.wire import Chunk
+
+__all__ = [
+    "ResponseBuilder",
+    "ResponseEvent",
+    "encode_event",
+    "fold_response",
+    "from_usage",
+]
+
+Status = Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
+INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseEvent:
+    """One streamed event: its type, number, JSON (`data`) and SSE frame (`sse`)."""
+
+    type: str
+    sequence_number: int
+    data: bytes
+    sse: bytes
+
+
+def encode_event(type: str, data: bytes, event_id: int | None = None) -> bytes:
+    """The SSE frame `event: <type>\\ndata: <json>\\n\\n`, after `id: <n>` when given (the
+    resumable log's form; the default stream never carries `id:`)."""
+    head = b"" if event_id is None else b"id: %d\n" % event_id
+    return b"%sevent: %s\ndata: %s\n\n" % (head, type.encode(), data)
+
+
+@dataclass(slots=True)
+class _Text:
+    """The open message or reasoning item and its open content part."""
+
+    output_index: int
+    item: dict[str, Any]
+    part: dict[str, Any] | None = None
+    part_index: int = -1
+    pieces: list[str] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Call:
+    output_index: int
+    item: dict[str, Any]
+    pieces: list[str] = field(default_factory=list)
+
+
+class ResponseBuilder:
+    """The state machine of one Response: `start()`, `feed(chunks)` per batch, then exactly
+    one of `finish()`, `fail(error)` or `cancel()`; each returns the events to send.
+
+    `reasoning="summary"` streams reasoning as summary parts (`reasoning_summary_*` events,
+    which the Open Responses schema also knows) instead of `reasoning_text` ones.
+    """
+
+    def __init__(
+        self,
+        response_id: str,
+        model: str,
+        created_at: int,
+        call_or_settings: ResponsesCall | Mapping[str, Any],
+        *,
+        status: Status = "in_progress",
+        reasoning: Literal["text", "summary"] = "text",
+    ) -> None:
+        settings = (
+            call_or_settings.settings
+            if isinstance(call_or_settings, ResponsesCall)
+            else call_or_settings
+        )
+        self._custom, self._namespaces = _tool_names(settings.get("tools") or ())
+        self._summary = reasoning == "summary"
+        self._response: dict[str, Any] = {
+            "id": response_id,
+            "object": "response",
+            "created_at": created_at,
+            "status": status,
+            "completed_at": None,
+            "error": None,
+            "incomplete_details": None,
+            "model": model,
+            "output": [],
+            "usage": None,
+            **{key: value for key, value in settings.items() if key not in _OWN},
+        }
+        for key, default in _DEFAULTS.items():
+            self._response.setdefault(key, default)
+        self._output: list[dict[str, Any]] = self._response["output"]
+        self._seq = 0
+        self._text: _Text | None = None
+        self._calls: dict[int | str, _Call] = {}
+        self._closed: set[int | str] = set()
+        self._blank: list[str] = []  # leading whitespace of an item not yet opened
+        self._blank_kind = ""
+        self._finish: str | None = None
+        self._usage: Mapping[str, Any] | None = None
+        self._queued = status == "queued"
+        self._announced = False
+        self.terminal = False
+
+    # --- the public steps -----------------------------------------------------------------
+
+    @property
+    def response(self) -> dict[str, Any]:
+        """The Response object as it stands (a live dict: serialise it, do not change it)."""
+        if self._text is not None and self._text.part is not None:
+            self._sync(self._text)
+        for call in self._calls.values():
+            self._sync_call(call)
+        return self._response
+
+    @property
+    def sequence_number(self) -> int:
+        """The number the next event gets."""
+        return self._seq
+
+    def start(self, *, in_progress: bool = True) -> list[ResponseEvent]:
+        """`response.created` (+ `response.queued` for a queued response), then
+        `response.in_progress` unless `in_progress` is false (call `in_progress()` later)."""
+        events = [self._whole("response.created")]
+        if self._queued:
+            events.append(self._whole("response.queued"))
+        if in_progress:
+            events += self.in_progress()
+        return events
+
+    def in_progress(self) -> list[ResponseEvent]:
+        """`response.in_progress` (status `in_progress`), once."""
+        if self.terminal or self._announced:
+            return []
+        self._announced = True
+        self._response["status"] = "in_progress"
+        return [self._whole("response.in_progress")]
+
+    def feed(self, chunks: Iterable[Chunk]) -> list[ResponseEvent]:
+        """The events for one batch of chunks (only choice 0: the Responses API has no `n`)."""
+        if self.terminal:
+            return []
+        events: list[ResponseEvent] = []
+        for chunk in chunks:
+            usage = chunk.get("usage")
+            if usage:
+                self._usage = usage
+            tier = chunk.get("service_tier")
+            if isinstance(tier, str) and tier:
+                self._response["service_tier"] = tier
+            for choice in chunk["choices"]:
+                if choice["index"] != 0:
+                    continue
+                delta: Mapping[str, Any] = choice["delta"]
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if isinstance(reasoning, str) and reasoning:
+                    self._add_text(events, "reasoning", reasoning, [])
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    self._add_text(events, "output_text", content, _logprobs(choice))
+                refusal = delta.get("refusal")
+                if isinstance(refusal, str) and refusal:
+                    self._add_text(events, "refusal", refusal, [])
+                for call in delta.get("tool_calls") or ():
+                    self._add_call(events, call.get("index", 0), call)
+                legacy = delta.get("function_call")
+                if isinstance(legacy, Mapping):
+                    self._add_call(events, "function_call", {"function": legacy})
+                if choice["finish_reason"] is not None:
+                    self._finish = choice["finish_reason"]
+        return events
+
+    def finish(self, *, completed_at: int | None = None) -> list[ResponseEvent]:
+        """Close the open items; `response.completed`, or `response.incomplete` when the
+        upstream stopped at the token limit or its content filter."""
+        if self.terminal:
+            return []
+        reason = INCOMPLETE.get(self._finish or "")
+        item_status = "incomplete" if reason else "completed"
+        events: list[ResponseEvent] = []
+        self._close_text(events, item_status)
+        self._close_calls(events, item_status)
+        response = self._response
+        response["usage"] = from_usage(self._usage)
+        if reason:
+            response["status"] = "incomplete"
+            response["incomplete_details"] = {"reason": reason}
+        else:
+            response["status"] = "completed"
+            response["completed_at"] = completed_at or response["created_at"]
+        self.terminal = True
+        events.append(self._whole(f"response.{response['status']}"))
+        return events
+
+    def fail(self, error: GatewayError) -> list[ResponseEvent]:
+        """`response.failed` with the output so far (its open items `incomplete`, never given
+        an `output_item.done`: Codex would run a half-streamed call) and `error`."""
+        if self.terminal:
+            return []
+        self._abandon()
+        self._response["status"] = "failed"
+        self._response["error"] = to_failure(error)
+        return [self._whole("response.failed")]
+
+    def cancel(self) -> list[ResponseEvent]:
+        """Status `cancelled`, open items `incomplete`. No event: neither OpenAI's nor the Open
+        Responses event list has one for it, so the stream simply ends."""
+        if not self.terminal:
+            self._abandon()
+            self._response["status"] = "cancelled"
+        return []
+
+    def error_event(self, error: GatewayError) -> ResponseEvent:
+        """The in-stream `error` event, in OpenAI's flat shape and Open Responses' nested one
+        at once (each validator ignores the other's keys)."""
+        body = error.to_body()["error"]
+        return self._event(
+            "error", **{key: body[key] for key in ("code", "message", "param")}, error=body
+        )
+
+    # --- items ---------------------------------------------------------------------------------
+
+    def _add_text(
+        self, events: list[ResponseEvent], kind: str, text: str, logprobs: list[dict[str, Any]]
+    ) -> None:
+        item_type = "reasoning" if kind == "reasoning" else "message"
+        open_ = self._text
+        if open_ is None or open_.item["type"] != item_type:
+            if not text.strip():
+                # No item of whitespace alone (the "\n\n" some upstreams send before a call).
+                if self._blank_kind != item_type:
+                    self._blank, self._blank_kind = [], item_type
+                self._blank.append(text)
+                return
+            if self._blank_kind == item_type:
+                text = "".join(self._blank) + text
+            self._blank, self._blank_kind = [], ""
+            self._close_text(events, "completed")
+            self._close_calls(events, "completed")
+            open_ = self._open_text(events, item_type)
+        part_type = {"reasoning": "summary_text" if self._summary else "reasoning_text"}.get(
+            kind, kind
+        )
+        if open_.part is None or open_.part["type"] != part_type:
+            self._close_part(events, open_)
+            self._open_part(events, open_, part_type)
+        open_.pieces.append(text)
+        where = self._where(open_)
+        if part_type == "output_text":
+            open_.logprobs += logprobs
+            events.append(
+                self._event("response.output_text.delta", **where, delta=text, logprobs=logprobs)
+            )
+        elif part_type == "refusal":
+            events.append(self._event("response.refusal.delta", **where, delta=text))
+        elif part_type == "reasoning_text":
+            events.append(self._event("response.reasoning_text.delta", **where, delta=text))
+        else:
+            events.append(self._event("response.reasoning_summary_text.delta", **where, delta=text))
+
+    def _open_text(self, events: list[ResponseEvent], item_type: str) -> _Text:
+        if item_type == "message":
+            item: dict[str, Any] = {
+                "id": new_item_id("msg_"),
+                "type": "message",
+                "status": "in_progress",
+                "content": [],
+                "role": "assistant",
+            }
+        else:
+            item = {"id": new_item_id("rs_"), "type": "reasoning", "summary": []}
+            if not self._summary:
+                item["content"] = []
+        self._text = _Text(len(self._output), item)
+        self._output.append(item)
+        events.append(
+            self._event(
+                "response.output_item.added", output_index=self._text.output_index, item=item
+            )
+        )
+        return self._text
+
+    def _open_part(self, events: list[ResponseEvent], open_: _Text, part_type: str) -> None:
+        part: dict[str, Any] = {
+            "type": part_type,
+            "refusal" if part_type == "refusal" else "text": "",
+        }
+        if part_type == "output_text":
+            part.update(annotations=[], logprobs=[])
+        parts = open_.item["summary" if part_type == "summary_text" else "content"]
+        open_.part, open_.part_index = part, len(parts)
+        parts.append(part)
+        kind = "reasoning_summary_part" if part_type == "summary_text" else "content_part"
+        events.append(self._event(f"response.{kind}.added", **self._where(open_), part=part))
+
+    def _close_part(self, events: list[ResponseEvent], open_: _Text) -> None:
+        part = open_.part
+        if part is None:
+            return
+        self._sync(open_)
+        where = self._where(open_)
+        kind = part["type"]
+        if kind == "output_text":
+            events.append(
+                self._event(
+                    "response.output_text.done",
+                    **where,
+                    text=part["text"],
+                    logprobs=part["logprobs"],
+                )
+            )
+        elif kind == "refusal":
+            events.append(self._event("response.refusal.done", **where, refusal=part["refusal"]))
+        elif kind == "reasoning_text":
+            events.append(self._event("response.reasoning_text.done", **where, text=part["text"]))
+        if kind == "summary_text":
+            events.append(
+                self._event("response.reasoning_summary_text.done", **where, text=part["text"])
+            )
+            events.append(self._event("response.reasoning_summary_part.done", **where, part=part))
+        else:
+            events.append(self._event("response.content_part.done", **where, part=part))
+        open_.part, open_.pieces, open_.logprobs = None, [], []
+
+    def _close_text(self, events: list[ResponseEvent], status: str) -> None:
+        open_ = self._text
+        if open_ is None:
+            return
+        self._close_part(events, open_)
+        if open_.item["type"] == "message":
+            open_.item["status"] = status
+        events.append(
+            self._event(
+                "response.output_item.done", output_index=open_.output_index, item=open_.item
+            )
+        )
+        self._text = None
+
+    def _add_call(
+        self, events: list[ResponseEvent], key: int | str, delta: Mapping[str, Any]
+    ) -> None:
+        function: Mapping[str, Any] = delta.get("function") or {}
+        call = self._calls.get(key)
+        if call is None:
+            if key in self._closed:
+                raise UpstreamMalformed(
+                    "The upstream continued a tool call after other output had followed it."
+                )
+            self._blank, self._blank_kind = [], ""
+            self._close_text(events, "completed")
+            name = function.get("name") or ""
+            custom = name in self._custom
+            item: dict[str, Any] = {
+                "id": new_item_id("ctc_" if custom else "fc_"),
+                "type": "custom_tool_call" if custom else "function_call",
+                "status": "in_progress",
+                "input" if custom else "arguments": "",
+                "call_id": delta.get("id") or new_call_id(),
+                "name": name,
+            }
+            if name in self._namespaces:
+                item["namespace"] = self._namespaces[name]
+            call = self._calls[key] = _Call(len(self._output), item)
+            self._output.append(item)
+            events.append(
+                self._event("response.output_item.added", output_index=call.output_index, item=item)
+            )
+        elif function.get("name") and not call.item["name"]:
+            call.item["name"] = function["name"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            call.pieces.append(arguments)
+            if call.item["type"] == "function_call":
+                events.append(
+                    self._event(
+                        "response.function_call_arguments.delta",
+                        item_id=call.item["id"],
+                        output_index=call.output_index,
+                        delta=arguments,
+                    )
+                )
+
+    def _close_calls(self, events: list[ResponseEvent], status: str) -> None:
+        for key, call in self._calls.items():
+            item, where = call.item, {"item_id": call.item["id"], "output_index": call.output_index}
+            if item["type"] == "function_call":
+                if not call.pieces:  # a call without arguments still sends a JSON object
+                    call.pieces.append("{}")
+                    events.append(
+                        self._event("response.function_call_arguments.delta", **where, delta="{}")
+                    )
+                self._sync_call(call)
+                events.append(
+                    self._event(
+                        "response.function_call_arguments.done",
+                        **where,
+                        arguments=item["arguments"],
+                        name=item["name"],
+                    )
+                )
+            else:
+                self._sync_call(call)
+                if item["input"]:
+                    events.append(
+                        self._event(
+                            "response.custom_tool_call_input.delta", **where, delta=item["input"]
+                        )
+                    )
+                events.append(
+                    self._event(
+                        "response.custom_tool_call_input.done", **where, input=item["input"]
+                    )
+                )
+            item["status"] = status
+            events.append(
+                self._event("response.output_item.done", output_index=call.output_index, item=item)
+            )
+            self._closed.add(key)
+        self._calls.clear()
+
+    def _abandon(self) -> None:
+        """Ends the open items without events (a failure or a cancel): `incomplete`."""
+        open_ = self._text
+        if open_ is not None and open_.part is not None:
+            self._sync(open_)
+        if open_ is not None and open_.item["type"] == "message":
+            open_.item["status"] = "incomplete"
+        for call in self._calls.values():
+            self._sync_call(call)
+            call.item["status"] = "incomplete"
+        self._text, self._calls = None, {}
+        self._response["usage"] = from_usage(self._usage)
+        self.terminal = True
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _sync(self, open_: _Text) -> None:
+        part = open_.part
+        if part is None:
+            return
+        part["refusal" if part["type"] == "refusal" else "text"] = "".join(open_.pieces)
+        if part["type"] == "output_text":
+            part["logprobs"] = list(open_.logprobs)
+
+    def _sync_call(self, call: _Call) -> None:
+        joined = "".join(call.pieces)
+        if call.item["type"] == "function_call":
+            call.item["arguments"] = joined
+        else:
+            call.item["input"] = _custom_input(joined)
+
+    def _where(self, open_: _Text) -> dict[str, Any]:
+        index = (
+            "summary_index"
+            if open_.part is not None and open_.part["type"] == "summary_text"
+            else "content_index"
+        )
+        return {
+            "item_id": open_.item["id"],
+            "output_index": open_.output_index,
+            index: open_.part_index,
+        }
+
+    def _whole(self, type: str) -> ResponseEvent:
+        return self._event(type, response=self.response)
+
+    def _event(self, type: str, **fields: Any) -> ResponseEvent:
+        data = orjson.dumps({"type": type, **fields, "sequence_number": self._seq})
+        event = ResponseEvent(type, self._seq, data, encode_event(type, data))
+        self._seq += 1
+        return event
+
+
+# Response keys the builder owns; the settings give every other one.
+_OWN = frozenset(
+    (
+        "id",
+        "object",
+        "created_at",
+        "status",
+        "completed_at",
+        "error",
+        "incomplete_details",
+        "model",
+        "output",
+        "usage",
+    )
+)
+# What a Response without settings (e.g. rebuilt from storage) shows: OpenAI's defaults.
+_DEFAULTS: dict[str, Any] = {
+    "instructions": None,
+    "previous_response_id": None,
+    "tools": [],
+    "tool_choice": "auto",
+    "truncation": "disabled",
+    "parallel_tool_calls": True,
+    "text": {"format": {"type": "text"}},
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "top_logprobs": 0,
+    "reasoning": None,
+    "max_output_tokens": None,
+    "max_tool_calls": None,
+    "store": True,
+    "background": False,
+    "service_tier": "default",
+    "metadata": {},
+    "safety_identifier": None,
+    "prompt_cache_key": None,
+}
+
+
+def _tool_names(tools: Iterable[Any]) -> tuple[frozenset[str], dict[str, str]]:
+    """(names of custom tools, tool name -> its namespace) from the echoed Responses tools."""
+    custom: set[str] = set()
+    namespaces: dict[str, str] = {}
+    for tool in tools:
+        if not isinstance(tool, Mapping):
+            continue
+        members = tool.get("tools") if tool.get("type") == "namespace" else [tool]
+        for member in members or ():
+            if isinstance(member, Mapping) and isinstance(member.get("name"), str):
+                if member.get("type") == "custom":
+                    custom.add(member["name"])
+                if tool.get("type") == "namespace":
+                    namespaces[member["name"]] = str(tool.get("name"))
+    return frozenset(custom), namespaces
+
+
+def _custom_input(arguments: str) -> str:
+    """A custom tool's input from the function call it was offered as ({"input": "…"})."""
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return arguments
+    if isinstance(value, dict) and isinstance(value.get("input"), str):
+        return str(value["input"])
+    return arguments
+
+
+def _logprobs(choice: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Chat `logprobs.content` -> Responses logprobs (token, bytes, logprob, top_logprobs)."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(content, list):
+        return []
+    return [_logprob(entry, top=True) for entry in content if isinstance(entry, Mapping)]
+
+
+def _logprob(entry: Mapping[str, Any], *, top: bool = False) -> dict[str, Any]:
+    out = {
+        "token": str(entry.get("token", "")),
+        "bytes": entry.get("bytes") or [],
+        "logprob": entry.get("logprob") if isinstance(entry.get("logprob"), int | float) else 0.0,
+    }
+    if top:
+        tops = entry.get("top_logprobs")
+        out["top_logprobs"] = (
+            [_logprob(t) for t in tops if isinstance(t, Mapping)] if isinstance(tops, list) else []
+        )
+    return out
+
+
+def fold_response(
+    response_id: str,
+    model: str,
+    created_at: int,
+    call_or_settings: ResponsesCall | Mapping[str, Any],
+    chunks: Iterable[Chunk],
+    *,
+    completed_at: int | None = None,
+) -> dict[str, Any]:
+    """The non-stream answer: the whole chunk list of a finished generation -> the Response."""
+    builder = ResponseBuilder(response_id, model, created_at, call_or_settings)
+    builder.start()
+    builder.feed(chunks)
+    builder.finish(completed_at=completed_at)
+    return builder.response

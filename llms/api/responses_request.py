@@ -1,0 +1,416 @@
+"""A `POST /v1/responses` body -> a chat-completions request, and the Response's echo fields.
+
+Every field read is validated (a 400 naming its Responses path). Fields that change what the
+answer means are translated (docs: responses-and-messages.md §1.1) or refused with a 400 naming
+them, never dropped: built-in tools, `conversation`, stored `prompt` templates, `n` > 1.
+Hints that only shape what comes back (`include`, `reasoning.summary`, `text.verbosity`,
+`service_tier`, `truncation`, `max_tool_calls`, `metadata`…) are validated and echoed in the
+Response object only.
+
+Custom (freeform) tools become a function tool with one string parameter, `input`; the
+builder turns a call of one back into a `custom_tool_call` item. A namespace's tools are
+offered by their own names; their calls carry the namespace again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llms.api.responses_input import from_input
+from llms.server import fields
+from llms.server.fields import fail, number, obj, required_obj, string, wrong_type
+
+EFFORTS = frozenset(("none", "minimal", "low", "medium", "high", "xhigh", "max"))
+SUMMARIES = frozenset(("auto", "concise", "detailed"))
+VERBOSITIES = frozenset(("low", "medium", "high"))
+TRUNCATIONS = frozenset(("auto", "disabled"))
+TOOL_CHOICES = frozenset(("none", "auto", "required"))
+ALLOWED_MODES = frozenset(("auto", "required"))
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+MAX_METADATA = 16
+MAX_INT = 2**31 - 1
+
+# Every request field this module reads; anything else is listed in `ResponsesCall.ignored`.
+KNOWN_FIELDS = frozenset(
+    (
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "max_output_tokens",
+        "max_tool_calls",
+        "temperature",
+        "top_p",
+        "top_logprobs",
+        "presence_penalty",
+        "frequency_penalty",
+        "text",
+        "reasoning",
+        "include",
+        "metadata",
+        "store",
+        "background",
+        "stream",
+        "stream_options",
+        "previous_response_id",
+        "conversation",
+        "prompt",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "safety_identifier",
+        "user",
+        "service_tier",
+        "truncation",
+        "n",
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesCall:
+    """One validated `POST /v1/responses`.
+
+    `chat` is the chat-completions request to route (stream on, usage on); `settings` the
+    fields every Response object of this call echoes (all present, null when unset);
+    `input_items` this request's input as normalised items with ids; `ignored` the top-level
+    fields the gateway did not read.
+    """
+
+    model: str
+    chat: dict[str, Any]
+    settings: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    stream: bool
+    background: bool
+    store: bool
+    previous_response_id: str | None
+    ignored: tuple[str, ...]
+
+
+def from_request(
+    body: dict[str, Any], history: list[dict[str, Any]] | None = None
+) -> ResponsesCall:
+    """Validate a Responses request and translate it; `history` is the stored conversation
+    (earlier input and output items) when `previous_response_id` is used."""
+    string(body.get("model"), "model", required=True)
+    model: str = body["model"]
+    stream = _flag(body, "stream", False)
+    background = _flag(body, "background", False)
+    store = _flag(body, "store", True)
+    string(body.get("previous_response_id"), "previous_response_id")
+    for name, what in (("conversation", "conversations"), ("prompt", "stored prompt templates")):
+        if body.get(name) is not None:
+            raise fail(
+                name,
+                f"'{name}' is not supported by this gateway (it keeps no {what}); send the "
+                "conversation in 'input' or continue it with 'previous_response_id'.",
+                "unsupported_parameter",
+            )
+    if body.get("n") not in (None, 1):
+        raise fail("n", "The Responses API makes one answer per request: 'n' must be 1.")
+    string(body.get("instructions"), "instructions")
+    tools, echo_tools = from_tools(body.get("tools"))
+    tool_choice = body.get("tool_choice")
+    chat_choice = from_tool_choice(tool_choice)
+    fields.boolean(body.get("parallel_tool_calls"), "parallel_tool_calls")
+    number(body.get("max_output_tokens"), "max_output_tokens", 1, MAX_INT, integer=True)
+    number(body.get("max_tool_calls"), "max_tool_calls", 0, MAX_INT, integer=True)
+    number(body.get("temperature"), "temperature", 0, 2)
+    number(body.get("top_p"), "top_p", 0, 1)
+    number(body.get("top_logprobs"), "top_logprobs", 0, 20, integer=True)
+    number(body.get("presence_penalty"), "presence_penalty", -2, 2)
+    number(body.get("frequency_penalty"), "frequency_penalty", -2, 2)
+    response_format, text = from_text(body.get("text"))
+    reasoning = from_reasoning(body.get("reasoning"))
+    fields.strings(body.get("include"), "include")
+    _metadata(body.get("metadata"))
+    for name in ("prompt_cache_key", "safety_identifier", "user", "service_tier"):
+        string(body.get(name), name)
+    string(body.get("prompt_cache_retention"), "prompt_cache_retention")
+    truncation = _enum(body.get("truncation"), "truncation", TRUNCATIONS)
+    options = obj(body.get("stream_options"), "stream_options")
+    if options is not None:
+        fields.boolean(options.get("include_obfuscation"), "stream_options.include_obfuscation")
+
+    messages, items = from_input(body.get("input"), history)
+    if body.get("instructions") is not None:
+        messages.insert(0, {"role": "system", "content": body["instructions"]})
+    if not messages:
+        raise fail("input", "Invalid 'input': it holds no message for the model.", "empty_array")
+    chat: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if tools:
+        chat["tools"] = tools
+        if chat_choice is not None:
+            chat["tool_choice"] = chat_choice
+        if body.get("parallel_tool_calls") is not None:
+            chat["parallel_tool_calls"] = body["parallel_tool_calls"]
+    elif tool_choice not in (None, "auto", "none"):
+        raise fail("tool_choice", "Invalid 'tool_choice': it names a tool but 'tools' is empty.")
+    for source, target in (
+        ("max_output_tokens", "max_tokens"),
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("presence_penalty", "presence_penalty"),
+        ("frequency_penalty", "frequency_penalty"),
+        ("user", "user"),
+        ("safety_identifier", "safety_identifier"),
+        ("prompt_cache_key", "prompt_cache_key"),
+    ):
+        if body.get(source) is not None:
+            chat[target] = body[source]
+    if response_format is not None:
+        chat["response_format"] = response_format
+    if reasoning is not None and reasoning["effort"] is not None:
+        chat["reasoning_effort"] = reasoning["effort"]
+    top_logprobs = body.get("top_logprobs") or 0
+    if top_logprobs or LOGPROBS_INCLUDE in (body.get("include") or ()):
+        chat["logprobs"] = True
+        if top_logprobs:
+            chat["top_logprobs"] = top_logprobs
+
+    settings = {
+        "instructions": body.get("instructions"),
+        "previous_response_id": body.get("previous_response_id"),
+        "tools": echo_tools,
+        "tool_choice": tool_choice if tool_choice is not None else "auto",
+        "truncation": truncation or "disabled",
+        "parallel_tool_calls": _flag(body, "parallel_tool_calls", True),
+        "text": text,
+        # The Open Responses schema makes these numbers, never null: OpenAI's defaults.
+        "temperature": _given(body, "temperature", 1.0),
+        "top_p": _given(body, "top_p", 1.0),
+        "presence_penalty": _given(body, "presence_penalty", 0.0),
+        "frequency_penalty": _given(body, "frequency_penalty", 0.0),
+        "top_logprobs": _given(body, "top_logprobs", 0),
+        "reasoning": reasoning,
+        "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": body.get("max_tool_calls"),
+        "store": store,
+        "background": background,
+        "service_tier": _service_tier(body.get("service_tier")),
+        "metadata": body.get("metadata") or {},
+        "safety_identifier": body.get("safety_identifier"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "user": body.get("user"),
+    }
+    if body.get("prompt_cache_retention") is not None:
+        settings["prompt_cache_retention"] = body["prompt_cache_retention"]
+    return ResponsesCall(
+        model=model,
+        chat=chat,
+        settings=settings,
+        input_items=items,
+        stream=stream,
+        background=background,
+        store=store,
+        previous_response_id=body.get("previous_response_id"),
+        ignored=tuple(sorted(key for key in body if key not in KNOWN_FIELDS)),
+    )
+
+
+def _flag(body: Mapping[str, Any], name: str, default: bool) -> bool:
+    fields.boolean(body.get(name), name)
+    value = body.get(name)
+    return default if value is None else bool(value)
+
+
+def _given(body: Mapping[str, Any], name: str, default: float) -> Any:
+    value = body.get(name)
+    return default if value is None else value
+
+
+def _service_tier(value: str | None) -> str:
+    # The tier a response reports is the one that served it: "auto" resolves to "default".
+    return "default" if value in (None, "auto") else str(value)
+
+
+def _metadata(value: Any) -> None:
+    metadata = obj(value, "metadata")
+    if metadata is None:
+        return
+    if len(metadata) > MAX_METADATA:
+        raise fail("metadata", f"Invalid 'metadata': at most {MAX_METADATA} keys.")
+    for key, item in metadata.items():
+        if len(key) > 64:
+            raise fail("metadata", f"Invalid 'metadata': key '{key[:64]}…' is over 64 characters.")
+        string(item, f"metadata.{key}", max_length=512)
+
+
+def from_tools(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(chat tools, the tools as the Response echoes them). Built-in tools are a 400 naming
+    `tools[i].type`: a chat upstream cannot run them."""
+    tools = fields.array(value, "tools") or []
+    chat: list[dict[str, Any]] = []
+    echo: list[dict[str, Any]] = []
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        tool = required_obj(tool, where)
+        kind = tool.get("type")
+        string(kind, f"{where}.type", required=True)
+        if kind == "namespace":
+            string(tool.get("name"), f"{where}.name", required=True)
+            inner = fields.array(tool.get("tools"), f"{where}.tools", required=True) or []
+            members = [_tool(member, f"{where}.tools[{j}]") for j, member in enumerate(inner)]
+            chat += [member[0] for member in members]
+            echo.append({**tool, "tools": [member[1] for member in members]})
+        else:
+            function, echoed = _tool(tool, where)
+            chat.append(function)
+            echo.append(echoed)
+    return chat, echo
+
+
+def _tool(tool: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    tool = required_obj(tool, where)
+    kind = tool.get("type")
+    string(kind, f"{where}.type", required=True)
+    string(tool.get("name"), f"{where}.name", required=True, max_length=128)
+    string(tool.get("description"), f"{where}.description")
+    function: dict[str, Any] = {"name": tool["name"]}
+    if kind == "function":
+        obj(tool.get("parameters"), f"{where}.parameters")
+        fields.boolean(tool.get("strict"), f"{where}.strict")
+        for key in ("description", "parameters", "strict"):
+            if tool.get(key) is not None:
+                function[key] = tool[key]
+        echoed = {
+            "type": "function",
+            "name": tool["name"],
+            "description": tool.get("description"),
+            "parameters": tool.get("parameters"),
+            "strict": tool.get("strict"),
+        }
+        return {"type": "function", "function": function}, echoed
+    if kind == "custom":
+        described = _custom_description(tool, where)
+        function["description"] = described
+        function["parameters"] = {
+            "type": "object",
+            "properties": {"input": {"type": "string", "description": "The tool's whole input."}},
+            "required": ["input"],
+            "additionalProperties": False,
+        }
+        return {"type": "function", "function": function}, dict(tool)
+    raise fail(
+        f"{where}.type",
+        f"Tool type '{kind}' is not supported for this model: it is a built-in tool that only "
+        "a Responses upstream can run; only 'function' and 'custom' tools are translated.",
+        "unsupported_value",
+    )
+
+
+def _custom_description(tool: Mapping[str, Any], where: str) -> str:
+    described: str = tool.get("description") or ""
+    form = obj(tool.get("format"), f"{where}.format")
+    if form is None or form.get("type") == "text":
+        return described
+    if form.get("type") != "grammar":
+        raise fail(f"{where}.format.type", "Invalid custom tool format: expected text or grammar.")
+    string(form.get("syntax"), f"{where}.format.syntax", required=True)
+    string(form.get("definition"), f"{where}.format.definition", required=True)
+    # A chat model cannot be held to a grammar; it is told the grammar instead.
+    return (
+        f"{described}\n\nThe input must match this {form['syntax']} grammar:\n{form['definition']}"
+    ).strip()
+
+
+def from_tool_choice(choice: Any) -> str | dict[str, Any] | None:
+    """The chat `tool_choice` for a Responses one (validated)."""
+    if choice is None or (isinstance(choice, str) and choice in TOOL_CHOICES):
+        return choice
+    if not isinstance(choice, dict):
+        raise fail(
+            "tool_choice",
+            "Invalid 'tool_choice': expected 'none', 'auto', 'required' or an object.",
+        )
+    kind = choice.get("type")
+    string(kind, "tool_choice.type", required=True)
+    if kind in ("function", "custom"):
+        string(choice.get("name"), "tool_choice.name", required=True)
+        return {"type": "function", "function": {"name": choice["name"]}}
+    if kind == "allowed_tools":
+        mode = _enum(choice.get("mode"), "tool_choice.mode", ALLOWED_MODES)
+        if mode is None:
+            raise fields.missing("tool_choice.mode")
+        tools = fields.array(choice.get("tools"), "tool_choice.tools", required=True) or []
+        named = []
+        for i, tool in enumerate(tools):
+            tool = required_obj(tool, f"tool_choice.tools[{i}]")
+            if tool.get("type") not in ("function", "custom"):
+                raise _builtin_choice(f"tool_choice.tools[{i}].type", tool.get("type"))
+            string(tool.get("name"), f"tool_choice.tools[{i}].name", required=True)
+            named.append({"type": "function", "function": {"name": tool["name"]}})
+        return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": named}}
+    raise _builtin_choice("tool_choice.type", kind)
+
+
+def _builtin_choice(param: str, kind: Any) -> Exception:
+    return fail(
+        param,
+        f"Invalid '{param}': '{kind}' names a built-in tool, which this model cannot run.",
+        "unsupported_value",
+    )
+
+
+def from_text(value: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(chat `response_format` or None, the `text` the Response echoes)."""
+    text = obj(value, "text") or {}
+    verbosity = _enum(text.get("verbosity"), "text.verbosity", VERBOSITIES)
+    form = obj(text.get("format"), "text.format") or {"type": "text"}
+    kind = form.get("type")
+    string(kind, "text.format.type", required=True)
+    echo: dict[str, Any] = {"format": {"type": kind}}
+    chat: dict[str, Any] | None = None
+    if kind == "json_object":
+        chat = {"type": "json_object"}
+    elif kind == "json_schema":
+        string(form.get("name"), "text.format.name", required=True, max_length=64)
+        schema = obj(form.get("schema"), "text.format.schema", required=True)
+        fields.boolean(form.get("strict"), "text.format.strict")
+        string(form.get("description"), "text.format.description")
+        spec: dict[str, Any] = {"name": form["name"], "schema": schema}
+        for key in ("strict", "description"):
+            if form.get(key) is not None:
+                spec[key] = form[key]
+        chat = {"type": "json_schema", "json_schema": spec}
+        echo["format"] = {"type": "json_schema", **spec}
+    elif kind != "text":
+        raise fail(
+            "text.format.type",
+            "Invalid 'text.format.type': expected text, json_object or json_schema.",
+        )
+    if verbosity is not None:
+        echo["verbosity"] = verbosity
+    return chat, echo
+
+
+def from_reasoning(value: Any) -> dict[str, Any] | None:
+    """The `reasoning` the Response echoes ({effort, summary}), or None when not asked."""
+    reasoning = obj(value, "reasoning")
+    if reasoning is None:
+        return None
+    effort = _enum(reasoning.get("effort"), "reasoning.effort", EFFORTS)
+    summary = reasoning.get("summary")
+    if summary is None:  # its deprecated name
+        summary = _enum(reasoning.get("generate_summary"), "reasoning.generate_summary", SUMMARIES)
+    return {"effort": effort, "summary": _enum(summary, "reasoning.summary", SUMMARIES)}
+
+
+def _enum(value: Any, param: str, allowed: frozenset[str]) -> Any:
+    """`value` when it is None or one of `allowed`; else a 400 naming `param`."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise wrong_type(param, "a string", value)
+    if value not in allowed:
+        raise fail(param, f"Invalid '{param}': expected one of {', '.join(sorted(allowed))}.")
+    return value
