@@ -655,3 +655,586 @@ def test_a_namespaced_call_carries_its_namespace() -> None:
     chunks = [calls(tool_call_delta(0, id="c", name="lookup", arguments="{}"))]
     _, response = run([*chunks, finish_chunk(META, "tool_calls")], body={"tools": tools})
     assert response["output"][0]["namespace"] == "crm"
+
+
+# --- requests: the chat request -------------------------------------------------------------------
+
+
+def messages(**body: Any) -> list[dict[str, Any]]:
+    return call(**body).chat["messages"]
+
+
+def bad(param: str, code: str = "invalid_value", **body: Any) -> InvalidRequest:
+    """`body` (over a valid minimal request) is a 400 naming `param` with `code`."""
+    with pytest.raises(InvalidRequest) as caught:
+        from_request({"model": "m", "input": "hi", **body})
+    assert (caught.value.param, caught.value.code) == (param, code), caught.value.message
+    assert caught.value.status == 400
+    return caught.value
+
+
+def test_a_string_input_is_one_user_message_after_the_instructions() -> None:
+    result = call(instructions="Be brief.")
+    assert result.chat == {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi"},
+        ],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    assert (result.stream, result.background, result.store) == (False, False, True)
+    assert result.previous_response_id is None and result.ignored == ()
+    (item,) = result.input_items
+    assert item["id"].startswith("msg_")
+    assert {k: v for k, v in item.items() if k != "id"} == {
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": "hi"}],
+        "status": "completed",
+    }
+
+
+def test_roles_and_easy_messages() -> None:
+    got = messages(
+        input=[
+            {"role": "developer", "content": "Rules."},
+            {"role": "system", "content": [{"type": "input_text", "text": "More rules."}]},
+            {"type": "message", "role": "user", "content": "Q"},
+            {
+                "type": "message",
+                "role": "assistant",
+                "phase": "commentary",
+                "content": [
+                    {"type": "output_text", "text": "A1", "annotations": []},
+                    {"type": "refusal", "refusal": "no"},
+                ],
+            },
+            {"role": "assistant", "content": "A2"},
+        ]
+    )
+    assert got == [
+        {"role": "system", "content": "Rules."},
+        {"role": "system", "content": "More rules."},
+        {"role": "user", "content": "Q"},
+        {"role": "assistant", "content": "A1\nno"},
+        {"role": "assistant", "content": "A2"},
+    ]
+
+
+def test_images_files_and_audio_become_chat_parts() -> None:
+    content = [
+        {"type": "input_text", "text": "What is this?"},
+        {"type": "input_image", "image_url": "https://x.test/a.png", "detail": "high"},
+        {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="},
+        {
+            "type": "input_file",
+            "file_data": "data:application/pdf;base64,JVBE",
+            "filename": "a.pdf",
+        },
+        {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
+    ]
+    result = call(input=[{"role": "user", "content": content}])
+    assert result.chat["messages"][0]["content"] == [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "high"}},
+        {
+            "type": "image_url",
+            "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "auto"},
+        },
+        {
+            "type": "file",
+            "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "a.pdf"},
+        },
+        {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
+    ]
+    assert result.input_items[0]["content"][2]["detail"] == "auto"
+
+
+USER = {"role": "user", "content": "Weather in Paris and Rome?"}
+RS = {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "SECRET"}]}
+FC1 = {
+    "type": "function_call",
+    "id": "fc_1",
+    "call_id": "call_1",
+    "name": "weather",
+    "arguments": '{"city":"Paris"}',
+}
+FC2 = {**FC1, "id": "fc_2", "call_id": "call_2", "arguments": '{"city":"Rome"}'}
+OUT1 = {"type": "function_call_output", "call_id": "call_1", "output": "18C"}
+OUT2 = {"type": "function_call_output", "call_id": "call_2", "output": "21C"}
+
+
+def test_calls_join_the_assistant_text_before_them_keyed_by_call_id() -> None:
+    # peers' bug #1: an assistant message with text + function_call items
+    text_item = {"role": "assistant", "content": "Checking both."}
+    got = messages(input=[USER, RS, text_item, FC1, FC2, OUT1, OUT2])
+    assert got == [
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {
+            "role": "assistant",
+            "content": "Checking both.",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
+                },
+                {
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city":"Rome"}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "21C"},
+    ]
+
+
+def test_many_turns_keep_every_call_and_never_send_reasoning_as_text() -> None:
+    # peers' bug #2: replay of function_call/reasoning items over several turns
+    turn2 = {"role": "user", "content": "And Oslo?"}
+    fc3 = {**FC1, "id": "fc_3", "call_id": "call_3", "arguments": '{"city":"Oslo"}'}
+    out3 = {**OUT1, "call_id": "call_3", "output": "2C"}
+    answer = {"role": "assistant", "content": "Paris 18C."}
+    items = [USER, RS, FC1, OUT1, answer, turn2, RS | {"id": "rs_2"}, fc3, out3]
+    got = messages(input=items)
+    assert [m["role"] for m in got] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+        "assistant",
+        "tool",
+    ]
+    assert got[1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
+            }
+        ],
+    }
+    assert got[5]["tool_calls"][0]["id"] == "call_3" and got[6]["tool_call_id"] == "call_3"
+    assert "SECRET" not in json.dumps(got)
+    # the items keep the reasoning and the given ids
+    ids = [item["id"] for item in call(input=items).input_items]
+    assert ids[1] == "rs_1" and ids[2] == "fc_1" and ids[7] == "fc_3"
+
+
+def test_a_list_output_is_flattened_to_text_and_its_image_follows_the_tools() -> None:
+    # peers' bug #3: function_call_output.output as a list of parts
+    out = {
+        **OUT1,
+        "output": [
+            {"type": "input_text", "text": "line 1"},
+            {"type": "input_image", "image_url": "data:image/png;base64,AA=="},
+            {"type": "input_text", "text": "line 2"},
+        ],
+    }
+    got = messages(input=[USER, FC1, FC2, out, OUT2, {"role": "user", "content": "next"}])
+    assert got[2] == {"role": "tool", "tool_call_id": "call_1", "content": "line 1\nline 2"}
+    assert got[3] == {"role": "tool", "tool_call_id": "call_2", "content": "21C"}
+    assert got[4] == {
+        "role": "user",
+        "content": [
+            {
+                "type": "image_url",
+                "image_url": {"url": "data:image/png;base64,AA==", "detail": "auto"},
+            }
+        ],
+    }
+    assert got[5] == {"role": "user", "content": "next"}
+
+
+def test_custom_tool_items_are_replayed_like_function_calls() -> None:
+    ctc = {
+        "type": "custom_tool_call",
+        "call_id": "call_p",
+        "name": "apply_patch",
+        "input": "*** Begin",
+    }
+    cto = {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Done"}
+    result = call(input=[USER, ctc, cto], tools=[CUSTOM])
+    got = result.chat["messages"]
+    assert got[1]["tool_calls"][0]["function"] == {
+        "name": "apply_patch",
+        "arguments": '{"input":"*** Begin"}',
+    }
+    assert got[2] == {"role": "tool", "tool_call_id": "call_p", "content": "Done"}
+    assert result.input_items[1]["id"].startswith("ctc_")
+
+
+def test_every_meaningful_field_reaches_the_chat_request() -> None:
+    # peers' bugs #4 and #6: nothing that changes the answer is dropped
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    result = call(
+        tools=[
+            {
+                "type": "function",
+                "name": "f",
+                "description": "F.",
+                "parameters": {"type": "object", "properties": {}},
+                "strict": True,
+            }
+        ],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_output_tokens=100,
+        temperature=0.5,
+        top_p=0.8,
+        top_logprobs=2,
+        reasoning={"effort": "high", "summary": "detailed"},
+        text={"format": {"type": "json_schema", "name": "out", "schema": schema, "strict": True}},
+        prompt_cache_key="sess",
+        user="u",
+        safety_identifier="sid",
+        truncation="auto",
+        include=["reasoning.encrypted_content"],
+        service_tier="flex",
+        max_tool_calls=3,
+        metadata={"a": "b"},
+        stream=True,
+        stream_options={"include_obfuscation": False},
+        store=False,
+        background=True,
+    )
+    chat = result.chat
+    assert chat["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "f",
+                "description": "F.",
+                "parameters": {"type": "object", "properties": {}},
+                "strict": True,
+            },
+        }
+    ]
+    assert chat["tool_choice"] == "required" and chat["parallel_tool_calls"] is False
+    assert chat["max_tokens"] == 100 and chat["temperature"] == 0.5 and chat["top_p"] == 0.8
+    assert chat["logprobs"] is True and chat["top_logprobs"] == 2
+    assert chat["reasoning_effort"] == "high"
+    assert chat["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "out", "schema": schema, "strict": True},
+    }
+    assert chat["prompt_cache_key"] == "sess" and chat["user"] == "u"
+    assert chat["safety_identifier"] == "sid"
+    # hints: echoed, not forwarded
+    for hint in ("include", "service_tier", "max_tool_calls", "metadata", "truncation", "store"):
+        assert hint not in chat
+    settings = result.settings
+    assert settings["service_tier"] == "flex" and settings["max_tool_calls"] == 3
+    assert settings["text"]["format"]["name"] == "out"
+    assert (result.stream, result.store, result.background) == (True, False, True)
+
+
+def test_named_and_allowed_tool_choices() -> None:
+    tools = [{"type": "function", "name": "f"}, {"type": "function", "name": "g"}]
+    named = call(tools=tools, tool_choice={"type": "function", "name": "g"}).chat
+    assert named["tool_choice"] == {"type": "function", "function": {"name": "g"}}
+    allowed = call(
+        tools=tools,
+        tool_choice={
+            "type": "allowed_tools",
+            "mode": "auto",
+            "tools": [{"type": "function", "name": "f"}],
+        },
+    ).chat
+    assert allowed["tool_choice"] == {
+        "type": "allowed_tools",
+        "allowed_tools": {
+            "mode": "auto",
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+        },
+    }
+
+
+def test_without_tools_auto_choices_are_not_forwarded() -> None:
+    chat = call(tool_choice="auto", parallel_tool_calls=True, tools=[]).chat
+    assert "tool_choice" not in chat and "parallel_tool_calls" not in chat and "tools" not in chat
+
+
+def test_json_object_format() -> None:
+    assert call(text={"format": {"type": "json_object"}}).chat["response_format"] == {
+        "type": "json_object"
+    }
+    assert "response_format" not in call(text={"format": {"type": "text"}}).chat
+
+
+def test_unknown_fields_are_listed_not_forwarded() -> None:
+    result = call(some_new_hint=1)
+    assert result.ignored == ("some_new_hint",) and "some_new_hint" not in result.chat
+
+
+# --- requests: previous_response_id history -------------------------------------------------------
+
+
+def test_history_comes_first_and_only_this_requests_instructions_apply() -> None:
+    history = [
+        {
+            "type": "message",
+            "id": "msg_u",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "Q1"}],
+        },
+        RS,
+        FC1,
+    ]
+    result = from_request(
+        {
+            "model": "m",
+            "input": [OUT1],
+            "instructions": "New rules.",
+            "previous_response_id": "resp_0",
+        },
+        history,
+    )
+    assert result.chat["messages"] == [
+        {"role": "system", "content": "New rules."},
+        {"role": "user", "content": "Q1"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+    ]
+    assert result.previous_response_id == "resp_0"
+    # only this request's input is its input items
+    assert [item["type"] for item in result.input_items] == ["function_call_output"]
+
+
+def test_a_conversation_round_trip_through_the_builder() -> None:
+    first = call(input="Weather?", tools=[{"type": "function", "name": "weather"}])
+    response = fold_response(
+        "resp_1",
+        "m",
+        1,
+        first,
+        [
+            reasoning("hmm"),
+            calls(tool_call_delta(0, id="call_9", name="weather", arguments="{}")),
+            finish_chunk(META, "tool_calls"),
+        ],
+    )
+    history = first.input_items + response["output"]
+    follow = {"type": "function_call_output", "call_id": "call_9", "output": "sunny"}
+    second = from_request(
+        {"model": "m", "input": [follow], "previous_response_id": "resp_1"}, history
+    )
+    got = second.chat["messages"]
+    assert [m["role"] for m in got] == ["user", "assistant", "tool"]
+    assert got[1]["tool_calls"][0]["id"] == "call_9" and got[2]["tool_call_id"] == "call_9"
+
+
+def test_an_item_reference_resolves_from_history() -> None:
+    history = [{"type": "message", "id": "msg_a", "role": "user", "content": "Earlier"}]
+    result = from_request(
+        {
+            "model": "m",
+            "input": [
+                {"type": "item_reference", "id": "msg_a"},
+                {"role": "user", "content": "Now"},
+            ],
+        },
+        history,
+    )
+    assert result.chat["messages"][-2:] == [
+        {"role": "user", "content": "Earlier"},
+        {"role": "user", "content": "Now"},
+    ]
+    assert result.input_items[0]["id"] == "msg_a"
+    bad("input[0].id", input=[{"type": "item_reference", "id": "msg_zz"}])
+
+
+# --- requests: 400s naming the Responses field ----------------------------------------------------
+
+
+def test_pairing_errors_name_the_item() -> None:
+    error = bad("input[1].call_id", input=[USER, OUT1])
+    assert "call_1" in error.message
+    error = bad("input[1]", input=[USER, FC1, FC2, OUT2])
+    assert "call_1" in error.message
+
+
+@pytest.mark.parametrize(
+    ("param", "code", "body"),
+    [
+        ("model", "missing_required_parameter", {"model": None}),
+        ("model", "invalid_type", {"model": 3}),
+        ("input", "missing_required_parameter", {"input": None}),
+        ("input", "invalid_type", {"input": {"role": "user"}}),
+        ("input", "empty_array", {"input": []}),
+        ("input[0]", "invalid_type", {"input": ["hi"]}),
+        ("input[0].role", "invalid_value", {"input": [{"role": "tool", "content": "x"}]}),
+        (
+            "input[0].role",
+            "missing_required_parameter",
+            {"input": [{"type": "message", "content": "x"}]},
+        ),
+        ("input[0].content", "missing_required_parameter", {"input": [{"role": "user"}]}),
+        ("input[0].type", "invalid_value", {"input": [{"type": "telepathy"}]}),
+        (
+            "input[0].content[0].type",
+            "invalid_value",
+            {"input": [{"role": "user", "content": [{"type": "video"}]}]},
+        ),
+        (
+            "input[0].content[0].type",
+            "invalid_value",
+            {
+                "input": [
+                    {
+                        "role": "system",
+                        "content": [{"type": "input_image", "image_url": "https://x"}],
+                    }
+                ]
+            },
+        ),
+        (
+            "input[0].content[0].text",
+            "invalid_type",
+            {"input": [{"role": "user", "content": [{"type": "input_text", "text": 5}]}]},
+        ),
+        (
+            "input[2].content[0].image_url",
+            "missing_required_parameter",
+            {"input": [USER, USER, {"role": "user", "content": [{"type": "input_image"}]}]},
+        ),
+        (
+            "input[0].content[0].file_id",
+            "invalid_value",
+            {
+                "input": [
+                    {"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}
+                ]
+            },
+        ),
+        (
+            "input[0].content[0].file_id",
+            "invalid_value",
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file_1"}]}]},
+        ),
+        (
+            "input[0].content[0].file_url",
+            "invalid_value",
+            {
+                "input": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_file", "file_url": "https://x/a.pdf"}],
+                    }
+                ]
+            },
+        ),
+        (
+            "input[0].call_id",
+            "missing_required_parameter",
+            {"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]},
+        ),
+        (
+            "input[0].arguments",
+            "invalid_type",
+            {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {}}]},
+        ),
+        ("input[1].output", "invalid_type", {"input": [FC1, {**OUT1, "output": 5}]}),
+        (
+            "input[1].output[0].type",
+            "invalid_value",
+            {"input": [FC1, {**OUT1, "output": [{"type": "audio"}]}]},
+        ),
+        ("instructions", "invalid_type", {"instructions": ["x"]}),
+        ("tools", "invalid_type", {"tools": {"type": "function"}}),
+        (
+            "tools[1].type",
+            "unsupported_value",
+            {"tools": [{"type": "function", "name": "f"}, {"type": "web_search"}]},
+        ),
+        (
+            "tools[0].type",
+            "unsupported_value",
+            {"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]},
+        ),
+        ("tools[0].type", "unsupported_value", {"tools": [{"type": "local_shell"}]}),
+        ("tools[0].name", "missing_required_parameter", {"tools": [{"type": "function"}]}),
+        (
+            "tools[0].parameters",
+            "invalid_type",
+            {"tools": [{"type": "function", "name": "f", "parameters": "x"}]},
+        ),
+        (
+            "tool_choice.type",
+            "unsupported_value",
+            {
+                "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": {"type": "web_search_preview"},
+            },
+        ),
+        ("tool_choice", "invalid_value", {"tool_choice": "sometimes"}),
+        ("tool_choice", "invalid_value", {"tool_choice": "required"}),
+        ("parallel_tool_calls", "invalid_type", {"parallel_tool_calls": "yes"}),
+        ("max_output_tokens", "invalid_value", {"max_output_tokens": 0}),
+        ("max_output_tokens", "invalid_type", {"max_output_tokens": 1.5}),
+        ("temperature", "invalid_value", {"temperature": 3}),
+        ("top_p", "invalid_type", {"top_p": "1"}),
+        ("top_logprobs", "invalid_value", {"top_logprobs": 21}),
+        ("text", "invalid_type", {"text": "json"}),
+        ("text.format.type", "invalid_value", {"text": {"format": {"type": "yaml"}}}),
+        (
+            "text.format.schema",
+            "missing_required_parameter",
+            {"text": {"format": {"type": "json_schema", "name": "x"}}},
+        ),
+        (
+            "text.format.name",
+            "missing_required_parameter",
+            {"text": {"format": {"type": "json_schema", "schema": {}}}},
+        ),
+        ("text.verbosity", "invalid_value", {"text": {"verbosity": "loud"}}),
+        ("reasoning.effort", "invalid_value", {"reasoning": {"effort": "huge"}}),
+        ("reasoning.effort", "invalid_type", {"reasoning": {"effort": ["low"]}}),
+        ("reasoning.summary", "invalid_value", {"reasoning": {"summary": "long"}}),
+        ("include", "invalid_type", {"include": "reasoning.encrypted_content"}),
+        ("include[0]", "invalid_type", {"include": [1]}),
+        ("metadata.k", "invalid_type", {"metadata": {"k": 1}}),
+        ("metadata", "invalid_value", {"metadata": {str(i): "v" for i in range(17)}}),
+        ("truncation", "invalid_value", {"truncation": "middle"}),
+        ("truncation", "invalid_type", {"truncation": ["auto"]}),
+        ("store", "invalid_type", {"store": "no"}),
+        ("stream", "invalid_type", {"stream": 1}),
+        ("background", "invalid_type", {"background": "yes"}),
+        ("previous_response_id", "invalid_type", {"previous_response_id": 5}),
+        (
+            "stream_options.include_obfuscation",
+            "invalid_type",
+            {"stream_options": {"include_obfuscation": "no"}},
+        ),
+        ("conversation", "unsupported_parameter", {"conversation": "conv_1"}),
+        ("prompt", "unsupported_parameter", {"prompt": {"id": "pmpt_1"}}),
+        ("n", "invalid_value", {"n": 2}),
+        ("user", "invalid_type", {"user": 5}),
+        ("service_tier", "invalid_type", {"service_tier": 5}),
+    ],
+)
+def test_invalid_requests_name_the_responses_field(
+    param: str, code: str, body: dict[str, Any]
+) -> None:
+    bad(param, code, **body)
+
+
+def test_only_reasoning_in_the_input_is_a_400() -> None:
+    bad("input", "empty_array", input=[RS])

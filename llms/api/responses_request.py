@@ -273,6 +273,14 @@ def _tool(tool: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
     tool = required_obj(tool, where)
     kind = tool.get("type")
     string(kind, f"{where}.type", required=True)
+    if kind not in ("function", "custom"):
+        raise fail(
+            f"{where}.type",
+            f"Tool type '{kind}' is not supported for this model: it is a built-in tool that "
+            "only a Responses upstream can run; only 'function' and 'custom' tools are "
+            "translated.",
+            "unsupported_value",
+        )
     string(tool.get("name"), f"{where}.name", required=True, max_length=128)
     string(tool.get("description"), f"{where}.description")
     function: dict[str, Any] = {"name": tool["name"]}
@@ -290,22 +298,15 @@ def _tool(tool: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
             "strict": tool.get("strict"),
         }
         return {"type": "function", "function": function}, echoed
-    if kind == "custom":
-        described = _custom_description(tool, where)
-        function["description"] = described
-        function["parameters"] = {
-            "type": "object",
-            "properties": {"input": {"type": "string", "description": "The tool's whole input."}},
-            "required": ["input"],
-            "additionalProperties": False,
-        }
-        return {"type": "function", "function": function}, dict(tool)
-    raise fail(
-        f"{where}.type",
-        f"Tool type '{kind}' is not supported for this model: it is a built-in tool that only "
-        "a Responses upstream can run; only 'function' and 'custom' tools are translated.",
-        "unsupported_value",
-    )
+    # A custom (freeform) tool: one string parameter holds its whole input.
+    function["description"] = _custom_description(tool, where)
+    function["parameters"] = {
+        "type": "object",
+        "properties": {"input": {"type": "string", "description": "The tool's whole input."}},
+        "required": ["input"],
+        "additionalProperties": False,
+    }
+    return {"type": "function", "function": function}, dict(tool)
 
 
 def _custom_description(tool: Mapping[str, Any], where: str) -> str:
