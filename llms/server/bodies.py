@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -58,12 +59,15 @@ class ParsedBody(dict[str, Any]):
 class BodyBudget:
     """The bytes of the request bodies in flight, together (`server.max_bodies_in_flight_mb`)."""
 
-    __slots__ = ("_collected_at", "held", "max_bytes", "parsing")
+    __slots__ = ("_collected_at", "_lock", "held", "max_bytes", "parsing")
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.held = 0
         self._collected_at = float("-inf")
+        # A body's share comes back in whichever thread collects it (a worker's allocation
+        # can set off the garbage collector).
+        self._lock = threading.Lock()
         # Big bodies are parsed one at a time: each worker holds the GIL in spans, and the
         # event loop must get it back between them.
         self.parsing = asyncio.Semaphore(1)
@@ -78,10 +82,12 @@ class BodyBudget:
                 "try again shortly.",
                 headers={"Retry-After": str(BUSY_RETRY_S)},
             )
-        self.held += size
+        with self._lock:
+            self.held += size
 
     def give_back(self, size: int) -> None:
-        self.held -= size
+        with self._lock:
+            self.held -= size
 
     def _over(self, size: int, own: int) -> bool:
         return self.held + size > self.max_bytes and self.held > own
