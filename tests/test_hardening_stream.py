@@ -301,24 +301,50 @@ async def test_a_malformed_answer_from_the_only_provider_is_a_502_recorded_as_se
     "bad", [INDEX_LIST, MIXED_INDEXES, TOO_DEEP], ids=["list", "mixed", "deep"]
 )
 async def test_after_the_commit_the_same_reads_chunks_arrive_before_the_error(
-    fake_openai: FakeOpenAI, make_gateway: Gateway, bad: Any, headers: dict[str, str]
+    make_gateway: Gateway, bad: Any, headers: dict[str, str]
 ) -> None:
-    writes = sse(chunk({"role": "assistant", "content": "one "}))
-    # One network write: good chunks, the bad one, and what follows it.
-    writes.append(
-        b"".join(sse(chunk({"content": "two "}), chunk({"content": "three"}), bad, "[DONE]"))
-    )
-    fake_openai.scripts["up-model"] = Script(writes=writes, delay_s=0.05)
-    base = await gateway_for(make_gateway, {"fake": provider_config(url_of(fake_openai))})
-    status, _, body = await post(base, CHAT, headers)
-    assert status == 200
-    events = data_events(body)
-    assert content_of(events).startswith("one two three"), body
-    assert_ends_with_error(body, "upstream_malformed", "server_error")
-    requests = await metric_lines(base, "llms_requests_total{")
-    errors = await metric_lines(base, "llms_errors_total{")
-    assert any('status="200"' in line for line in requests), requests
-    assert any("upstream_malformed" in line for line in errors), errors
+    committed = asyncio.Event()  # set once the client has the first chunk
+
+    async def answer(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        await request.read()
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(sse(chunk({"role": "assistant", "content": "one "}))[0])
+        await committed.wait()
+        # One network write: good chunks, the bad one, and what follows it.
+        rest = sse(chunk({"content": "two "}), chunk({"content": "three"}), bad, "[DONE]")
+        await response.write(b"".join(rest))
+        await response.write_eof()
+        return response
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        base = await gateway_for(
+            make_gateway, {"fake": provider_config(str(server.make_url("/v1")))}
+        )
+        async with (
+            asyncio.timeout(8),
+            aiohttp.ClientSession() as session,
+            session.post(f"{base}/chat/completions", json=CHAT, headers=headers) as resp,
+        ):
+            assert resp.status == 200
+            body = b""
+            while b"one " not in body:
+                body += await resp.content.readany()
+            committed.set()
+            body += await resp.read()
+        events = data_events(body)
+        assert content_of(events).startswith("one two three"), body
+        assert_ends_with_error(body, "upstream_malformed", "server_error")
+        requests = await metric_lines(base, "llms_requests_total{")
+        errors = await metric_lines(base, "llms_errors_total{")
+        assert any('status="200"' in line for line in requests), requests
+        assert any("upstream_malformed" in line for line in errors), errors
+    finally:
+        await server.close()
 
 
 # --- 17: first-token timeout and broken chunked framing -----------------------------------------
