@@ -20,8 +20,8 @@ from openai.types.responses import Response, ResponseStreamEvent
 from llms.adapters import openai as openai_adapter
 from llms.adapters.base import StreamContext
 from llms.api.responses import ResponseBuilder, ResponseEvent, encode_event, fold_response
+from llms.api.responses_object import from_usage
 from llms.api.responses_request import ResponsesCall, from_request
-from llms.api.responses_usage import from_usage
 from llms.chunks import (
     StreamMeta,
     delta_chunk,

@@ -20,8 +20,17 @@ from typing import Any, Literal
 import orjson
 
 from llms.api.responses_input import new_item_id
+from llms.api.responses_object import (
+    ResponseEvent,
+    custom_input,
+    encode_event,
+    from_logprobs,
+    from_usage,
+    new_response,
+    to_failure,
+    tool_names,
+)
 from llms.api.responses_request import ResponsesCall
-from llms.api.responses_usage import from_usage, to_failure
 from llms.chunks import new_call_id
 from llms.errors import GatewayError, UpstreamMalformed
 from llms.wire import Chunk
@@ -36,23 +45,6 @@ __all__ = [
 
 Status = Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseEvent:
-    """One streamed event: its type, number, JSON (`data`) and SSE frame (`sse`)."""
-
-    type: str
-    sequence_number: int
-    data: bytes
-    sse: bytes
-
-
-def encode_event(type: str, data: bytes, event_id: int | None = None) -> bytes:
-    """The SSE frame `event: <type>\\ndata: <json>\\n\\n`, after `id: <n>` when given (the
-    resumable log's form; the default stream never carries `id:`)."""
-    head = b"" if event_id is None else b"id: %d\n" % event_id
-    return b"%sevent: %s\ndata: %s\n\n" % (head, type.encode(), data)
 
 
 @dataclass(slots=True)
@@ -97,23 +89,9 @@ class ResponseBuilder:
             if isinstance(call_or_settings, ResponsesCall)
             else call_or_settings
         )
-        self._custom, self._namespaces = _tool_names(settings.get("tools") or ())
+        self._custom, self._namespaces = tool_names(settings.get("tools") or ())
         self._summary = reasoning == "summary"
-        self._response: dict[str, Any] = {
-            "id": response_id,
-            "object": "response",
-            "created_at": created_at,
-            "status": status,
-            "completed_at": None,
-            "error": None,
-            "incomplete_details": None,
-            "model": model,
-            "output": [],
-            "usage": None,
-            **{key: value for key, value in settings.items() if key not in _OWN},
-        }
-        for key, default in _DEFAULTS.items():
-            self._response.setdefault(key, default)
+        self._response = new_response(response_id, model, created_at, settings, status)
         self._output: list[dict[str, Any]] = self._response["output"]
         self._seq = 0
         self._text: _Text | None = None
@@ -182,7 +160,7 @@ class ResponseBuilder:
                     self._add_text(events, "reasoning", reasoning, [])
                 content = delta.get("content")
                 if isinstance(content, str) and content:
-                    self._add_text(events, "output_text", content, _logprobs(choice))
+                    self._add_text(events, "output_text", content, from_logprobs(choice))
                 refusal = delta.get("refusal")
                 if isinstance(refusal, str) and refusal:
                     self._add_text(events, "refusal", refusal, [])
@@ -472,7 +450,7 @@ class ResponseBuilder:
         if call.item["type"] == "function_call":
             call.item["arguments"] = joined
         else:
-            call.item["input"] = _custom_input(joined)
+            call.item["input"] = custom_input(joined)
 
     def _where(self, open_: _Text) -> dict[str, Any]:
         index = (
@@ -497,97 +475,6 @@ class ResponseBuilder:
 
 
 # Response keys the builder owns; the settings give every other one.
-_OWN = frozenset(
-    (
-        "id",
-        "object",
-        "created_at",
-        "status",
-        "completed_at",
-        "error",
-        "incomplete_details",
-        "model",
-        "output",
-        "usage",
-    )
-)
-# What a Response without settings (e.g. rebuilt from storage) shows: OpenAI's defaults.
-_DEFAULTS: dict[str, Any] = {
-    "instructions": None,
-    "previous_response_id": None,
-    "tools": [],
-    "tool_choice": "auto",
-    "truncation": "disabled",
-    "parallel_tool_calls": True,
-    "text": {"format": {"type": "text"}},
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
-    "top_logprobs": 0,
-    "reasoning": None,
-    "max_output_tokens": None,
-    "max_tool_calls": None,
-    "store": True,
-    "background": False,
-    "service_tier": "default",
-    "metadata": {},
-    "safety_identifier": None,
-    "prompt_cache_key": None,
-}
-
-
-def _tool_names(tools: Iterable[Any]) -> tuple[frozenset[str], dict[str, str]]:
-    """(names of custom tools, tool name -> its namespace) from the echoed Responses tools."""
-    custom: set[str] = set()
-    namespaces: dict[str, str] = {}
-    for tool in tools:
-        if not isinstance(tool, Mapping):
-            continue
-        members = tool.get("tools") if tool.get("type") == "namespace" else [tool]
-        for member in members or ():
-            if isinstance(member, Mapping) and isinstance(member.get("name"), str):
-                if member.get("type") == "custom":
-                    custom.add(member["name"])
-                if tool.get("type") == "namespace":
-                    namespaces[member["name"]] = str(tool.get("name"))
-    return frozenset(custom), namespaces
-
-
-def _custom_input(arguments: str) -> str:
-    """A custom tool's input from the function call it was offered as ({"input": "…"})."""
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        return arguments
-    if isinstance(value, dict) and isinstance(value.get("input"), str):
-        return str(value["input"])
-    return arguments
-
-
-def _logprobs(choice: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Chat `logprobs.content` -> Responses logprobs (token, bytes, logprob, top_logprobs)."""
-    logprobs = choice.get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
-    if not isinstance(content, list):
-        return []
-    return [_logprob(entry, top=True) for entry in content if isinstance(entry, Mapping)]
-
-
-def _logprob(entry: Mapping[str, Any], *, top: bool = False) -> dict[str, Any]:
-    out = {
-        "token": str(entry.get("token", "")),
-        "bytes": entry.get("bytes") or [],
-        "logprob": entry.get("logprob") if isinstance(entry.get("logprob"), int | float) else 0.0,
-    }
-    if top:
-        tops = entry.get("top_logprobs")
-        out["top_logprobs"] = (
-            [_logprob(t) for t in tops if isinstance(t, Mapping)] if isinstance(tops, list) else []
-        )
-    return out
-
-
 def fold_response(
     response_id: str,
     model: str,

@@ -1,0 +1,208 @@
+"""The Response object the Responses API returns, and how its events are framed.
+
+`new_response` lays out every field the Open Responses schema requires (null only where that
+schema allows null); `from_usage` and `to_failure` give its `usage` and `error`; the rest
+translates chat pieces (logprobs, a custom tool's input) into their Responses form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from llms.errors import GatewayError
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseEvent:
+    """One streamed event: its type, number, JSON (`data`) and SSE frame (`sse`)."""
+
+    type: str
+    sequence_number: int
+    data: bytes
+    sse: bytes
+
+
+def encode_event(type: str, data: bytes, event_id: int | None = None) -> bytes:
+    """The SSE frame `event: <type>\\ndata: <json>\\n\\n`, after `id: <n>` when given (the
+    resumable log's form; the default stream never carries `id:`)."""
+    head = b"" if event_id is None else b"id: %d\n" % event_id
+    return b"%sevent: %s\ndata: %s\n\n" % (head, type.encode(), data)
+
+
+def new_response(
+    response_id: str, model: str, created_at: int, settings: Mapping[str, Any], status: str
+) -> dict[str, Any]:
+    """A Response with no output yet: the builder's own fields, then the request's echo
+    fields (`settings`), OpenAI's defaults for any the settings lack."""
+    response: dict[str, Any] = {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "completed_at": None,
+        "error": None,
+        "incomplete_details": None,
+        "model": model,
+        "output": [],
+        "usage": None,
+        **{key: value for key, value in settings.items() if key not in _OWN},
+    }
+    for key, default in _DEFAULTS.items():
+        response.setdefault(key, default)
+    return response
+
+
+# Response keys the builder owns; the settings give every other one.
+_OWN = frozenset(
+    (
+        "id",
+        "object",
+        "created_at",
+        "status",
+        "completed_at",
+        "error",
+        "incomplete_details",
+        "model",
+        "output",
+        "usage",
+    )
+)
+# What a Response without settings (e.g. rebuilt from storage) shows: OpenAI's defaults.
+_DEFAULTS: dict[str, Any] = {
+    "instructions": None,
+    "previous_response_id": None,
+    "tools": [],
+    "tool_choice": "auto",
+    "truncation": "disabled",
+    "parallel_tool_calls": True,
+    "text": {"format": {"type": "text"}},
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "top_logprobs": 0,
+    "reasoning": None,
+    "max_output_tokens": None,
+    "max_tool_calls": None,
+    "store": True,
+    "background": False,
+    "service_tier": "default",
+    "metadata": {},
+    "safety_identifier": None,
+    "prompt_cache_key": None,
+}
+
+
+def tool_names(tools: Iterable[Any]) -> tuple[frozenset[str], dict[str, str]]:
+    """(names of custom tools, tool name -> its namespace) from the echoed Responses tools."""
+    custom: set[str] = set()
+    namespaces: dict[str, str] = {}
+    for tool in tools:
+        if not isinstance(tool, Mapping):
+            continue
+        members = tool.get("tools") if tool.get("type") == "namespace" else [tool]
+        for member in members or ():
+            if isinstance(member, Mapping) and isinstance(member.get("name"), str):
+                if member.get("type") == "custom":
+                    custom.add(member["name"])
+                if tool.get("type") == "namespace":
+                    namespaces[member["name"]] = str(tool.get("name"))
+    return frozenset(custom), namespaces
+
+
+def custom_input(arguments: str) -> str:
+    """A custom tool's input from the function call it was offered as ({"input": "…"})."""
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return arguments
+    if isinstance(value, dict) and isinstance(value.get("input"), str):
+        return str(value["input"])
+    return arguments
+
+
+def from_logprobs(choice: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Chat `logprobs.content` -> Responses logprobs (token, bytes, logprob, top_logprobs)."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(content, list):
+        return []
+    return [_logprob(entry, top=True) for entry in content if isinstance(entry, Mapping)]
+
+
+def _logprob(entry: Mapping[str, Any], *, top: bool = False) -> dict[str, Any]:
+    out = {
+        "token": str(entry.get("token", "")),
+        "bytes": entry.get("bytes") or [],
+        "logprob": entry.get("logprob") if isinstance(entry.get("logprob"), int | float) else 0.0,
+    }
+    if top:
+        tops = entry.get("top_logprobs")
+        out["top_logprobs"] = (
+            [_logprob(t) for t in tops if isinstance(t, Mapping)] if isinstance(tops, list) else []
+        )
+    return out
+
+
+# The codes of OpenAI's `response.error.code` enum that a gateway can mean (the image codes
+# aside), plus the two Codex acts on that OpenAI sends outside that enum.
+FAILURE_CODES = frozenset(
+    (
+        "server_error",
+        "rate_limit_exceeded",
+        "invalid_prompt",
+        "context_length_exceeded",
+        "insufficient_quota",
+    )
+)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def from_usage(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Chat usage -> Responses usage, every detail count an integer (Codex fails to parse a
+    `response.completed` whose `cached_tokens` or `reasoning_tokens` is missing or null)."""
+    if not usage:
+        return None
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens"))
+    total = usage.get("total_tokens")
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    if not isinstance(prompt_details, Mapping):
+        prompt_details = {}
+    if not isinstance(completion_details, Mapping):
+        completion_details = {}
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {
+            "cached_tokens": _count(prompt_details.get("cached_tokens")),
+            "cache_write_tokens": _count(prompt_details.get("cache_write_tokens")),
+        },
+        "output_tokens": completion,
+        "output_tokens_details": {
+            "reasoning_tokens": _count(completion_details.get("reasoning_tokens"))
+        },
+        "total_tokens": _count(total) if isinstance(total, int) else prompt + completion,
+    }
+
+
+def to_failure(error: GatewayError) -> dict[str, Any]:
+    """The `error` of a failed Response: `code` one a client acts on (the gateway's own code
+    when it is one, else by status: 429 rate_limit_exceeded, other 4xx invalid_prompt, else
+    server_error), the message, and the OpenAI `type` and `param`."""
+    code = error.code
+    if code not in FAILURE_CODES:
+        if error.status == 429:
+            code = "rate_limit_exceeded"
+        elif 400 <= error.status < 500:
+            code = "invalid_prompt"
+        else:
+            code = "server_error"
+    return {"code": code, "message": error.message, "type": error.type, "param": error.param}
