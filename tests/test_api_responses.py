@@ -17,6 +17,9 @@ import pydantic
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
+from llms.adapters import anthropic as anthropic_adapter
+from llms.adapters import gemini as gemini_adapter
+from llms.adapters import ollama as ollama_adapter
 from llms.adapters import openai as openai_adapter
 from llms.adapters.base import StreamContext
 from llms.api.responses import ResponseBuilder, ResponseEvent, encode_event, fold_response
@@ -37,8 +40,9 @@ from llms.errors import (
     RateLimited,
     UpstreamDisconnected,
     UpstreamHTTPError,
+    UpstreamMalformed,
 )
-from llms.framing import SSEEvent
+from llms.framing import NDJSONDecoder, SSEDecoder
 from llms.wire import Chunk, Usage
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
@@ -162,14 +166,28 @@ def check_balance(payloads: list[dict[str, Any]], response: dict[str, Any]) -> N
     assert not open_parts
 
 
-def transcript_chunks(name: str) -> list[Chunk]:
-    """A recorded upstream stream through the OpenAI adapter: the chunks the gateway routes."""
-    converter = openai_adapter.new_converter(StreamContext(META, include_usage=True))
+ADAPTERS = {"anthropic": anthropic_adapter, "gemini": gemini_adapter, "ollama": ollama_adapter}
+
+
+def transcript_chunks(name: str) -> tuple[list[Chunk], GatewayError | None]:
+    """A recorded upstream stream through the real decoder and its adapter: the chunks the
+    gateway routes, and the error the adapter raised, if any."""
+    folder, _, _ = name.rpartition("/")
+    adapter: Any = ADAPTERS.get(folder, openai_adapter)
+    converter = adapter.new_converter(StreamContext(META, include_usage=True))
+    decoder: Any = NDJSONDecoder() if name.endswith(".ndjson") else SSEDecoder()
     chunks: list[Chunk] = []
-    for block in (TRANSCRIPTS / name).read_text().split("\n\n"):
-        if block.startswith("data: "):
-            chunks += converter.feed(SSEEvent("message", block[6:], ""))
-    return chunks + converter.close()
+    try:
+        events = list(decoder.feed((TRANSCRIPTS / name).read_bytes()))
+        events += list(decoder.flush()) if hasattr(decoder, "flush") else []
+        for event in events:
+            if getattr(event, "data", None) == "[DONE]":
+                continue
+            chunks += converter.feed(event)
+        chunks += converter.close()
+    except GatewayError as error:
+        return chunks, error
+    return chunks, None
 
 
 # --- answers: text --------------------------------------------------------------------------------
@@ -220,35 +238,37 @@ def test_a_text_answer_is_the_full_event_sequence_with_usage() -> None:
     check_balance(payloads, response)
 
 
-@pytest.mark.parametrize("batch", [1, 3, 100])
-@pytest.mark.parametrize(
-    "name",
-    [
-        "openai_text.sse",
-        "openai_tool_call.sse",
-        "openai_parallel_tools.sse",
-        "vllm_reasoning.sse",
-        "deepseek_reasoning.sse",
-        "usage_on_finish.sse",
-        "llamacpp.sse",
-    ],
+TRANSCRIPT_NAMES = sorted(
+    str(path.relative_to(TRANSCRIPTS))
+    for path in TRANSCRIPTS.rglob("*")
+    if path.suffix in (".sse", ".ndjson")
 )
+
+
+@pytest.mark.parametrize("batch", [1, 3, 100])
+@pytest.mark.parametrize("name", TRANSCRIPT_NAMES)
 def test_recorded_upstreams_become_valid_balanced_streams(name: str, batch: int) -> None:
-    chunks = transcript_chunks(name)
+    """Every recorded upstream (OpenAI-compatible, Anthropic, Gemini, Ollama) through its
+    adapter: valid events, balanced items, ids stable; an adapter's error is response.failed."""
+    chunks, error = transcript_chunks(name)
+    if error is not None:
+        payloads, response = run(chunks, batch=batch, end="fail", error=error)
+        assert payloads[-1]["type"] == "response.failed" and response["error"]["message"]
+        return
     payloads, response = run(chunks, batch=batch)
     check_balance(payloads, response)
-    assert response["status"] == "completed"
-    assert response["usage"] is not None
-    assert response["usage"]["output_tokens"] > 0
+    assert payloads[-1]["type"] in ("response.completed", "response.incomplete")
+    assert response["usage"] is None or response["usage"]["total_tokens"] >= 0
     # the non-stream fold is the same Response
     folded = fold_response("resp_1", "m", 1700000000, call(), chunks, completed_at=1700000009)
     Response.model_validate(folded)
     strip = [{k: v for k, v in item.items() if k != "id"} for item in response["output"]]
     assert [{k: v for k, v in item.items() if k != "id"} for item in folded["output"]] == strip
+    assert folded["status"] == response["status"]
 
 
 def test_the_parallel_tool_call_transcript_gives_two_function_calls() -> None:
-    payloads, response = run(transcript_chunks("openai_parallel_tools.sse"))
+    payloads, response = run(transcript_chunks("openai_parallel_tools.sse")[0])
     calls_ = response["output"]
     assert [item["type"] for item in calls_] == ["function_call", "function_call"]
     for item in calls_:
@@ -399,6 +419,63 @@ def test_logprobs_map_onto_deltas_and_the_part() -> None:
     assert delta["logprobs"][0]["token"] == "Hi" and delta["logprobs"][0]["logprob"] == -0.5
     part = response["output"][0]["content"][0]
     assert part["logprobs"] == [entry]
+
+
+def test_text_after_tool_calls_closes_them_and_opens_a_new_message() -> None:
+    chunks = [
+        calls(tool_call_delta(0, id="call_a", name="f", arguments="{}")),
+        text("After."),
+        finish_chunk(META, "stop"),
+    ]
+    payloads, response = run(chunks)
+    assert [item["type"] for item in response["output"]] == ["function_call", "message"]
+    check_balance(payloads, response)
+
+
+def test_a_call_continued_after_other_output_is_malformed() -> None:
+    builder = ResponseBuilder("resp_1", "m", 1, call())
+    builder.start()
+    builder.feed([calls(tool_call_delta(0, id="call_a", name="f", arguments="{")), text("x")])
+    with pytest.raises(UpstreamMalformed):
+        builder.feed([calls(tool_call_delta(0, arguments="}"))])
+
+
+def test_the_legacy_function_call_delta_is_a_function_call_item() -> None:
+    chunks = [
+        delta_chunk(META, {"function_call": {"name": "f", "arguments": '{"a":'}}),  # type: ignore[typeddict-unknown-key]
+        delta_chunk(META, {"function_call": {"arguments": "1}"}}),  # type: ignore[typeddict-unknown-key]
+        finish_chunk(META, "function_call"),
+    ]
+    payloads, response = run(chunks)
+    (item,) = response["output"]
+    assert (item["type"], item["name"], item["arguments"]) == ("function_call", "f", '{"a":1}')
+    check_balance(payloads, response)
+
+
+def test_the_response_mid_stream_shows_the_text_so_far() -> None:
+    builder = ResponseBuilder("resp_1", "m", 1, call())
+    builder.start()
+    builder.feed([reasoning("r"), text("Hel"), text("lo")])
+    builder.feed([calls(tool_call_delta(0, id="c", name="f", arguments='{"x"'))])
+    now = builder.response
+    Response.model_validate(now)
+    assert now["status"] == "in_progress"
+    assert now["output"][1]["content"][0]["text"] == "Hello"
+    assert now["output"][2]["arguments"] == '{"x"'
+    assert builder.sequence_number > 0
+
+
+def test_a_queued_start_can_defer_in_progress() -> None:
+    builder = ResponseBuilder("resp_1", "m", 1, call(background=True), status="queued")
+    events = builder.start(in_progress=False)
+    assert [e.type for e in events] == ["response.created", "response.queued"]
+    assert builder.response["status"] == "queued" and builder.response["background"] is True
+    events += builder.in_progress()
+    events += builder.in_progress()  # once only
+    events += builder.feed([text("x"), finish_chunk(META, "stop")]) + builder.finish()
+    payloads = check_events(events)
+    assert types(payloads).count("response.in_progress") == 1
+    assert payloads[-1]["response"]["status"] == "completed"
 
 
 # --- answers: ends --------------------------------------------------------------------------------
