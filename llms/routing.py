@@ -460,7 +460,7 @@ class Router:
             context = StreamContext(meta, include_usage)
             decoder: SSEDecoder | NDJSONDecoder | BodyDecoder
             if answers_whole is not None:
-                decoder = BodyDecoder()
+                decoder = BodyDecoder(int(self.config.server.max_answer_mb * 2**20))
                 converter = answers_whole.new_whole_converter(context)
             else:
                 decoder = SSEDecoder() if adapter.FRAMING == "sse" else NDJSONDecoder()

@@ -192,15 +192,20 @@ async def test_a_foreign_exception_after_a_heartbeat_still_ends_the_stream(
     assert "ZeroDivision" not in error["message"] and "bug" not in error["message"]
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
 async def test_a_foreign_exception_before_any_byte_is_a_plain_500(
-    fake_openai: FakeOpenAI, make_gateway: Gateway, buggy_error_mapping: None
+    fake_openai: FakeOpenAI, make_gateway: Gateway, buggy_error_mapping: None, stream: bool
 ) -> None:
     fake_openai.scripts["up-model"] = error_script(500, {"error": {"message": "x"}})
     base = await gateway_for(make_gateway, {"fake": provider_config(url_of(fake_openai))})
-    status, headers, body = await post(base, CHAT)
+    status, headers, body = await post(base, CHAT | {"stream": stream})
     assert status == 500
     assert headers["Content-Type"].startswith("application/json")
     assert orjson.loads(body)["error"]["code"] == "internal_error"
+    # The status recorded is the status sent.
+    requests = await metric_lines(base, "llms_requests_total{")
+    assert any('status="500"' in line for line in requests), requests
+    assert not any('status="200"' in line for line in requests), requests
 
 
 @pytest.mark.parametrize("headers", [{}, RESUMABLE], ids=["default", "resumable"])

@@ -120,6 +120,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except GatewayError as error:
         record.failed(error)
         raise
+    except Exception:
+        # A bug: the middleware answers 500 internal_error; the record says what was sent.
+        record.failed(GatewayError("internal", code="internal_error"))
+        raise
     finally:
         CURRENT_RECORD.reset(current)
         active.discard(task)
