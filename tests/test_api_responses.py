@@ -1207,6 +1207,18 @@ def test_pairing_errors_name_the_item() -> None:
             {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file_1"}]}]},
         ),
         (
+            "input[0].content[0].detail",
+            "invalid_value",
+            {
+                "input": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_image", "image_url": "https://x", "detail": 1}],
+                    }
+                ]
+            },
+        ),
+        (
             "input[0].content[0].file_url",
             "invalid_value",
             {
@@ -1315,3 +1327,47 @@ def test_invalid_requests_name_the_responses_field(
 
 def test_only_reasoning_in_the_input_is_a_400() -> None:
     bad("input", "empty_array", input=[RS])
+
+
+def test_an_adapters_400_about_the_chat_request_names_the_responses_field() -> None:
+    history = [{"type": "message", "id": "msg_h", "role": "user", "content": "Earlier"}]
+    ns = {
+        "type": "namespace",
+        "name": "crm",
+        "description": "CRM",
+        "tools": [{"type": "function", "name": "a"}, {"type": "function", "name": "b"}],
+    }
+    result = from_request(
+        {
+            "model": "m",
+            "instructions": "Rules.",
+            "input": [RS, {"role": "user", "content": "Now"}, FC1, OUT1],
+            "tools": [{"type": "function", "name": "f"}, ns],
+        },
+        history,
+    )
+    # messages: instructions, history[0], input[1], input[2] (the call), input[3] (its output)
+    assert result.message_origins == (
+        "instructions",
+        "history[0]",
+        "input[1]",
+        "input[2]",
+        "input[3]",
+    )
+    to = result.responses_param
+    assert to("messages[0].content") == "instructions"
+    assert to("messages[1].content") == "previous_response_id"
+    assert to("messages[2].content[0].image_url") == "input[1]"
+    assert to("messages[3].tool_calls[0].function.arguments") == "input[2]"
+    assert to("messages[9]") == "input" and to("messages") == "input"
+    assert to("tools[0].function.parameters") == "tools[0].parameters"
+    assert to("tools[2].function.name") == "tools[1].tools[1].name"
+    assert to("tools[2]") == "tools[1].tools[1]"
+    assert to("response_format") == "text.format"
+    assert to("response_format.json_schema") == "text.format"
+    assert to("max_tokens") == "max_output_tokens"
+    assert to("max_completion_tokens") == "max_output_tokens"
+    assert to("reasoning_effort") == "reasoning.effort"
+    assert to("parallel_tool_calls") == "parallel_tool_calls"
+    assert to("temperature") == "temperature"
+    assert to(None) is None

@@ -25,6 +25,7 @@ from llms.server.fields import fail, missing, required_obj, string, wrong_type
 
 ROLES = frozenset(("user", "system", "developer", "assistant"))
 TEXT_PARTS = frozenset(("input_text", "output_text", "text"))
+DETAILS = frozenset(("auto", "low", "high", "original"))
 MEDIA_PARTS = frozenset(("input_image", "input_file", "input_audio"))
 # Items of built-in tools (and Codex's compaction): they only come back from a native Responses
 # upstream and mean nothing to a chat model; kept in the items, left out of the messages.
@@ -62,8 +63,9 @@ def new_item_id(prefix: str) -> str:
 
 def from_input(
     value: Any, history: list[dict[str, Any]] | None = None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(the chat messages of `history` + `value`, this request's input as normalised items).
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """(the chat messages of `history` + `value`, this request's input as normalised items,
+    the Responses path each message came from: `input[i]` or `history[i]`).
 
     `value` is the request's `input`: a string (one user message) or a list of items.
     """
@@ -84,7 +86,7 @@ def from_input(
         items.append(item)
         chat.add(item, where)
     chat.close()
-    return chat.messages, items
+    return chat.messages, items, chat.origins
 
 
 def normalised(item: Any, where: str, known: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
@@ -192,7 +194,9 @@ def media_part(part: Mapping[str, Any], where: str) -> dict[str, Any]:
         )
     if kind == "input_image":
         string(part.get("image_url"), f"{where}.image_url", required=True)
-        string(part.get("detail"), f"{where}.detail")
+        detail = part.get("detail")
+        if detail is not None and (not isinstance(detail, str) or detail not in DETAILS):
+            raise fail(f"{where}.detail", f"Invalid '{where}.detail': expected auto, low or high.")
         return {
             "type": kind,
             "image_url": part["image_url"],
@@ -282,18 +286,24 @@ class _Chat:
     """Normalised items -> chat messages, keeping every tool message paired with its call."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)
     # The assistant message that a following function_call joins; None after anything else.
     assistant: dict[str, Any] | None = None
     unanswered: dict[str, str] = field(default_factory=dict)
     calls: set[str] = field(default_factory=set)
     media: list[dict[str, Any]] = field(default_factory=list)
+    media_where: str = ""
+
+    def _append(self, message: dict[str, Any], where: str) -> None:
+        self.messages.append(message)
+        self.origins.append(where)
 
     def add(self, item: Mapping[str, Any], where: str) -> None:
         kind = item["type"]
         if kind == "message":
             self._flush_media()
             message = _to_message(item)
-            self.messages.append(message)
+            self._append(message, where)
             self.assistant = message if message["role"] == "assistant" else None
         elif kind in CALLS:
             self._call(item, where)
@@ -305,7 +315,7 @@ class _Chat:
         if self.assistant is None:
             self._flush_media()
             self.assistant = {"role": "assistant", "content": None}
-            self.messages.append(self.assistant)
+            self._append(self.assistant, where)
         arguments = item["arguments"] if item["type"] == "function_call" else _custom_args(item)
         self.assistant.setdefault("tool_calls", []).append(
             {
@@ -331,16 +341,17 @@ class _Chat:
             texts = [part["text"] for part in output if part["type"] == "input_text"]
             media = [to_chat_part(part) for part in output if part["type"] != "input_text"]
             self.media += media
+            self.media_where = where if media else self.media_where
             if media and not texts:
                 texts = ["(The tool's output is the attachment in the next message.)"]
             output = "\n".join(texts)
-        self.messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
+        self._append({"role": "tool", "tool_call_id": call_id, "content": output}, where)
 
     def _flush_media(self) -> None:
         # Media of tool outputs: after the run of tool messages, so that every tool message
         # still follows the assistant message that made its call.
         if self.media:
-            self.messages.append({"role": "user", "content": self.media})
+            self._append({"role": "user", "content": self.media}, self.media_where)
             self.media = []
 
     def close(self) -> None:

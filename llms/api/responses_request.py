@@ -30,6 +30,16 @@ TOOL_CHOICES = frozenset(("none", "auto", "required"))
 ALLOWED_MODES = frozenset(("auto", "required"))
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 MAX_METADATA = 16
+# Chat request fields whose Responses name differs.
+CHAT_PARAMS = {
+    "messages": "input",
+    "response_format": "text.format",
+    "max_tokens": "max_output_tokens",
+    "max_completion_tokens": "max_output_tokens",
+    "reasoning_effort": "reasoning.effort",
+    "logprobs": "top_logprobs",
+    "stream_options": "stream",
+}
 MAX_INT = 2**31 - 1
 
 # Every request field this module reads; anything else is listed in `ResponsesCall.ignored`.
@@ -89,6 +99,29 @@ class ResponsesCall:
     store: bool
     previous_response_id: str | None
     ignored: tuple[str, ...]
+    # The Responses path behind each chat message and chat tool (see `responses_param`).
+    message_origins: tuple[str, ...] = ()
+    tool_origins: tuple[str, ...] = ()
+
+    def responses_param(self, param: str | None) -> str | None:
+        """The Responses field that a chat request's `param` came from, for a 400 an adapter
+        raised about `chat` (e.g. `response_format` -> `text.format`, `messages[3].content`
+        -> `input[2]`, `tools[0].function.parameters` -> `tools[0].parameters`)."""
+        if not param:
+            return param
+        head, _, rest = param.partition(".")
+        name, bracket, index = head.partition("[")
+        if bracket and name in ("messages", "tools"):
+            origins = self.message_origins if name == "messages" else self.tool_origins
+            number = index.rstrip("]")
+            if not number.isdigit() or int(number) >= len(origins):
+                return "input" if name == "messages" else "tools"
+            origin = origins[int(number)]
+            if name == "messages":
+                return "previous_response_id" if origin.startswith("history") else origin
+            rest = rest.removeprefix("function.").removeprefix("function")
+            return f"{origin}.{rest}" if rest else origin
+        return CHAT_PARAMS.get(name, name if name in KNOWN_FIELDS else param)
 
 
 def from_request(
@@ -113,7 +146,7 @@ def from_request(
     if body.get("n") not in (None, 1):
         raise fail("n", "The Responses API makes one answer per request: 'n' must be 1.")
     string(body.get("instructions"), "instructions")
-    tools, echo_tools = from_tools(body.get("tools"))
+    tools, echo_tools, tool_origins = from_tools(body.get("tools"))
     tool_choice = body.get("tool_choice")
     chat_choice = from_tool_choice(tool_choice)
     fields.boolean(body.get("parallel_tool_calls"), "parallel_tool_calls")
@@ -136,9 +169,10 @@ def from_request(
     if options is not None:
         fields.boolean(options.get("include_obfuscation"), "stream_options.include_obfuscation")
 
-    messages, items = from_input(body.get("input"), history)
+    messages, items, origins = from_input(body.get("input"), history)
     if body.get("instructions") is not None:
         messages.insert(0, {"role": "system", "content": body["instructions"]})
+        origins.insert(0, "instructions")
     if not messages:
         raise fail("input", "Invalid 'input': it holds no message for the model.", "empty_array")
     chat: dict[str, Any] = {
@@ -214,6 +248,8 @@ def from_request(
         store=store,
         previous_response_id=body.get("previous_response_id"),
         ignored=tuple(sorted(key for key in body if key not in KNOWN_FIELDS)),
+        message_origins=tuple(origins),
+        tool_origins=tuple(tool_origins),
     )
 
 
@@ -245,12 +281,15 @@ def _metadata(value: Any) -> None:
         string(item, f"metadata.{key}", max_length=512)
 
 
-def from_tools(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(chat tools, the tools as the Response echoes them). Built-in tools are a 400 naming
-    `tools[i].type`: a chat upstream cannot run them."""
+def from_tools(
+    value: Any,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """(chat tools, the tools as the Response echoes them, the path of each chat tool).
+    Built-in tools are a 400 naming `tools[i].type`: a chat upstream cannot run them."""
     tools = fields.array(value, "tools") or []
     chat: list[dict[str, Any]] = []
     echo: list[dict[str, Any]] = []
+    origins: list[str] = []
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
         tool = required_obj(tool, where)
@@ -261,12 +300,14 @@ def from_tools(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             inner = fields.array(tool.get("tools"), f"{where}.tools", required=True) or []
             members = [_tool(member, f"{where}.tools[{j}]") for j, member in enumerate(inner)]
             chat += [member[0] for member in members]
+            origins += [f"{where}.tools[{j}]" for j in range(len(members))]
             echo.append({**tool, "tools": [member[1] for member in members]})
         else:
             function, echoed = _tool(tool, where)
             chat.append(function)
             echo.append(echoed)
-    return chat, echo
+            origins.append(where)
+    return chat, echo, origins
 
 
 def _tool(tool: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
