@@ -15,6 +15,9 @@ from typing import Any
 import orjson
 import pydantic
 import pytest
+from openai._models import construct_type
+from openai._types import omit
+from openai.lib.streaming.responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 
 from llms.adapters import anthropic as anthropic_adapter
@@ -116,6 +119,9 @@ def run(
     payloads = check_events(events)
     response = builder.response
     Response.model_validate(response)
+    final = sdk_stream(payloads, tools=(body or {}).get("tools"))
+    if final is not None:  # what responses.stream() hands the user equals the Response
+        assert unparsed(final.model_dump(exclude_unset=True)["output"]) == response["output"]
     assert builder.terminal
     assert builder.finish() == [] and builder.feed(chunks) == []  # nothing after the end
     return payloads, response
@@ -134,6 +140,30 @@ def check_events(events: list[ResponseEvent]) -> list[dict[str, Any]]:
         EVENT.validate_python(payload)
         payloads.append(payload)
     return payloads
+
+
+def sdk_stream(
+    payloads: list[dict[str, Any]], *, tools: Any = None, text_format: Any = omit
+) -> Any:
+    """The events through openai-python's own `responses.stream()` accumulator (which checks
+    item identities end to end); the final parsed Response when the stream completed."""
+    state: Any = ResponseStreamState(input_tools=tools or omit, text_format=text_format)
+    final = None
+    for payload in payloads:
+        event: Any = construct_type(type_=ResponseStreamEvent, value=payload)
+        for handled in state.handle_event(event):
+            if handled.type == "response.completed":
+                final = handled.response
+    return final
+
+
+def unparsed(value: Any) -> Any:
+    """`value` without the `parsed`/`parsed_arguments` keys the SDK's parsing adds."""
+    if isinstance(value, dict):
+        return {k: unparsed(v) for k, v in value.items() if k not in ("parsed", "parsed_arguments")}
+    if isinstance(value, list):
+        return [unparsed(item) for item in value]
+    return value
 
 
 def types(payloads: list[dict[str, Any]]) -> list[str]:
@@ -1371,3 +1401,19 @@ def test_an_adapters_400_about_the_chat_request_names_the_responses_field() -> N
     assert to("parallel_tool_calls") == "parallel_tool_calls"
     assert to("temperature") == "temperature"
     assert to(None) is None
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    celsius: int
+
+
+def test_structured_output_parses_in_the_sdk_like_responses_parse() -> None:
+    schema = Weather.model_json_schema() | {"additionalProperties": False}
+    body = {"text": {"format": {"type": "json_schema", "name": "Weather", "schema": schema}}}
+    assert call(**body).chat["response_format"]["json_schema"]["name"] == "Weather"
+    chunks = [text('{"city": "Par'), text('is", "celsius": 18}'), finish_chunk(META, "stop")]
+    payloads, response = run(chunks, body=body)
+    final = sdk_stream(payloads, text_format=Weather)
+    assert final.output_parsed == Weather(city="Paris", celsius=18)
+    assert response["text"]["format"]["type"] == "json_schema"
