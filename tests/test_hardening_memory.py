@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,10 @@ import psutil
 import pytest
 
 from cluster.run import find_binary, free_port, kill_group, start_redis, wait_for_redis
+from llms.errors import InvalidRequest
+from llms.server.bodies import check_json_nodes
+from llms.streams.log import StreamGone
+from llms.streams.memory import FinishedBudget, MemoryLog
 from tests.conftest import gateway_config
 from tests.test_cli import ThreadedUpstream, start_serve, write_config
 from tests.upstreams.openai import FakeOpenAI, Script, chunk, error_script, sse, text_script
@@ -488,3 +493,35 @@ async def test_after_a_redis_restart_the_next_requests_succeed(
                 assert again.status == 200, replay
             assert b'"error"' not in replay, replay
             assert replay.endswith(b"data: [DONE]\n\n")
+
+
+# --- unit checks of the two budgets' bookkeeping and of the JSON count -------------------------
+
+
+def test_json_values_are_counted_outside_strings_and_name_their_field() -> None:
+    text = '{"model": "m", "note": "a, b: [c] {d} \\" , ]", "x\\"y": [1, 2.5e3, true, null, {}]}'
+    check_json_nodes(text.encode(), 12)  # the object, its 3 keys and 3 values, 5 in the array
+    with pytest.raises(InvalidRequest) as caught:
+        check_json_nodes(text.encode(), 11)
+    assert caught.value.param == 'x\\"y'
+    assert caught.value.code == "too_many_json_values"
+    check_json_nodes(b'"' + b"[1, 2], " * 1000 + b'"', 1)  # one string: one value
+
+
+async def test_a_finished_log_leaves_the_budget_when_it_is_collected() -> None:
+    budget = FinishedBudget(1100)
+    logs = [MemoryLog(10_000, budget) for _ in range(3)]
+    for log in logs:
+        await log.append([("chunk", b"x" * 300), ("done", b"[DONE]")])  # 334 bytes
+    assert (len(budget), budget.size) == (3, 3 * 334)
+    del logs[1]  # expired: the registry let it go
+    gc.collect()
+    assert (len(budget), budget.size) == (2, 2 * 334)
+    extra = MemoryLog(10_000, budget)
+    await extra.append([("chunk", b"y" * 600), ("done", b"[DONE]")])  # 634 bytes: one must go
+    assert [log.evicted for log in (*logs, extra)] == [True, False, False]
+    assert budget.size == 334 + 634
+    with pytest.raises(StreamGone):
+        await logs[0].read(0)
+    assert await logs[0].read(2) == []  # past its end: nothing is missing
+    assert len(await logs[1].read(0)) == 2
