@@ -424,7 +424,13 @@ def from_text(value: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
             if form.get(key) is not None:
                 spec[key] = form[key]
         chat = {"type": "json_schema", "json_schema": spec}
-        echo["format"] = {"type": "json_schema", **spec}
+        # Echoed whole, as OpenAI does (description and strict present, null/false if unset).
+        echo["format"] = {
+            "type": "json_schema",
+            "description": None,
+            **spec,
+            "strict": bool(form.get("strict")),
+        }
     elif kind != "text":
         raise fail(
             "text.format.type",
