@@ -21,12 +21,12 @@ from typing import Any
 
 import orjson
 
-from llms.server.fields import fail, missing, required_obj, string, wrong_type
+from llms.server.fields import fail, missing, string, wrong_type
 
 ROLES = frozenset(("user", "system", "developer", "assistant"))
 TEXT_PARTS = frozenset(("input_text", "output_text", "text"))
 DETAILS = frozenset(("auto", "low", "high", "original"))
-MEDIA_PARTS = frozenset(("input_image", "input_file", "input_audio"))
+MEDIA_PARTS = frozenset(("input_image", "input_file"))
 # Items of built-in tools (and Codex's compaction): they only come back from a native Responses
 # upstream and mean nothing to a chat model; kept in the items, left out of the messages.
 DROPPED_ITEMS = frozenset(
@@ -175,14 +175,9 @@ def _part(part: Any, role: str, where: str) -> dict[str, Any]:
 
 
 def media_part(part: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """An `input_image`, `input_file` or `input_audio` part, validated; a file id is a 400
+    """An `input_image` or `input_file` part, validated; a file id is a 400
     (the gateway serves no Files API), and so is a file URL (it fetches nothing)."""
     kind = part["type"]
-    if kind == "input_audio":
-        audio = required_obj(part.get("input_audio"), f"{where}.input_audio")
-        string(audio.get("data"), f"{where}.input_audio.data", required=True)
-        string(audio.get("format"), f"{where}.input_audio.format", required=True)
-        return {"type": kind, "input_audio": {"data": audio["data"], "format": audio["format"]}}
     if (
         part.get("file_id") is not None
         and part.get("image_url" if kind == "input_image" else "file_data") is None
@@ -276,8 +271,6 @@ def to_chat_part(part: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "input_file":
         file = {key: part[key] for key in ("file_data", "filename") if key in part}
         return {"type": "file", "file": file}
-    if kind == "input_audio":
-        return {"type": "input_audio", "input_audio": part["input_audio"]}
     return {"type": "text", "text": part.get("text", part.get("refusal", ""))}
 
 
