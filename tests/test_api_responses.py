@@ -467,12 +467,17 @@ def test_text_after_tool_calls_closes_them_and_opens_a_new_message() -> None:
     check_balance(payloads, response)
 
 
-def test_a_call_continued_after_other_output_is_malformed() -> None:
+def test_a_call_continued_after_other_output_fails_the_response() -> None:
     builder = ResponseBuilder("resp_1", "m", 1, call())
-    builder.start()
-    builder.feed([calls(tool_call_delta(0, id="call_a", name="f", arguments="{")), text("x")])
-    with pytest.raises(UpstreamMalformed):
-        builder.feed([calls(tool_call_delta(0, arguments="}"))])
+    events = builder.start()
+    events += builder.feed([calls(tool_call_delta(0, id="call_a", name="f", arguments="{"))])
+    late = calls(tool_call_delta(0, arguments="}"))
+    events += builder.feed([text("x"), late, text("never")])
+    payloads = check_events(events)  # no gap in the numbering
+    assert payloads[-1]["type"] == "response.failed"
+    assert isinstance(builder.failure, UpstreamMalformed) and builder.terminal
+    assert builder.response["output"][1]["content"][0]["text"] == "x"
+    assert builder.feed([text("more")]) == [] and builder.finish() == []
 
 
 def test_the_legacy_function_call_delta_is_a_function_call_item() -> None:

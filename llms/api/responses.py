@@ -104,6 +104,7 @@ class ResponseBuilder:
         self._queued = status == "queued"
         self._announced = False
         self.terminal = False
+        self.failure: UpstreamMalformed | None = None
 
     # --- the public steps -----------------------------------------------------------------
 
@@ -140,10 +141,23 @@ class ResponseBuilder:
         return [self._whole("response.in_progress")]
 
     def feed(self, chunks: Iterable[Chunk]) -> list[ResponseEvent]:
-        """The events for one batch of chunks (only choice 0: the Responses API has no `n`)."""
+        """The events for one batch of chunks (only choice 0: the Responses API has no `n`).
+
+        Chunks that cannot be translated end the response here: the events end with
+        `response.failed`, `terminal` is true and `failure` holds the error (stop the upstream).
+        """
         if self.terminal:
             return []
         events: list[ResponseEvent] = []
+        try:
+            self._feed(events, chunks)
+        except UpstreamMalformed as error:
+            # The events already numbered must still go out: the failure follows them.
+            self.failure = error
+            events += self.fail(error)
+        return events
+
+    def _feed(self, events: list[ResponseEvent], chunks: Iterable[Chunk]) -> None:
         for chunk in chunks:
             usage = chunk.get("usage")
             if usage:
@@ -171,7 +185,6 @@ class ResponseBuilder:
                     self._add_call(events, "function_call", {"function": legacy})
                 if choice["finish_reason"] is not None:
                     self._finish = choice["finish_reason"]
-        return events
 
     def finish(self, *, completed_at: int | None = None) -> list[ResponseEvent]:
         """Close the open items; `response.completed`, or `response.incomplete` when the
