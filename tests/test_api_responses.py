@@ -25,7 +25,17 @@ from llms.adapters import gemini as gemini_adapter
 from llms.adapters import ollama as ollama_adapter
 from llms.adapters import openai as openai_adapter
 from llms.adapters.base import StreamContext
-from llms.api.responses import ResponseBuilder, ResponseEvent, encode_event, fold_response
+from llms.api.responses import (
+    ResponseBuilder,
+    ResponseEvent,
+    deleted,
+    encode_event,
+    fold_response,
+    input_items_page,
+    new_response_id,
+    previous_response_not_found,
+    response_not_found,
+)
 from llms.api.responses_object import from_usage
 from llms.api.responses_request import ResponsesCall, from_request
 from llms.chunks import (
@@ -1425,3 +1435,50 @@ def test_structured_output_parses_in_the_sdk_like_responses_parse() -> None:
     final = sdk_stream(payloads, text_format=Weather)
     assert final.output_parsed == Weather(city="Paris", celsius=18)
     assert response["text"]["format"]["type"] == "json_schema"
+
+
+# --- the API's other bodies ---------------------------------------------------------------------
+
+
+def test_input_items_pages_newest_first_by_default() -> None:
+    items = call(input=[{"role": "user", "content": str(i)} for i in range(5)]).input_items
+    ids = [item["id"] for item in items]
+    page = input_items_page(items, limit="2")
+    assert [item["id"] for item in page["data"]] == [ids[4], ids[3]]
+    assert (page["object"], page["first_id"], page["last_id"], page["has_more"]) == (
+        "list",
+        ids[4],
+        ids[3],
+        True,
+    )
+    rest = input_items_page(items, after=ids[3], limit=10)
+    assert [item["id"] for item in rest["data"]] == [ids[2], ids[1], ids[0]]
+    assert rest["has_more"] is False
+    ascending = input_items_page(items, order="asc")
+    assert [item["id"] for item in ascending["data"]] == ids
+    empty = input_items_page([], limit=5)
+    assert empty["data"] == [] and empty["first_id"] is None and empty["has_more"] is False
+    for query, param in (
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"order": "up"}, "order"),
+        ({"after": "msg_nope"}, "after"),
+    ):
+        with pytest.raises(InvalidRequest) as caught:
+            input_items_page(items, **query)
+        assert caught.value.param == param
+
+
+def test_ids_and_the_errors_the_api_names() -> None:
+    assert new_response_id().startswith("resp_") and new_response_id() != new_response_id()
+    assert deleted("resp_1") == {"id": "resp_1", "object": "response.deleted", "deleted": True}
+    missing = response_not_found("resp_x")
+    assert missing.status == 404 and missing.message == "Response with id 'resp_x' not found."
+    previous = previous_response_not_found("resp_y")
+    assert previous.to_body()["error"] == {
+        "message": "Previous response with id 'resp_y' not found.",
+        "type": "invalid_request_error",
+        "param": "previous_response_id",
+        "code": "previous_response_not_found",
+    }

@@ -23,10 +23,15 @@ from llms.api.responses_input import new_item_id
 from llms.api.responses_object import (
     ResponseEvent,
     custom_input,
+    deleted,
     encode_event,
     from_logprobs,
     from_usage,
+    input_items_page,
     new_response,
+    new_response_id,
+    previous_response_not_found,
+    response_not_found,
     to_failure,
     tool_names,
 )
@@ -38,9 +43,14 @@ from llms.wire import Chunk
 __all__ = [
     "ResponseBuilder",
     "ResponseEvent",
+    "deleted",
     "encode_event",
     "fold_response",
     "from_usage",
+    "input_items_page",
+    "new_response_id",
+    "previous_response_not_found",
+    "response_not_found",
 ]
 
 Status = Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
@@ -415,6 +425,7 @@ class ResponseBuilder:
                     )
                 )
             else:
+                # A custom tool's input is decoded from its JSON wrapper once it is whole.
                 self._sync_call(call)
                 if item["input"]:
                     events.append(

@@ -2,18 +2,20 @@
 
 `new_response` lays out every field the Open Responses schema requires (null only where that
 schema allows null); `from_usage` and `to_failure` give its `usage` and `error`; the rest
-translates chat pieces (logprobs, a custom tool's input) into their Responses form.
+translates chat pieces (logprobs, a custom tool's input) into their Responses form. Also the
+API's other bodies (a deletion, a page of input items) and the errors it names.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from llms.errors import GatewayError
+from llms.errors import GatewayError, InvalidRequest, NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,3 +208,66 @@ def to_failure(error: GatewayError) -> dict[str, Any]:
         else:
             code = "server_error"
     return {"code": code, "message": error.message, "type": error.type, "param": error.param}
+
+
+# --- the other objects and errors of the API ----------------------------------------------------
+
+
+def new_response_id() -> str:
+    """An unguessable `resp_…` id."""
+    return "resp_" + secrets.token_hex(24)
+
+
+def deleted(response_id: str) -> dict[str, Any]:
+    """The body of `DELETE /v1/responses/{id}`."""
+    return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+
+def response_not_found(response_id: str) -> NotFound:
+    """404 for `GET`, `DELETE`, `…/input_items` or `…/cancel` of an unknown id."""
+    return NotFound(f"Response with id '{response_id}' not found.")
+
+
+def previous_response_not_found(response_id: str) -> InvalidRequest:
+    """400 for an unknown or expired `previous_response_id` (Codex-compatible clients resend
+    the whole history on this code)."""
+    return InvalidRequest(
+        f"Previous response with id '{response_id}' not found.",
+        param="previous_response_id",
+        code="previous_response_not_found",
+    )
+
+
+def input_items_page(
+    items: list[dict[str, Any]],
+    *,
+    after: str | None = None,
+    limit: str | int | None = None,
+    order: str | None = None,
+) -> dict[str, Any]:
+    """`GET /v1/responses/{id}/input_items`: one page of a response's input items (query
+    values as given; `order` desc by default, `limit` 1 to 100, default 20)."""
+    if order not in (None, "asc", "desc"):
+        raise InvalidRequest("Invalid 'order': expected 'asc' or 'desc'.", param="order")
+    if limit is None:
+        size = 20
+    elif isinstance(limit, int) or (isinstance(limit, str) and limit.isascii() and limit.isdigit()):
+        size = int(limit)
+    else:
+        size = 0
+    if not 1 <= size <= 100:
+        raise InvalidRequest("Invalid 'limit': expected an integer from 1 to 100.", param="limit")
+    ordered = items if order == "asc" else items[::-1]
+    if after is not None:
+        ids = [item.get("id") for item in ordered]
+        if after not in ids:
+            raise InvalidRequest(f"No input item with id '{after}'.", param="after")
+        ordered = ordered[ids.index(after) + 1 :]
+    page = ordered[:size]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(ordered) > size,
+    }
