@@ -1321,6 +1321,44 @@ def test_pairing_errors_name_the_item() -> None:
                 "tool_choice": {"type": "web_search_preview"},
             },
         ),
+        (
+            "tool_choice.mode",
+            "invalid_value",
+            {
+                "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": {"type": "allowed_tools", "mode": "all", "tools": []},
+            },
+        ),
+        (
+            "tool_choice.mode",
+            "missing_required_parameter",
+            {
+                "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": {"type": "allowed_tools", "tools": []},
+            },
+        ),
+        (
+            "tool_choice.tools[0].type",
+            "unsupported_value",
+            {
+                "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "mcp"}],
+                },
+            },
+        ),
+        (
+            "tools[0].tools[0].type",
+            "unsupported_value",
+            {"tools": [{"type": "namespace", "name": "n", "tools": [{"type": "web_search"}]}]},
+        ),
+        (
+            "tools[0].format.type",
+            "invalid_value",
+            {"tools": [{"type": "custom", "name": "c", "format": {"type": "regexish"}}]},
+        ),
         ("tool_choice", "invalid_value", {"tool_choice": "sometimes"}),
         ("tool_choice", "invalid_value", {"tool_choice": "required"}),
         ("parallel_tool_calls", "invalid_type", {"parallel_tool_calls": "yes"}),
