@@ -55,6 +55,7 @@ __all__ = [
 
 Status = Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+_NO_LOGPROBS: list[dict[str, Any]] = []  # shared, never changed
 
 
 @dataclass(slots=True)
@@ -67,6 +68,10 @@ class _Text:
     part_index: int = -1
     pieces: list[str] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)
+    # The open part's delta event type and its JSON up to the delta (the hot path: one
+    # event per token, so its bytes are assembled, not a dict dumped).
+    delta_type: str = ""
+    head: bytes = b""
 
 
 @dataclass(slots=True)
@@ -74,6 +79,7 @@ class _Call:
     output_index: int
     item: dict[str, Any]
     pieces: list[str] = field(default_factory=list)
+    head: bytes = b""
 
 
 class ResponseBuilder:
@@ -173,21 +179,23 @@ class ResponseBuilder:
             if usage:
                 self._usage = usage
             tier = chunk.get("service_tier")
-            if isinstance(tier, str) and tier:
+            if tier and isinstance(tier, str):
                 self._response["service_tier"] = tier
             for choice in chunk["choices"]:
                 if choice["index"] != 0:
                     continue
                 delta: Mapping[str, Any] = choice["delta"]
+                # Truthiness first: most deltas carry one short text and nothing else.
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                if isinstance(reasoning, str) and reasoning:
-                    self._add_text(events, "reasoning", reasoning, [])
+                if reasoning and isinstance(reasoning, str):
+                    self._add_text(events, "reasoning", reasoning, _NO_LOGPROBS)
                 content = delta.get("content")
-                if isinstance(content, str) and content:
-                    self._add_text(events, "output_text", content, from_logprobs(choice))
+                if content and isinstance(content, str):
+                    logprobs = from_logprobs(choice) if choice.get("logprobs") else _NO_LOGPROBS
+                    self._add_text(events, "output_text", content, logprobs)
                 refusal = delta.get("refusal")
-                if isinstance(refusal, str) and refusal:
-                    self._add_text(events, "refusal", refusal, [])
+                if refusal and isinstance(refusal, str):
+                    self._add_text(events, "refusal", refusal, _NO_LOGPROBS)
                 for call in delta.get("tool_calls") or ():
                     self._add_call(events, call.get("index", 0), call)
                 legacy = delta.get("function_call")
@@ -264,25 +272,17 @@ class ResponseBuilder:
             self._close_text(events, "completed")
             self._close_calls(events, "completed")
             open_ = self._open_text(events, item_type)
-        part_type = {"reasoning": "summary_text" if self._summary else "reasoning_text"}.get(
-            kind, kind
-        )
-        if open_.part is None or open_.part["type"] != part_type:
+        if kind == "reasoning":
+            kind = "summary_text" if self._summary else "reasoning_text"
+        if open_.part is None or open_.part["type"] != kind:
             self._close_part(events, open_)
-            self._open_part(events, open_, part_type)
+            self._open_part(events, open_, kind)
         open_.pieces.append(text)
-        where = self._where(open_)
-        if part_type == "output_text":
+        body = open_.head + orjson.dumps(text)
+        if kind == "output_text":  # `logprobs` is required on a text delta, even empty
             open_.logprobs += logprobs
-            events.append(
-                self._event("response.output_text.delta", **where, delta=text, logprobs=logprobs)
-            )
-        elif part_type == "refusal":
-            events.append(self._event("response.refusal.delta", **where, delta=text))
-        elif part_type == "reasoning_text":
-            events.append(self._event("response.reasoning_text.delta", **where, delta=text))
-        else:
-            events.append(self._event("response.reasoning_summary_text.delta", **where, delta=text))
+            body += b',"logprobs":' + (orjson.dumps(logprobs) if logprobs else b"[]")
+        events.append(self._delta(open_.delta_type, body))
 
     def _open_text(self, events: list[ResponseEvent], item_type: str) -> _Text:
         if item_type == "message":
@@ -318,6 +318,8 @@ class ResponseBuilder:
         parts.append(part)
         kind = "reasoning_summary_part" if part_type == "summary_text" else "content_part"
         events.append(self._event(f"response.{kind}.added", **self._where(open_), part=part))
+        open_.delta_type = _DELTAS[part_type]
+        open_.head = _head(open_.delta_type, self._where(open_))
 
     def _close_part(self, events: list[ResponseEvent], open_: _Text) -> None:
         part = open_.part
@@ -387,6 +389,10 @@ class ResponseBuilder:
             if name in self._namespaces:
                 item["namespace"] = self._namespaces[name]
             call = self._calls[key] = _Call(len(self._output), item)
+            call.head = _head(
+                "response.function_call_arguments.delta",
+                {"item_id": item["id"], "output_index": call.output_index},
+            )
             self._output.append(item)
             events.append(
                 self._event("response.output_item.added", output_index=call.output_index, item=item)
@@ -397,14 +403,8 @@ class ResponseBuilder:
         if isinstance(arguments, str) and arguments:
             call.pieces.append(arguments)
             if call.item["type"] == "function_call":
-                events.append(
-                    self._event(
-                        "response.function_call_arguments.delta",
-                        item_id=call.item["id"],
-                        output_index=call.output_index,
-                        delta=arguments,
-                    )
-                )
+                body = call.head + orjson.dumps(arguments)
+                events.append(self._delta("response.function_call_arguments.delta", body))
 
     def _close_calls(self, events: list[ResponseEvent], status: str) -> None:
         for key, call in self._calls.items():
@@ -491,6 +491,15 @@ class ResponseBuilder:
     def _whole(self, type: str) -> ResponseEvent:
         return self._event(type, response=self.response)
 
+    def _delta(self, type: str, body: bytes) -> ResponseEvent:
+        """A delta event from its assembled JSON `body` (without the sequence number)."""
+        data = b'%s,"sequence_number":%d}' % (body, self._seq)
+        event = ResponseEvent(
+            type, self._seq, data, b"event: %s\ndata: %s\n\n" % (type.encode(), data)
+        )
+        self._seq += 1
+        return event
+
     def _event(self, type: str, **fields: Any) -> ResponseEvent:
         data = orjson.dumps({"type": type, **fields, "sequence_number": self._seq})
         event = ResponseEvent(type, self._seq, data, encode_event(type, data))
@@ -498,7 +507,19 @@ class ResponseBuilder:
         return event
 
 
-# Response keys the builder owns; the settings give every other one.
+_DELTAS = {
+    "output_text": "response.output_text.delta",
+    "refusal": "response.refusal.delta",
+    "reasoning_text": "response.reasoning_text.delta",
+    "summary_text": "response.reasoning_summary_text.delta",
+}
+
+
+def _head(type: str, where: Mapping[str, Any]) -> bytes:
+    """The JSON of a delta event up to its `delta` value: `{"type":…,<where>,"delta":`."""
+    return orjson.dumps({"type": type, **where})[:-1] + b',"delta":'
+
+
 def fold_response(
     response_id: str,
     model: str,
