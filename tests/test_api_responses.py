@@ -375,6 +375,19 @@ def test_reasoning_can_stream_as_summary_parts() -> None:
     check_balance(payloads, response)
 
 
+def test_delta_bytes_carry_any_text_exactly() -> None:
+    tricky = 'He said "hi"\n\t\\ é ✓ 😀 \u2028 </script>'
+    chunks = [
+        reasoning(tricky),
+        text(tricky),
+        calls(tool_call_delta(0, id="c", name="f", arguments=tricky)),
+    ]
+    payloads, response = run([*chunks, finish_chunk(META, "tool_calls")])
+    deltas = [p["delta"] for p in payloads if p["type"].endswith(".delta")]
+    assert deltas == [tricky, tricky, tricky]
+    assert response["output"][1]["content"][0]["text"] == tricky
+
+
 def test_no_phantom_whitespace_items() -> None:
     chunks = [
         role_chunk(META),
