@@ -75,6 +75,12 @@ class BodyBudget:
     def take(self, size: int, own: int) -> None:
         """`size` more bytes for a body already holding `own`; a 429 if that is too many
         (a body alone in flight is always let through: `server.max_body_mb` bounds it)."""
+        self.check(size, own)
+        with self._lock:
+            self.held += size
+
+    def check(self, size: int, own: int = 0) -> None:
+        """A 429 if `size` more bytes would be too many (nothing is taken)."""
         if self._over(size, own) and (not self._collected() or self._over(size, own)):
             raise ServerBusy(
                 "The gateway is holding as many request bodies as it allows "
@@ -82,8 +88,6 @@ class BodyBudget:
                 "try again shortly.",
                 headers={"Retry-After": str(BUSY_RETRY_S)},
             )
-        with self._lock:
-            self.held += size
 
     def give_back(self, size: int) -> None:
         with self._lock:
@@ -123,6 +127,10 @@ async def read_chat_body(
         budget.take(size, held)
         held += size
 
+    if request.content_length:
+        # Refused before a byte is read; but only bytes that arrived are taken, so a client
+        # announcing a body it never sends holds nothing.
+        budget.check(request.content_length)
     try:
         if request.content.is_eof():  # the usual case: it came with the headers
             raw = await _read(request, take)
