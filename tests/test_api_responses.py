@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 import pydantic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai._models import construct_type
 from openai._types import omit
 from openai.lib.streaming.responses import ResponseStreamState
@@ -1533,3 +1535,100 @@ def test_ids_and_the_errors_the_api_names() -> None:
         "param": "previous_response_id",
         "code": "previous_response_not_found",
     }
+
+
+# --- fuzz: any body is a translation or a 400, never another exception --------------------------
+
+ODD = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=False),
+    st.text(max_size=3),
+    st.just([]),
+    st.just({}),
+    st.just([[]]),
+    st.just({"type": []}),
+)
+VALID_BODY: dict[str, Any] = {
+    "model": "m",
+    "instructions": "I",
+    "input": [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "q"},
+                {"type": "input_image", "image_url": "https://x"},
+            ],
+        },
+        RS,
+        {"role": "assistant", "content": "a"},
+        FC1,
+        OUT1 | {"output": [{"type": "input_text", "text": "o"}]},
+        {"type": "item_reference", "id": "msg_h"},
+    ],
+    "tools": [
+        {"type": "function", "name": "weather", "parameters": {"type": "object"}, "strict": False},
+        CUSTOM,
+        {
+            "type": "namespace",
+            "name": "n",
+            "description": "d",
+            "tools": [{"type": "function", "name": "g"}],
+        },
+    ],
+    "tool_choice": {
+        "type": "allowed_tools",
+        "mode": "auto",
+        "tools": [{"type": "function", "name": "weather"}],
+    },
+    "text": {"format": {"type": "json_schema", "name": "s", "schema": {}}, "verbosity": "low"},
+    "reasoning": {"effort": "low", "summary": "auto"},
+    "metadata": {"k": "v"},
+    "temperature": 1,
+    "include": ["reasoning.encrypted_content"],
+    "stream_options": {"include_obfuscation": True},
+}
+
+
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a JSON value."""
+    out = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += paths(item, (*prefix, index))
+    return out
+
+
+BODY_PATHS = paths(VALID_BODY)[1:]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(BODY_PATHS), ODD), min_size=1, max_size=3))
+def test_any_mutated_body_is_translated_or_a_400(
+    changes: list[tuple[tuple[Any, ...], Any]],
+) -> None:
+    body = json.loads(json.dumps(VALID_BODY))
+    history = [{"type": "message", "id": "msg_h", "role": "user", "content": "h"}]
+    for path, value in changes:
+        target = body
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = json.loads(json.dumps(value))  # a fresh copy: no cycles
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier change removed this path
+    refused: InvalidRequest | None = None
+    try:
+        result = from_request(body, history)
+    except InvalidRequest as error:
+        refused = error
+    if refused is not None:
+        assert refused.param, refused.message  # a 400 always names the field
+        return
+    orjson.dumps(result.chat)
+    for item in result.input_items:
+        ITEM.validate_python(item)

@@ -75,7 +75,11 @@ def from_input(
         raise missing("input")
     elif not isinstance(value, list):
         raise wrong_type("input", "a string or an array of items", value)
-    known = {item["id"]: item for item in history or () if isinstance(item.get("id"), str)}
+    known = {
+        item["id"]: item
+        for item in history or ()
+        if isinstance(item, dict) and isinstance(item.get("id"), str)
+    }
     chat = _Chat()
     for i, item in enumerate(history or ()):
         chat.add(normalised(item, f"history[{i}]", {}), f"history[{i}]")
@@ -94,9 +98,11 @@ def normalised(item: Any, where: str, known: Mapping[str, dict[str, Any]]) -> di
     from `known` (the stored conversation's items by id)."""
     if not isinstance(item, dict):
         raise wrong_type(where, "an object", item)
-    kind = item.get("type", "message")
-    if kind == "message" or (item.get("type") is None and "role" in item):
+    kind = item.get("type")
+    if kind is None or kind == "message":
         return _message(item, where)
+    if not isinstance(kind, str):
+        raise wrong_type(f"{where}.type", "a string", kind)
     if kind in CALLS:
         return _call(item, kind, where)
     if kind in OUTPUTS:
@@ -107,16 +113,37 @@ def normalised(item: Any, where: str, known: Mapping[str, dict[str, Any]]) -> di
         if found is None:
             raise fail(f"{where}.id", f"Item with id '{item['id']}' not found.")
         return normalised(found, where, {})
-    if isinstance(kind, str) and kind in DROPPED_ITEMS:
+    if kind == "reasoning":
+        return _reasoning(item, where)
+    if kind in DROPPED_ITEMS:  # kept as given: only a native Responses upstream reads them
         string(item.get("id"), f"{where}.id")
-        out = dict(item)
-        out.setdefault("id", new_item_id("rs_" if kind == "reasoning" else "item_"))
-        if kind == "reasoning" and not isinstance(out.get("summary"), list):
-            out["summary"] = []
-        return out
-    if not isinstance(kind, str):
-        raise wrong_type(f"{where}.type", "a string", kind)
+        return {**item, "id": item.get("id") or new_item_id("item_")}
     raise fail(f"{where}.type", f"Invalid '{where}.type': unknown item type '{kind}'.")
+
+
+def _reasoning(item: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A reasoning item: its summary and content texts; never sent to a chat model."""
+    string(item.get("id"), f"{where}.id")
+    string(item.get("encrypted_content"), f"{where}.encrypted_content")
+    out: dict[str, Any] = {"id": item.get("id") or new_item_id("rs_"), "type": "reasoning"}
+    for name, kinds in (("summary", ("summary_text",)), ("content", ("reasoning_text", "text"))):
+        parts = item.get(name)
+        if parts is None:
+            continue
+        if not isinstance(parts, list):
+            raise wrong_type(f"{where}.{name}", "an array", parts)
+        for j, part in enumerate(parts):
+            if not isinstance(part, dict) or part.get("type") not in kinds:
+                raise fail(
+                    f"{where}.{name}[{j}]",
+                    f"Invalid '{where}.{name}[{j}]': expected a {kinds[0]} part.",
+                )
+            string(part.get("text"), f"{where}.{name}[{j}].text", required=True)
+        out[name] = [{"type": part["type"], "text": part["text"]} for part in parts]
+    out.setdefault("summary", [])
+    if item.get("encrypted_content") is not None:
+        out["encrypted_content"] = item["encrypted_content"]
+    return out
 
 
 def _message(item: Mapping[str, Any], where: str) -> dict[str, Any]:
