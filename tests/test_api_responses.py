@@ -1632,3 +1632,55 @@ def test_any_mutated_body_is_translated_or_a_400(
     orjson.dumps(result.chat)
     for item in result.input_items:
         ITEM.validate_python(item)
+
+
+STEPS = st.one_of(
+    st.tuples(st.just("text"), st.sampled_from(["a", " ", "\n\n", "bc"])),
+    st.tuples(st.just("reasoning"), st.sampled_from(["r", " ", "s t"])),
+    st.tuples(st.just("refusal"), st.sampled_from(["no", " "])),
+    st.tuples(st.just("call"), st.integers(0, 2)),
+    st.tuples(st.just("args"), st.integers(0, 2)),
+    st.tuples(st.just("usage"), st.integers(0, 9)),
+)
+
+
+def to_chunks(steps: list[tuple[str, Any]]) -> list[Chunk]:
+    out: list[Chunk] = []
+    for kind, value in steps:
+        if kind == "text":
+            out.append(text(value))
+        elif kind == "reasoning":
+            out.append(reasoning(value))
+        elif kind == "refusal":
+            out.append(delta_chunk(META, {"refusal": value}))
+        elif kind == "call":
+            out.append(calls(tool_call_delta(value, id=f"call_{value}", name="f", arguments="{")))
+        elif kind == "args":
+            out.append(calls(tool_call_delta(value, arguments='"x"}')))
+        else:
+            out.append(usage(value, value))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(STEPS, max_size=12),
+    st.sampled_from(["stop", "length", "tool_calls", "content_filter"]),
+    st.sampled_from(["text", "summary"]),
+    st.integers(1, 4),
+)
+def test_any_chunk_sequence_is_a_valid_balanced_stream(
+    steps: list[tuple[str, Any]], finish: str, mode: str, batch: int
+) -> None:
+    chunks = [*to_chunks(steps), finish_chunk(META, finish)]  # type: ignore[arg-type]
+    payloads, response = run(chunks, batch=batch, reasoning_mode=mode)
+    if payloads[-1]["type"] == "response.failed":  # a call continued after other output
+        assert response["error"]["code"] == "server_error"
+        return
+    check_balance(payloads, response)
+    assert payloads[-1]["type"] == (
+        "response.incomplete" if finish in ("length", "content_filter") else "response.completed"
+    )
+    for item in response["output"]:  # never an item of whitespace alone
+        if item["type"] == "message":
+            assert any((p.get("text") or p.get("refusal") or "").strip() for p in item["content"])
