@@ -467,32 +467,39 @@ async def test_after_a_redis_restart_the_next_requests_succeed(
     redis_server: RedisServer,
 ) -> None:
     fake_openai.scripts["one"] = text_script(["a", "b", "c"])
-    base = await start(fake_openai, make_gateway, state={"redis_url": redis_server.url})
+    state = {"redis_url": redis_server.url}
+    # Two replicas: B reads A's streams through Redis (lookups, XREAD).
+    base, other = [await start(fake_openai, make_gateway, state=state) for _ in range(2)]
     async with aiohttp.ClientSession() as session:
 
-        async def resumable() -> tuple[str, bytes]:
+        async def resumable() -> str:
             async with session.post(
                 f"{base}/chat/completions", json=chat(), headers=RESUMABLE
             ) as resp:
                 body = await resp.read()
                 assert resp.status == 200, body
-                return resp.headers["X-Stream-Id"], body
+            assert b'"error"' not in body, body
+            assert body.endswith(b"data: [DONE]\n\n")
+            return resp.headers["X-Stream-Id"]
 
-        # Several pooled connections, all made stale by the restart.
-        await asyncio.gather(*(resumable() for _ in range(4)))
+        async def replay(gateway: str, stream_id: str) -> None:
+            async with session.get(
+                f"{gateway}/streams/{stream_id}", headers={"Last-Event-ID": "1"}
+            ) as again:
+                body = await again.read()
+                assert again.status == 200, body
+            assert b'"error"' not in body, body
+            assert body.endswith(b"data: [DONE]\n\n")
+
+        # Several pooled connections on both replicas, all made stale by the restart.
+        ids = await asyncio.gather(*(resumable() for _ in range(4)))
+        await asyncio.gather(*(replay(other, stream_id) for stream_id in ids))
         redis_server.stop()
         redis_server.start()
         for _ in range(4):
-            stream_id, body = await resumable()
-            assert b'"error"' not in body, body
-            assert body.endswith(b"data: [DONE]\n\n")
-            async with session.get(
-                f"{base}/streams/{stream_id}", headers={"Last-Event-ID": "1"}
-            ) as again:
-                replay = await again.read()
-                assert again.status == 200, replay
-            assert b'"error"' not in replay, replay
-            assert replay.endswith(b"data: [DONE]\n\n")
+            stream_id = await resumable()
+            await replay(base, stream_id)
+            await replay(other, stream_id)
 
 
 # --- unit checks of the two budgets' bookkeeping and of the JSON count -------------------------
