@@ -1662,7 +1662,7 @@ def to_chunks(steps: list[tuple[str, Any]]) -> list[Chunk]:
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     st.lists(STEPS, max_size=12),
     st.sampled_from(["stop", "length", "tool_calls", "content_filter"]),
