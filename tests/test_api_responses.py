@@ -1181,6 +1181,43 @@ def test_a_conversation_round_trip_through_the_builder() -> None:
     assert got[1]["tool_calls"][0]["id"] == "call_9" and got[2]["tool_call_id"] == "call_9"
 
 
+def test_every_output_item_kind_replays_as_history() -> None:
+    first = call(input="Go", tools=[CUSTOM])
+    builder = ResponseBuilder("resp_1", "m", 1, first, reasoning="summary")
+    builder.start()
+    builder.feed(
+        [
+            reasoning("plan"),
+            delta_chunk(META, {"refusal": "not that"}),
+            text("but this"),
+            calls(tool_call_delta(0, id="call_p", name="apply_patch", arguments='{"input":"P"}')),
+            finish_chunk(META, "tool_calls"),
+        ]
+    )
+    builder.finish()
+    output = builder.response["output"]
+    assert [item["type"] for item in output] == ["reasoning", "message", "custom_tool_call"]
+    answer = {"type": "custom_tool_call_output", "call_id": "call_p", "output": "ok"}
+    second = from_request(
+        {"model": "m", "input": [answer], "tools": [CUSTOM]}, first.input_items + output
+    )
+    assert second.chat["messages"] == [
+        {"role": "user", "content": "Go"},
+        {
+            "role": "assistant",
+            "content": "not that\nbut this",
+            "tool_calls": [
+                {
+                    "id": "call_p",
+                    "type": "function",
+                    "function": {"name": "apply_patch", "arguments": '{"input":"P"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_p", "content": "ok"},
+    ]
+
+
 def test_an_item_reference_resolves_from_history() -> None:
     history = [{"type": "message", "id": "msg_a", "role": "user", "content": "Earlier"}]
     result = from_request(
