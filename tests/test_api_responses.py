@@ -1721,3 +1721,27 @@ def test_any_chunk_sequence_is_a_valid_balanced_stream(
     for item in response["output"]:  # never an item of whitespace alone
         if item["type"] == "message":
             assert any((p.get("text") or p.get("refusal") or "").strip() for p in item["content"])
+
+
+def test_url_citations_become_output_text_annotations() -> None:
+    cite = {
+        "type": "url_citation",
+        "url_citation": {"start_index": 0, "end_index": 5, "title": "Ex", "url": "https://x.test"},
+    }
+    chunks = [
+        text("Paris is big."),
+        delta_chunk(META, {"annotations": [cite, {"type": "other"}]}),  # type: ignore[typeddict-unknown-key]
+        finish_chunk(META, "stop"),
+    ]
+    payloads, response = run(chunks)
+    flat = {
+        "type": "url_citation",
+        "start_index": 0,
+        "end_index": 5,
+        "title": "Ex",
+        "url": "https://x.test",
+    }
+    assert response["output"][0]["content"][0]["annotations"] == [flat]
+    added = [p for p in payloads if p["type"] == "response.output_text.annotation.added"]
+    assert [(p["annotation_index"], p["annotation"]) for p in added] == [(0, flat)]
+    check_balance(payloads, response)

@@ -25,6 +25,7 @@ from llms.api.responses_object import (
     custom_input,
     deleted,
     encode_event,
+    from_annotation,
     from_logprobs,
     from_usage,
     input_items_page,
@@ -193,6 +194,9 @@ class ResponseBuilder:
                 if content and isinstance(content, str):
                     logprobs = from_logprobs(choice) if choice.get("logprobs") else _NO_LOGPROBS
                     self._add_text(events, "output_text", content, logprobs)
+                annotations = delta.get("annotations")
+                if annotations and isinstance(annotations, list):
+                    self._add_annotations(events, annotations)
                 refusal = delta.get("refusal")
                 if refusal and isinstance(refusal, str):
                     self._add_text(events, "refusal", refusal, _NO_LOGPROBS)
@@ -283,6 +287,27 @@ class ResponseBuilder:
             open_.logprobs += logprobs
             body += b',"logprobs":' + (orjson.dumps(logprobs) if logprobs else b"[]")
         events.append(self._delta(open_.delta_type, body))
+
+    def _add_annotations(self, events: list[ResponseEvent], annotations: list[Any]) -> None:
+        """Chat `annotations` (web search citations) on the open text part; dropped when no
+        text part is open (they index into a text)."""
+        open_ = self._text
+        if open_ is None or open_.part is None or open_.part["type"] != "output_text":
+            return
+        for annotation in annotations:
+            mapped = from_annotation(annotation)
+            if mapped is None:
+                continue
+            index = len(open_.part["annotations"])
+            open_.part["annotations"].append(mapped)
+            events.append(
+                self._event(
+                    "response.output_text.annotation.added",
+                    **self._where(open_),
+                    annotation_index=index,
+                    annotation=mapped,
+                )
+            )
 
     def _open_text(self, events: list[ResponseEvent], item_type: str) -> _Text:
         if item_type == "message":

@@ -127,6 +127,25 @@ def custom_input(arguments: str) -> str:
     return arguments
 
 
+def from_annotation(annotation: Any) -> dict[str, Any] | None:
+    """A chat `url_citation` annotation -> the Responses one (flat); None for any other."""
+    if not isinstance(annotation, Mapping) or annotation.get("type") != "url_citation":
+        return None
+    cited = annotation.get("url_citation")
+    if not isinstance(cited, Mapping):
+        return None
+    try:
+        return {
+            "type": "url_citation",
+            "start_index": int(cited["start_index"]),
+            "end_index": int(cited["end_index"]),
+            "title": str(cited.get("title") or ""),
+            "url": str(cited["url"]),
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def from_logprobs(choice: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Chat `logprobs.content` -> Responses logprobs (token, bytes, logprob, top_logprobs)."""
     logprobs = choice.get("logprobs")
