@@ -933,6 +933,12 @@ def test_calls_join_the_assistant_text_before_them_keyed_by_call_id() -> None:
     ]
 
 
+def test_text_between_calls_and_their_outputs_joins_the_calls_message() -> None:
+    got = messages(input=[USER, FC1, {"role": "assistant", "content": "Waiting."}, OUT1])
+    assert [m["role"] for m in got] == ["user", "assistant", "tool"]
+    assert got[1]["content"] == "Waiting." and got[1]["tool_calls"][0]["id"] == "call_1"
+
+
 def test_many_turns_keep_every_call_and_never_send_reasoning_as_text() -> None:
     # peers' bug #2: replay of function_call/reasoning items over several turns
     turn2 = {"role": "user", "content": "And Oslo?"}

@@ -321,8 +321,20 @@ class _Chat:
     def add(self, item: Mapping[str, Any], where: str) -> None:
         kind = item["type"]
         if kind == "message":
-            self._flush_media()
             message = _to_message(item)
+            joined = self.assistant
+            # Text after calls that await their outputs joins the calls' message: a message
+            # between the calls and their tool messages would break the pairing.
+            if (
+                joined
+                and joined.get("tool_calls")
+                and message["role"] == "assistant"
+                and isinstance(message["content"], str)
+            ):
+                texts = [joined["content"], message["content"]]
+                joined["content"] = "\n".join(text for text in texts if text)
+                return
+            self._flush_media()
             self._append(message, where)
             self.assistant = message if message["role"] == "assistant" else None
         elif kind in CALLS:
