@@ -34,7 +34,7 @@ from llms.streams.pump import StreamRegistry
 from llms.streams.redis import RedisStreams
 from llms.telemetry import api
 from llms.telemetry.attempts import RouteTelemetry
-from llms.telemetry.logs import AccessLog
+from llms.telemetry.logs import AccessLog, quiet_malformed_requests
 from llms.telemetry.metrics import Metrics
 from llms.telemetry.record import Sink, Sinks
 from llms.telemetry.usage import RequestLog
@@ -71,10 +71,13 @@ def server_options(config: Config) -> dict[str, Any]:
     arrived this long after it opened (or after its previous response): the slowloris bound.
     Longer request lines or header fields than `server.max_header_kb` get a 400.
     `lingering_time`: the rest of a body not read by the handler is drained (so the client
-    sees its early answer) for at most this long.
+    sees its early answer) for at most this long. Also quiets aiohttp's log of malformed requests.
     """
     server = config.server
     header_bytes = int(server.max_header_kb * 1024)
+    # A request that does not parse as HTTP costs one debug line, not an ERROR with its bytes
+    # (embedders that configure their own logging get this too).
+    quiet_malformed_requests()
     return {
         "handler_cancellation": True,
         "keepalive_timeout": server.request_timeout_s,
