@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -288,6 +289,54 @@ async def test_sqlite_two_workers_share_one_file(sqlite_store: Factory, tmp_path
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+WORKER = """
+import asyncio, sys, time
+from llms.store import SQLiteResponseStore, StoredResponse
+
+async def main(path: str, name: str) -> None:
+    store = SQLiteResponseStore(path)
+    await store.start()
+    for i in range(100):
+        rid = f"resp_{name}{i}"
+        now = int(time.time())
+        await store.put(StoredResponse(rid, name, now, "queued", b"{}", b"[]", b"[%d]" % i))
+        assert await store.update_response(rid, b'{"done": 1}', "completed")
+    await store.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_sqlite_two_processes_write_one_new_file_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "responses.db"
+    root = Path(__file__).parent.parent
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WORKER, str(path), name, cwd=root
+        )
+        for name in ("a", "b")
+    ]
+    try:
+        codes = await asyncio.wait_for(asyncio.gather(*(w.wait() for w in workers)), 60)
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+    assert codes == [0, 0]
+    store = SQLiteResponseStore(path)
+    await store.start()
+    try:
+        for name in ("a", "b"):
+            for i in range(100):
+                got = await store.get(f"resp_{name}{i}", name)
+                assert got is not None and got.history == b"[%d]" % i, (name, i)
+                assert (got.status, got.response) == ("completed", b'{"done": 1}')
+        assert await store.total_bytes() == sum(13 + len(b"[%d]" % i) for i in range(100)) * 2
+    finally:
+        await store.close()
+
+
 async def test_sqlite_workers_opening_a_new_file_together(
     sqlite_store: Factory, tmp_path: Path
 ) -> None:
@@ -339,6 +388,24 @@ async def test_sqlite_purge_deletes_expired_records(sqlite_store: Factory, tmp_p
     assert await store.total_bytes() == new.size
     with sqlite3.connect(tmp_path / "state" / "responses.db") as db:
         assert db.execute("SELECT id FROM responses").fetchall() == [(new.id,)]
+
+
+async def test_sqlite_purge_gives_the_space_back(sqlite_store: Factory, tmp_path: Path) -> None:
+    path = tmp_path / "responses.db"
+    clock = Clock()
+    store = await sqlite_store(path, clock=clock, retention_s=60)
+    for _ in range(10):
+        await store.put(record(size=200 * KIB))
+
+    def file_size() -> int:
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return path.stat().st_size
+
+    assert file_size() > 2000 * KIB
+    clock.now = NOW + 60
+    assert await store.purge() == 10
+    assert file_size() < 200 * KIB
 
 
 async def test_sqlite_purges_periodically(sqlite_store: Factory, tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ class RedisResponseStore:
                 raise ValueError("give the Redis url or a client")
             # Blocking: past the cap a command waits for a connection instead of failing.
             pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10)
-            redis = Redis(connection_pool=pool)
+            redis = Redis.from_pool(pool)  # closed with the client (aclose)
         if redis.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("the Redis client must return bytes (decode_responses off)")
         self.redis: Redis = redis

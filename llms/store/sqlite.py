@@ -75,10 +75,11 @@ SELECT = (
 
 
 def prepare(path: Path) -> None:
-    """Create the database (WAL mode, schema) before several processes open it at once.
+    """Create the database once, before the workers open it (as the supervisor does for the
+    request log), so that a file that cannot be created is said once. Optional: start() creates
+    it too, and workers opening a new file at once wait for each other (busy_timeout).
 
-    Switching a new file to WAL needs it to itself; N workers starting together would race
-    (start() retries, but the supervisor can avoid the race). Raises sqlite3.Error or OSError.
+    Raises sqlite3.Error or OSError.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.closing(sqlite3.connect(path)) as db:
@@ -122,26 +123,15 @@ class SQLiteResponseStore:
         except (sqlite3.Error, OSError) as exc:
             raise self._unavailable("open", exc) from None
         try:
-            await self._run_open_statements(db)
+            # busy_timeout first: it also covers workers switching a new file to WAL together.
+            for statement in OPEN_STATEMENTS:
+                await db.execute(statement)
         except sqlite3.Error as exc:
             await db.close()
             raise self._unavailable("open", exc) from None
         self._db = db
         await self.purge()
         self._purging = asyncio.create_task(self._purge_forever(), name="response store purge")
-
-    async def _run_open_statements(self, db: aiosqlite.Connection) -> None:
-        # The busy timeout does not cover the switch of a new file to WAL: workers that open
-        # a file nobody prepared at the same moment may be refused; a few tries settle it.
-        for attempt in range(20):
-            try:
-                for statement in OPEN_STATEMENTS:
-                    await db.execute(statement)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 19:
-                    raise
-                await asyncio.sleep(0.05 * (attempt + 1))
 
     async def close(self) -> None:
         task, self._purging = self._purging, None
@@ -260,13 +250,16 @@ class SQLiteResponseStore:
             )
             return cursor.rowcount
 
+        async def vacuum(db: aiosqlite.Connection) -> None:
+            # Each step of this statement frees one page, and execute() steps once: a script
+            # runs it to its end.
+            await db.executescript("PRAGMA incremental_vacuum;")
+
         try:
             removed = await self._write("purge", remove)
             if removed:
-                async with self._lock:
-                    await self._db.execute("PRAGMA incremental_vacuum")
-        except (StoreUnavailable, sqlite3.Error) as exc:
-            log.warning("response store: purging failed: %s", exc)
+                await self._run("vacuum", vacuum)
+        except StoreUnavailable:  # logged; the next purge tries again
             return 0
         return removed
 
@@ -333,14 +326,15 @@ class SQLiteResponseStore:
         return await self._run(what, transaction)
 
     async def _run(self, what: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        db = self._db
-        if db is None:
-            raise StoreUnavailable("The gateway's response store is not open.")
-        try:
-            async with self._lock:
+        async with self._lock:
+            # Read under the lock: close() may have taken the connection while this waited.
+            db = self._db
+            if db is None:
+                raise StoreUnavailable("The gateway's response store is not open.")
+            try:
                 return await body(db)
-        except (sqlite3.Error, OSError) as exc:
-            raise self._unavailable(what, exc) from None
+            except (sqlite3.Error, OSError) as exc:
+                raise self._unavailable(what, exc) from None
 
     def _unavailable(self, what: str, exc: BaseException) -> StoreUnavailable:
         """The failure in plain words for the client; its own text (and the path) is logged."""
