@@ -612,3 +612,19 @@ async def test_sqlite_a_cancelled_write_leaves_no_transaction_open(sqlite_store:
     assert await store.get(kept.id, "team") == replace(
         kept, status="in_progress", response=b'{"n": 39}'
     )
+
+
+async def test_redis_out_of_memory_is_a_503_and_keeps_nothing(redis_store: Factory) -> None:
+    store: RedisResponseStore = await redis_store()
+    await store.redis.config_set("maxmemory-policy", "noeviction")
+    used = int((await store.redis.info("memory"))["used_memory"])
+    await store.redis.config_set("maxmemory", used + 512 * KIB)
+    try:
+        big = record(size=1024 * KIB)
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.put(big)
+        assert "refused" in caught.value.message, caught.value.message
+    finally:
+        await store.redis.config_set("maxmemory", 0)
+    assert await store.get(big.id, "team") is None
+    assert await store.redis.exists(store.key(big.id)) == 0
