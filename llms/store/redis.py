@@ -3,8 +3,9 @@
 One hash per response, `{prefix}{id}` (default `llms:resp:{id}`), with the fields `owner` (`k:`
 and the key's name, or `-` for no key), `created_at`, `status`, `response`, `input_items` and
 `history`. The key expires when the record's retention ends (PEXPIRE, set with the write in one
-MULTI), so there is nothing to purge. Owner checks and background updates run as Lua scripts:
-an update of a record that has just expired must not bring back a key without an expiry.
+MULTI), so there is nothing to purge. A delete (owner checked) and a background update run as
+Lua scripts, each one step in Redis: an update of a record that has just expired must not bring
+back a key without an expiry.
 
 There is no total cap here: the per-record cap bounds each record, the expiry bounds how long
 it stays, and Redis's own `maxmemory` (with a `volatile-*` eviction policy, every key here
