@@ -1,8 +1,10 @@
-"""Chunks -> the client's socket as SSE: heartbeats, disconnect -> cancel, error event, [DONE].
+"""Chunks -> the client's socket as SSE: heartbeats, disconnect -> cancel, the final event.
 
-Default mode bytes are exactly `data: <json>\\n\\n` events, `: keep-alive\\n\\n` comments and
-`data: [DONE]\\n\\n`. Headers go out with the first chunk, or with the first heartbeat if the
-upstream is slow to commit, so an error known before then is still a plain HTTP error.
+What each batch becomes is the client-facing API's (a `StreamEncoder` from llms/api/): for chat
+completions, default mode bytes are exactly `data: <json>\\n\\n` events, `: keep-alive\\n\\n`
+comments and `data: [DONE]\\n\\n`. Headers go out with the first chunk, or with the first
+heartbeat if the upstream is slow to commit, so an error known before then is still a plain HTTP
+error.
 
 A client that reads too slowly holds at most `server.client_buffer_kb` of unsent output: past
 it writes wait, and a write that waits `server.slow_client_s` ends that client's stream (an error
@@ -14,15 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 import orjson
 from aiohttp import web
 
+from llms.api.chat import CHAT, DONE, StreamEncoder, error_event
 from llms.chunks import StreamMeta
-from llms.errors import GatewayError, ServiceUnavailable
-from llms.routing import Generation, Router, to_json_each
+from llms.errors import GatewayError, ServiceUnavailable, UpstreamMalformed
+from llms.routing import Generation, Router
 from llms.server import keys
 from llms.server.slow import GOODBYE_S, WRITE_SLICE, SlowClient, bound_buffers, reset, slices
 from llms.streams.log import TERMINAL, Event
@@ -32,7 +35,6 @@ from llms.wire import ChatRequest, Chunk
 
 log = logging.getLogger("llms.relay")
 
-DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
 STREAM_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -41,24 +43,23 @@ STREAM_HEADERS = {
 }
 
 
-def encode_chunks(chunks: Iterable[Chunk]) -> bytes:
-    """Several ready chunks as one buffer, so they leave in one transport write.
-
-    Raises orjson.JSONEncodeError for a chunk nested too deeply (see `write_encodable`).
-    """
-    dumps = orjson.dumps
-    return b"".join([b"data: " + dumps(item) + b"\n\n" for item in chunks])
-
-
 async def write_encodable(
-    write: Callable[[bytes], Awaitable[None]], batch: list[Chunk], generation: Generation
+    write: Callable[[bytes], Awaitable[None]],
+    batch: list[Chunk],
+    generation: Generation,
+    encoder: StreamEncoder,
 ) -> NoReturn:
-    """After `encode_chunks(batch)` failed: write the chunks before the one that cannot be
+    """After `encoder.chunks(batch)` failed: write the chunks before the one that cannot be
     encoded, then raise its UpstreamMalformed (which counts against the provider)."""
-    encoded, error = to_json_each(batch)
-    if encoded:
-        await write(b"".join([b"data: " + item + b"\n\n" for item in encoded]))
-    assert error is not None
+    parts: list[bytes] = []
+    for item in batch:
+        try:
+            parts.append(encoder.chunks([item]))
+        except orjson.JSONEncodeError:
+            break
+    if parts:
+        await write(b"".join(parts))
+    error = UpstreamMalformed("The upstream sent a chunk the gateway cannot encode.")
     if generation.on_failure is not None:
         generation.on_failure(error)
     raise error
@@ -66,11 +67,6 @@ async def write_encodable(
 
 def internal_error() -> GatewayError:
     return GatewayError("The gateway failed while relaying this answer.", code="internal_error")
-
-
-def error_event(error: GatewayError) -> bytes:
-    """The in-stream error (no `event:` line: every openai SDK raises on it), then [DONE]."""
-    return b"data: " + orjson.dumps(error.to_body()) + b"\n\n" + DONE
 
 
 class ClientStream:
@@ -231,11 +227,18 @@ async def relay(
     heartbeat_s: float,
     shutting_down: asyncio.Event,
     record: RequestRecord,
+    encoder: StreamEncoder = CHAT,
+    on_end: Callable[[], Awaitable[None]] | None = None,
 ) -> web.StreamResponse:
-    """Run one streaming request. Errors before anything was sent propagate as HTTP errors."""
+    """Run one streaming request. Errors before anything was sent propagate as HTTP errors.
+
+    `encoder` makes the client-facing API's events; `on_end` runs before the body ends (the
+    Responses API stores its response there, so a client that reads to the end finds it).
+    """
     headers = dict(STREAM_HEADERS)
     headers["X-Stream-Id"] = meta.id
     out = ClientStream(request, headers, heartbeat_s)
+    end = _Ending(out, encoder, on_end)
     try:
         try:
             generation = await router.open(chat, meta, include_usage)
@@ -243,7 +246,7 @@ async def relay(
             record.failed(error, status=200 if out.started else None)
             if not out.started:
                 raise
-            return await _end(out, error_event(error))
+            return await end.failed(error)
         except asyncio.CancelledError:
             if not shutting_down.is_set():
                 record.disconnected = True
@@ -253,7 +256,7 @@ async def relay(
             record.failed(shutdown, status=200 if out.started else None)
             if not out.started:
                 raise shutdown from None
-            return await _end(out, error_event(shutdown))
+            return await end.failed(shutdown)
         except Exception:
             # A bug (in an adapter's request builder, its error mapping…): logged, and the
             # client still gets an answer; once a heartbeat started the response, an error
@@ -263,21 +266,23 @@ async def relay(
             record.failed(failure, status=200 if out.started else None)
             if not out.started:
                 raise failure from None
-            return await _end(out, error_event(failure))
+            return await end.failed(failure)
         record.provider = generation.provider.name
-        return await _pump(out, generation, meta, shutting_down, record)
+        return await _pump(end, generation, meta, shutting_down, record)
     finally:
         out.close()
 
 
 async def _pump(
-    out: ClientStream,
+    end: _Ending,
     generation: Generation,
     meta: StreamMeta,
     shutting_down: asyncio.Event,
     record: RequestRecord,
 ) -> web.StreamResponse:
-    final = DONE
+    out = end.out
+    encoder = end.encoder
+    failure: GatewayError | None = None
     batch: list[Chunk] | None = generation.first
     assert batch is not None
     chunks = 0
@@ -285,10 +290,11 @@ async def _pump(
         if not out.started:
             out.response.headers["X-Provider"] = generation.provider.name
         write = out.write
+        encode = encoder.chunks
         try:
-            data = encode_chunks(batch)
+            data = encode(batch)
         except orjson.JSONEncodeError:
-            await write_encodable(write, batch, generation)
+            await write_encodable(write, batch, generation, encoder)
         await write(data)
         record.first_output = out.last_write
         chunks = len(batch)
@@ -298,9 +304,9 @@ async def _pump(
         next_batch = generation.next
         while (batch := await next_batch()) is not None:
             try:
-                data = encode_chunks(batch)
+                data = encode(batch)
             except orjson.JSONEncodeError:
-                await write_encodable(write, batch, generation)
+                await write_encodable(write, batch, generation, encoder)
             await write(data)
             chunks += len(batch)
             finish = finish_reason_of(batch)
@@ -310,12 +316,12 @@ async def _pump(
         log.warning("stream %s: %s", meta.id, slow.message)
         record.failed(slow, status=200)
         generation.close()  # the upstream first: the goodbye may take a moment
-        await out.cut_off(error_event(slow))
+        await out.cut_off(encoder.failed(slow))
         return out.response
     except GatewayError as error:
         log.warning("stream %s failed after it started: %s", meta.id, error.message)
         record.failed(error, status=200)
-        final = error_event(error)
+        failure = error
     except ConnectionResetError:
         log.info("stream %s: the client disconnected", meta.id)
         record.disconnected = True
@@ -325,21 +331,21 @@ async def _pump(
         log.exception("stream %s: relaying failed", meta.id)
         failure = internal_error()
         record.failed(failure, status=200)
-        final = error_event(failure)
     except asyncio.CancelledError:
         if not shutting_down.is_set():
             log.info("stream %s: the client disconnected", meta.id)
             record.disconnected = True
             raise
         uncancel()
-        shutdown = ServiceUnavailable("The gateway shut down before the answer ended.")
-        record.failed(shutdown, status=200)
-        final = error_event(shutdown)
+        failure = ServiceUnavailable("The gateway shut down before the answer ended.")
+        record.failed(failure, status=200)
     finally:
         record.chunks = chunks
         record.usage = generation.converter.usage
         generation.close()
-    return await _end(out, final)
+    if failure is not None:
+        return await end.failed(failure)
+    return await end.done()
 
 
 def uncancel() -> None:
@@ -347,6 +353,37 @@ def uncancel() -> None:
     task = asyncio.current_task()
     if task is not None:
         task.uncancel()
+
+
+class _Ending:
+    """How one default-mode stream ends: its API's final events, the `on_end` hook, the EOF."""
+
+    __slots__ = ("encoder", "on_end", "out")
+
+    def __init__(
+        self,
+        out: ClientStream,
+        encoder: StreamEncoder,
+        on_end: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self.out = out
+        self.encoder = encoder
+        self.on_end = on_end
+
+    async def done(self) -> web.StreamResponse:
+        return await self._end(self.encoder.done())
+
+    async def failed(self, error: GatewayError) -> web.StreamResponse:
+        return await self._end(self.encoder.failed(error))
+
+    async def _end(self, final: bytes) -> web.StreamResponse:
+        out = self.out
+        if self.on_end is not None:
+            try:
+                await self.on_end()
+            except Exception:
+                log.exception("finishing the stream's bookkeeping failed")
+        return await _end(out, final)
 
 
 async def _end(out: ClientStream, final: bytes) -> web.StreamResponse:

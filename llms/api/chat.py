@@ -1,0 +1,66 @@
+"""Chat Completions: internal chunks are already this API's wire form. What a stream writes.
+
+The relay (server/relay.py) writes whatever a `StreamEncoder` makes of each batch; this is the
+one for `POST /v1/chat/completions`: `data: <chunk>` events, an error event, `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import orjson
+
+from llms.errors import GatewayError
+from llms.wire import Chunk
+
+DONE = b"data: [DONE]\n\n"
+
+
+class StreamEncoder(Protocol):
+    """A client-facing API's stream: the bytes for each batch, its normal end, its failure."""
+
+    def chunks(self, batch: list[Chunk]) -> bytes:
+        """The events for one batch; raises orjson.JSONEncodeError for one it cannot encode."""
+        ...
+
+    def done(self) -> bytes:
+        """The events that end a stream that finished normally."""
+        ...
+
+    def failed(self, error: GatewayError) -> bytes:
+        """The events that end a stream that failed (after output, or after a heartbeat)."""
+        ...
+
+
+def encode_chunks(chunks: Iterable[Chunk]) -> bytes:
+    """Several ready chunks as one buffer, so they leave in one transport write.
+
+    Raises orjson.JSONEncodeError for a chunk nested too deeply (the relay then writes the
+    chunks before it and ends the stream with `upstream_malformed`).
+    """
+    dumps = orjson.dumps
+    return b"".join([b"data: " + dumps(item) + b"\n\n" for item in chunks])
+
+
+def error_event(error: GatewayError) -> bytes:
+    """The in-stream error (no `event:` line: every openai SDK raises on it), then [DONE]."""
+    return b"data: " + orjson.dumps(error.to_body()) + b"\n\n" + DONE
+
+
+class ChatEncoder:
+    """Chat completions' stream: stateless, so one instance serves every request."""
+
+    __slots__ = ()
+
+    def chunks(self, batch: list[Chunk]) -> bytes:
+        return encode_chunks(batch)
+
+    def done(self) -> bytes:
+        return DONE
+
+    def failed(self, error: GatewayError) -> bytes:
+        return error_event(error)
+
+
+CHAT = ChatEncoder()
