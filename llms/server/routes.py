@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from contextvars import Token
+from types import TracebackType
 
 import orjson
 from aiohttp import web
 
 from llms.chunks import Fold, StreamMeta
+from llms.config import ApiKey
 from llms.errors import (
     GatewayError,
     InvalidRequest,
@@ -21,14 +24,14 @@ from llms.routing import Router
 from llms.server import keys
 from llms.server.auth import KEY, authorize_model
 from llms.server.fields import event_id
-from llms.server.limits import UNLIMITED
+from llms.server.limits import UNLIMITED, Lease
 from llms.server.middleware import REQUEST_ID
 from llms.server.relay import relay, relay_log, uncancel
 from llms.server.requests import read_chat_request
 from llms.streams.pump import Cancelled, Stream
 from llms.telemetry.attempts import CURRENT_RECORD
 from llms.telemetry.record import RequestRecord
-from llms.wire import ChatRequest, ModelCard
+from llms.wire import ChatRequest, Completion, ModelCard
 
 # A client-chosen stream id: long enough to be unguessable, safe in a URL and a Redis key.
 STREAM_ID = re.compile(r"[A-Za-z0-9_-]{16,80}")
@@ -42,40 +45,94 @@ def json_response(
     )
 
 
+class Tracked:
+    """One API request's bookkeeping: its record (telemetry, the request log), its place among
+    the in-flight requests a shutdown drains, and its key's limits lease.
+
+    `async with Tracked(request) as t:` — an error leaving the block is recorded as the status
+    sent (a bug as the middleware's 500); the record is finished and the lease released on the
+    way out, unless `handed_over` (a resumable stream's pump finishes them instead).
+    """
+
+    __slots__ = ("_current", "_loop", "_task", "app", "handed_over", "key", "lease", "record")
+
+    def __init__(self, request: web.Request) -> None:
+        self.app = request.app
+        self._loop = asyncio.get_running_loop()
+        self.key: ApiKey | None = request.get(KEY)
+        key = self.key
+        self.record = RequestRecord(
+            request_id=request[REQUEST_ID],
+            model="",
+            stream=False,
+            started=self._loop.time(),
+            wall=time.time(),
+            key=key.name if key is not None else None,
+        )
+        self.handed_over = False
+        self.lease: Lease = UNLIMITED
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._current: Token[RequestRecord | None] | None = None
+
+    async def __aenter__(self) -> Tracked:
+        self._current = CURRENT_RECORD.set(self.record)  # routing's observer fills it
+        self.app[keys.ACTIVE].add(self._task)
+        if self.app[keys.SHUTTING_DOWN].is_set():
+            error = ServiceUnavailable(
+                "The gateway is shutting down.", headers={"Retry-After": "1"}
+            )
+            await self.__aexit__(type(error), error, None)
+            raise error
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        record = self.record
+        if isinstance(exc, GatewayError):
+            record.failed(exc)
+        elif isinstance(exc, Exception):
+            # A bug: the middleware answers 500 internal_error; the record says what was sent.
+            record.failed(GatewayError("internal", code="internal_error"))
+        if self._current is not None:
+            CURRENT_RECORD.reset(self._current)
+            self._current = None
+        self.app[keys.ACTIVE].discard(self._task)
+        if not self.handed_over:
+            self.lease.release(record.usage)
+            record.ended = self._loop.time()
+            self.app[keys.TELEMETRY].finish(record)
+
+    def admit(self, model: str) -> Router:
+        """The key may use `model`, the gateway serves it, and the key's limits admit one more
+        request (its lease is held until the answer ends); the router to answer with."""
+        self.record.model = model
+        key = self.key
+        authorize_model(key, model)
+        router = self.app[keys.ROUTER]
+        router.providers_for(model)
+        self.lease = self.app[keys.LIMITS].admit(key)
+        return router
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions: stream (default or resumable mode) or one JSON answer."""
     app = request.app
-    loop = asyncio.get_running_loop()
-    key = request.get(KEY)
-    record = RequestRecord(
-        request_id=request[REQUEST_ID],
-        model="",
-        stream=False,
-        started=loop.time(),
-        wall=time.time(),
-        key=key.name if key is not None else None,
-    )
-    handed_over = False  # a resumable stream's pump finishes the record instead
-    lease = UNLIMITED
-    current = CURRENT_RECORD.set(record)  # routing's observer fills it (attempts, timings)
-    active = app[keys.ACTIVE]
-    task = asyncio.current_task()
-    assert task is not None
-    active.add(task)
-    try:
-        if app[keys.SHUTTING_DOWN].is_set():
-            raise ServiceUnavailable("The gateway is shutting down.", headers={"Retry-After": "1"})
+    async with Tracked(request) as tracked:
+        record = tracked.record
         server = app[keys.CONFIG].server
         chat = await read_chat_request(request)
-        record.model = model = chat["model"]
-        authorize_model(key, model)
-        router = app[keys.ROUTER]
-        router.providers_for(model)
-        lease = app[keys.LIMITS].admit(key)
-        meta = StreamMeta(model=model)
+        router = tracked.admit(chat["model"])
+        meta = StreamMeta(model=chat["model"])
         record.stream_id = meta.id
         if not chat.get("stream"):
-            return await _complete(app, router, chat, meta, record)
+            completion, provider = await complete(app, router, chat, meta, record)
+            return json_response(completion, headers={"X-Provider": provider})
         record.stream = True
         app[keys.METRICS].stream_started()
         include_usage = bool((chat.get("stream_options") or {}).get("include_usage"))
@@ -101,10 +158,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 on_done=app[keys.TELEMETRY].finish,
                 chosen_id=chosen is not None,
             )
-            handed_over = True
+            tracked.handed_over = True
             # The stream's slot is held while it generates, whoever reads it.
             pumping = stream.task
             assert pumping is not None
+            lease = tracked.lease
             pumping.add_done_callback(lambda _: lease.release(record.usage))
             return await relay_log(request, stream, 0, heartbeat_s=heartbeat_s)
         return await relay(
@@ -117,26 +175,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             shutting_down=app[keys.SHUTTING_DOWN],
             record=record,
         )
-    except GatewayError as error:
-        record.failed(error)
-        raise
-    except Exception:
-        # A bug: the middleware answers 500 internal_error; the record says what was sent.
-        record.failed(GatewayError("internal", code="internal_error"))
-        raise
-    finally:
-        CURRENT_RECORD.reset(current)
-        active.discard(task)
-        if not handed_over:
-            lease.release(record.usage)
-            record.ended = loop.time()
-            app[keys.TELEMETRY].finish(record)
 
 
-async def _complete(
+async def complete(
     app: web.Application, router: Router, chat: ChatRequest, meta: StreamMeta, record: RequestRecord
-) -> web.Response:
-    """A non-stream answer: one chat.completion (asked whole of the upstream, or folded).
+) -> tuple[Completion, str]:
+    """A non-stream answer: one chat.completion (asked whole of the upstream, or folded), and
+    the name of the provider that gave it.
 
     Bounded in size (`server.max_answer_mb`, else 502 `upstream_too_large`) and in time: the
     whole answer by `timeouts.answer_s` (else 504), not only its first chunk.
@@ -184,7 +229,7 @@ async def _complete(
     if completion["usage"] is None and record.usage is not None:
         completion["usage"] = record.usage
     record.finish_reason = completion["choices"][0]["finish_reason"]
-    return json_response(completion, headers={"X-Provider": provider.name})
+    return completion, provider.name
 
 
 def _visible_models(request: web.Request) -> list[ModelCard]:
