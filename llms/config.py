@@ -91,6 +91,17 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponsesConfig:
+    """Stored responses (`previous_response_id`, `GET /v1/responses/{id}`): a SQLite file, or
+    Redis when `state.redis_url` is set; `store: null` keeps none."""
+
+    store: str | None = "sqlite:~/.llms/responses.db"
+    retention_days: float = 30.0
+    max_record_mb: float = 16.0
+    max_total_mb: float = 1024.0
+
+
+@dataclass(frozen=True, slots=True)
 class StateConfig:
     redis_url: str | None = None
     resume_grace_s: float = 30.0
@@ -104,6 +115,7 @@ class StateConfig:
     request_log_retention_days: float | None = 30.0
     request_log_queue: int = 10_000
     log_content: bool = False
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +414,7 @@ def _state(r: _Reader, value: Any) -> StateConfig:
             "request_log_queue",
             "log_content",
             "finished_streams_mb",
+            "responses",
         ),
     )
     defaults = StateConfig()
@@ -437,7 +450,25 @@ def _state(r: _Reader, value: Any) -> StateConfig:
             obj.get("finished_streams_mb", defaults.finished_streams_mb),
             "state.finished_streams_mb",
         ),
+        responses=_responses(r, obj.get("responses", {})),
     )
+
+
+def _responses(r: _Reader, value: Any) -> ResponsesConfig:
+    path = "state.responses"
+    fields = ("store", "retention_days", "max_record_mb", "max_total_mb")
+    obj = r.obj(value, path, fields)
+    defaults = ResponsesConfig()
+    store = obj.get("store", defaults.store)
+    if store is not None:
+        store = r.string(store, f"{path}.store")
+        if not store.startswith("sqlite:") or store == "sqlite:":
+            raise r.fail(f"{path}.store", f'expected "sqlite:<path>" or null, got {_show(store)}')
+    numbers = {
+        name: r.number(obj.get(name, getattr(defaults, name)), f"{path}.{name}")
+        for name in fields[1:]
+    }
+    return ResponsesConfig(store=store, **numbers)
 
 
 def _routing(r: _Reader, value: Any) -> RoutingConfig:

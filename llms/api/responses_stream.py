@@ -1,0 +1,82 @@
+"""The Responses API's side of the relay: a `StreamEncoder` over a `ResponseBuilder`, and a
+folded chat completion as the one chunk a non-stream Response is built from.
+
+Pure: the caller passes the clock (`now`) that stamps `completed_at`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from llms.api.responses import ResponseBuilder
+from llms.api.responses_object import ResponseEvent
+from llms.errors import GatewayError
+from llms.wire import Chunk, Completion
+
+
+def _wire(events: Iterable[ResponseEvent]) -> bytes:
+    return b"".join([event.sse for event in events])
+
+
+class ResponsesEncoder:
+    """`event: response.*` frames for a stream: `response.created` and `response.in_progress`
+    with the first output (or with the failure, when nothing came), then the builder's events,
+    and exactly one terminal event: completed, incomplete or failed. No `[DONE]`: OpenAI sends
+    none."""
+
+    __slots__ = ("_now", "_started", "builder")
+
+    def __init__(self, builder: ResponseBuilder, now: Callable[[], int]) -> None:
+        self.builder = builder
+        self._now = now
+        self._started = False
+
+    def _head(self) -> list[ResponseEvent]:
+        if self._started:
+            return []
+        self._started = True
+        return self.builder.start()
+
+    def chunks(self, batch: list[Chunk]) -> bytes:
+        if self._started:
+            return _wire(self.builder.feed(batch))
+        return _wire(self._head() + self.builder.feed(batch))
+
+    def done(self) -> bytes:
+        return _wire(self._head() + self.builder.finish(completed_at=self._now()))
+
+    def failed(self, error: GatewayError) -> bytes:
+        return _wire(self._head() + self.builder.fail(error))
+
+
+def from_completion(completion: Completion) -> Chunk:
+    """A folded `chat.completion` as one chunk whose delta is the whole message (choice 0), so
+    the builder makes the non-stream Response by the same rules as a stream."""
+    choices: list[Any] = []
+    for choice in completion["choices"][:1]:
+        message: dict[str, Any] = dict(choice["message"])
+        message.pop("role", None)
+        calls = message.get("tool_calls")
+        if calls:
+            message["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
+        choices.append(
+            {
+                "index": 0,
+                "delta": message,
+                "logprobs": choice.get("logprobs"),
+                "finish_reason": choice["finish_reason"],
+            }
+        )
+    chunk: dict[str, Any] = {
+        "id": completion["id"],
+        "object": "chat.completion.chunk",
+        "created": completion["created"],
+        "model": completion["model"],
+        "choices": choices,
+        "usage": completion.get("usage"),
+    }
+    for name in ("service_tier", "system_fingerprint"):
+        if name in completion:
+            chunk[name] = completion.get(name)
+    return chunk  # type: ignore[return-value]
