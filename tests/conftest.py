@@ -31,6 +31,7 @@ def gateway_config(providers: dict[str, Any], **sections: Any) -> Config:
     """A config for tests; the request log is off unless a test turns it on."""
     sections.setdefault("state", {})
     sections["state"].setdefault("request_log", None)
+    sections["state"].setdefault("responses", {"store": None})
     return parse_config({"providers": providers, **sections}, source="test-config", env={})
 
 

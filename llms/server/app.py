@@ -19,7 +19,7 @@ from llms.errors import ConfigError, GatewayError, ServiceUnavailable
 from llms.local import LocalServer
 from llms.providers import Providers
 from llms.routing import Router
-from llms.server import keys, openapi, routes
+from llms.server import keys, openapi, responses, routes
 from llms.server.auth import KEY, authenticate, needs_key
 from llms.server.bodies import BODIES, BodyBudget
 from llms.server.cors import Cors
@@ -158,6 +158,7 @@ def create_app(
     if cors is not None:
         app.on_response_prepare.append(cors.add_headers)
     app.router.add_post("/v1/chat/completions", routes.chat_completions)
+    responses.install(app)
     app.router.add_get("/v1/models", routes.list_models)
     app.router.add_get("/v1/models/{model:.+}", routes.retrieve_model)
     resume: Handler = routes.resume_stream

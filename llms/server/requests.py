@@ -56,8 +56,8 @@ async def read_chat_request(request: web.Request) -> ChatRequest:
     )
 
 
-def parse_chat_request(raw: bytes | bytearray, max_nodes: int = MAX_JSON_NODES) -> ChatRequest:
-    """The body of POST /v1/chat/completions, validated; unknown fields pass through."""
+def parse_json_object(raw: bytes | bytearray, max_nodes: int = MAX_JSON_NODES) -> dict[str, Any]:
+    """A request body as a JSON object: at most `max_nodes` values, at most 64 levels deep."""
     check_json_nodes(raw, max_nodes)
     try:
         body = orjson.loads(raw)
@@ -71,6 +71,12 @@ def parse_chat_request(raw: bytes | bytearray, max_nodes: int = MAX_JSON_NODES) 
         raise InvalidRequest("The request body must be a JSON object.")
     if not fields.depth_within(body, MAX_JSON_DEPTH):
         raise _too_deep()
+    return body
+
+
+def parse_chat_request(raw: bytes | bytearray, max_nodes: int = MAX_JSON_NODES) -> ChatRequest:
+    """The body of POST /v1/chat/completions, validated; unknown fields pass through."""
+    body = parse_json_object(raw, max_nodes)
     model = body.get("model")
     if model is None:
         raise fields.missing("model")
