@@ -6,6 +6,7 @@ loopback); stored responses live in a real SQLite file.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -389,3 +390,123 @@ async def test_every_upstream_protocol_answers_responses(
         if text is not None:
             assert response.output_text == text
         assert response.usage is not None and response.usage.input_tokens > 0
+
+
+# --- background responses: the resumable stream in OpenAI's contract -----------------------
+
+
+def slow_script(pieces: list[str], delay_s: float) -> Script:
+    objects: list[Any] = [chunk({"role": "assistant", "content": ""})]
+    objects += [chunk({"content": piece}) for piece in pieces]
+    objects += [chunk({}, "stop"), usage_chunk(completion=len(pieces)), "[DONE]"]
+    return Script(writes=sse(*objects), delay_s=delay_s)
+
+
+async def until_status(
+    client: openai.AsyncOpenAI, response_id: str, statuses: set[str], within_s: float = 10
+) -> Any:
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within_s
+    seen = []
+    while loop.time() < end:
+        response = await client.responses.retrieve(response_id)
+        seen.append(response.status)
+        if response.status in statuses:
+            return response, seen
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{response_id} never reached {statuses}; seen {seen}")
+
+
+async def test_a_background_response_is_polled_to_completion(
+    upstream: FakeOpenAI, make_gateway: Gateway, tmp_path: Path
+) -> None:
+    upstream.scripts["up-model"] = slow_script(["a", "b", "c", "d"], 0.1)
+    base = await gateway_for(make_gateway, {"fake": openai_provider(upstream)}, tmp_path)
+    client = client_of(base)
+    queued = await client.responses.create(model="test-model", input="hi", background=True)
+    assert queued.status == "queued" and queued.background is True
+    running, _ = await until_status(client, queued.id, {"in_progress"})
+    assert running.status == "in_progress"
+    done, _ = await until_status(client, queued.id, {"completed"})
+    assert done.output_text == "abcd"
+    assert done.usage is not None and done.usage.output_tokens == 4
+
+
+async def test_a_background_stream_resumes_after_a_drop_with_nothing_lost_or_repeated(
+    upstream: FakeOpenAI, make_gateway: Gateway, tmp_path: Path
+) -> None:
+    pieces = [f"w{i} " for i in range(12)]
+    upstream.scripts["up-model"] = slow_script(pieces, 0.05)
+    base = await gateway_for(make_gateway, {"fake": openai_provider(upstream)}, tmp_path)
+    client = client_of(base)
+    stream = await client.responses.create(
+        model="test-model", input="hi", background=True, stream=True
+    )
+    first: list[Any] = []
+    async for event in stream:
+        first.append(event)
+        if event.type == "response.output_text.delta" and len(first) > 6:
+            break
+    await stream.close()  # the connection drops; the generation goes on
+    response_id = first[0].response.id
+    assert first[0].type == "response.created" and first[0].response.status == "queued"
+    assert first[1].type == "response.queued"
+    last = first[-1].sequence_number
+    rest_stream = await client.responses.retrieve(response_id, stream=True, starting_after=last)
+    rest = [event async for event in rest_stream]
+    events = first + rest
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "".join(pieces)
+    assert events[-1].response.output_text == text  # type: ignore[union-attr]
+    # From the start, again, on the same stream.
+    again = await client.responses.retrieve(response_id, stream=True)
+    assert [e.type async for e in again][-1] == "response.completed"
+
+
+async def test_cancel_stops_a_background_response_and_its_upstream(
+    upstream: FakeOpenAI, make_gateway: Gateway, tmp_path: Path
+) -> None:
+    upstream.scripts["up-model"] = [
+        slow_script([f"{i} " for i in range(200)], 0.05),
+        slow_script(["quick"], 0),
+    ]
+    base = await gateway_for(make_gateway, {"fake": openai_provider(upstream)}, tmp_path)
+    client = client_of(base)
+    queued = await client.responses.create(model="test-model", input="hi", background=True)
+    await until_status(client, queued.id, {"in_progress"})
+    cancelled = await client.responses.cancel(queued.id)
+    assert cancelled.status == "cancelled"
+
+    for _ in range(100):
+        if upstream.gone:
+            break
+        await asyncio.sleep(0.02)
+    assert upstream.gone, "the upstream request was not closed"
+    # Cancelling again answers the same; the stream of events simply ends.
+    assert (await client.responses.cancel(queued.id)).status == "cancelled"
+    events = [e async for e in await client.responses.retrieve(queued.id, stream=True)]
+    assert not any(e.type == "response.completed" for e in events)
+    foreground = await client.responses.create(model="test-model", input="hi")
+    with pytest.raises(openai.BadRequestError):
+        await client.responses.cancel(foreground.id)
+
+
+async def test_background_needs_the_store_and_a_bad_position_is_400(
+    upstream: FakeOpenAI, make_gateway: Gateway, tmp_path: Path
+) -> None:
+    without = await gateway_for(make_gateway, {"fake": openai_provider(upstream)}, None)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client_of(without).responses.create(model="test-model", input="hi", background=True)
+    assert caught.value.param == "background"
+    base = await gateway_for(make_gateway, {"fake": openai_provider(upstream)}, tmp_path)
+    client = client_of(base)
+    queued = await client.responses.create(model="test-model", input="hi", background=True)
+    with pytest.raises(openai.BadRequestError) as bad:
+        await client.responses.retrieve(queued.id, stream=True, starting_after=-1)
+    assert bad.value.param == "starting_after"
+    foreground = await client.responses.create(model="test-model", input="hi")
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(foreground.id, stream=True)

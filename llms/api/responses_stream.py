@@ -80,3 +80,43 @@ def from_completion(completion: Completion) -> Chunk:
         if name in completion:
             chunk[name] = completion.get(name)
     return chunk  # type: ignore[return-value]
+
+
+class ResponsesLog:
+    """A background response's events for its stream log (streams/pump.py's `LogEncoder`):
+    the kind of each is its type. `response.created` and `response.queued` open the log,
+    `response.in_progress` comes with the first output; a cancel ends it with `end` (no event:
+    neither OpenAI nor Open Responses has one for it)."""
+
+    __slots__ = ("_now", "builder")
+
+    def __init__(self, builder: ResponseBuilder, now: Callable[[], int]) -> None:
+        self.builder = builder
+        self._now = now
+
+    def opening(self) -> list[tuple[str, bytes]]:
+        return _items(self.builder.start(in_progress=False))
+
+    def chunks(self, batch: list[Chunk]) -> tuple[list[tuple[str, bytes]], GatewayError | None]:
+        builder = self.builder
+        return _items(builder.in_progress() + builder.feed(batch)), builder.failure
+
+    def status(self, status: dict[str, Any]) -> list[tuple[str, bytes]]:
+        return []
+
+    def done(self) -> list[tuple[str, bytes]]:
+        return _items(self.builder.finish(completed_at=self._now()))
+
+    def failed(self, error: GatewayError) -> list[tuple[str, bytes]]:
+        return _items(self.builder.fail(error))
+
+    def refused(self, error: GatewayError) -> list[tuple[str, bytes]]:
+        return self.failed(error)
+
+    def cancelled(self, reason: GatewayError) -> list[tuple[str, bytes]]:
+        self.builder.cancel()
+        return [("end", b"")]
+
+
+def _items(events: Iterable[ResponseEvent]) -> list[tuple[str, bytes]]:
+    return [(event.type, event.data) for event in events]

@@ -9,6 +9,7 @@ input and the conversation so far are kept (llms/store/) for `GET /v1/responses/
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -26,31 +27,54 @@ from llms.api.responses_object import (
     response_not_found,
 )
 from llms.api.responses_request import ResponsesCall, from_request
-from llms.api.responses_stream import ResponsesEncoder, from_completion
+from llms.api.responses_stream import ResponsesEncoder, ResponsesLog, from_completion
 from llms.chunks import StreamMeta
-from llms.errors import GatewayError, InvalidRequest
+from llms.errors import GatewayError, InvalidRequest, NotFound
+from llms.routing import Router
 from llms.server import keys
 from llms.server.auth import KEY
 from llms.server.bodies import read_chat_body
-from llms.server.relay import relay
+from llms.server.fields import event_id
+from llms.server.relay import relay, relay_log
 from llms.server.requests import parse_json_object
 from llms.server.routes import Tracked, complete, json_response
 from llms.store import ResponseStore, StoredResponse, new_response_store
 from llms.store.responses import ResponseTooLarge, StoreUnavailable
+from llms.streams.pump import Cancelled, PumpHooks
 from llms.telemetry.usage import path_of
 from llms.wire import ChatRequest
 
 log = logging.getLogger("llms.responses")
+
+RUNNING = frozenset(("queued", "in_progress"))
+CANCEL_WAIT_S = 5.0
 
 
 class Stored:
     """The app's response store once it is open (None: `state.responses.store` is null, or
     the store could not be opened and the gateway serves without it, as it said in the log)."""
 
-    __slots__ = ("store",)
+    __slots__ = ("_forgetting", "store")
 
     def __init__(self) -> None:
         self.store: ResponseStore | None = None
+        self._forgetting: set[asyncio.Task[bool]] = set()
+
+    def forget_later(self, delay_s: float, response_id: str, owner: str | None) -> None:
+        """Delete a response after `delay_s` (a background one sent with `store: false`)."""
+        asyncio.get_running_loop().call_later(delay_s, self._forget, response_id, owner)
+
+    def _forget(self, response_id: str, owner: str | None) -> None:
+        if self.store is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.store.delete(response_id, owner))
+        self._forgetting.add(task)
+        task.add_done_callback(self._forgotten)
+
+    def _forgotten(self, task: asyncio.Task[bool]) -> None:
+        self._forgetting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a background response was not deleted: %s", task.exception())
 
 
 STORED = web.AppKey("stored_responses", Stored)
@@ -81,12 +105,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         router = tracked.admit(call.model)
         chat = cast(ChatRequest, call.chat)
         if call.background:
-            raise InvalidRequest(
-                "Background responses are not served by this gateway yet; send the request "
-                "without `background` (streamed, it can still be read as it is generated).",
-                param="background",
-                code="unsupported_parameter",
-            )
+            return await _background(request, tracked, call, chat, router, owner, history)
         store = app[STORED].store if call.store else None
         builder = ResponseBuilder(new_response_id(), call.model, now(), call)
         meta = StreamMeta(model=call.model)
@@ -123,6 +142,106 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             # An adapter's 400 names a chat field: name the Responses field it came from.
             error.param = call.responses_param(error.param)
             raise
+
+
+async def _background(
+    request: web.Request,
+    tracked: Tracked,
+    call: ResponsesCall,
+    chat: ChatRequest,
+    router: Router,
+    owner: str | None,
+    history: list[dict[str, Any]] | None,
+) -> web.StreamResponse:
+    """`background: true`: the generation runs as a resumable stream named by the response id,
+    apart from any connection; the stored response follows it (queued, in_progress, then its
+    end), so it can be polled, resumed (`?stream=true&starting_after=N`) and cancelled from
+    any worker or replica. With `store: false` it is kept only for `state.stream_ttl_s`."""
+    app = request.app
+    store = app[STORED].store
+    if store is None:
+        raise InvalidRequest(
+            "Background responses need the response store, which is off on this gateway "
+            "(state.responses.store).",
+            param="background",
+            code="unsupported_parameter",
+        )
+    record = tracked.record
+    builder = ResponseBuilder(new_response_id(), call.model, now(), call, status="queued")
+    response_id = builder.response["id"]
+    meta = StreamMeta(id=response_id, model=call.model)
+    record.stream_id = response_id
+    record.stream = record.resumable = True
+    snapshot = orjson.dumps(builder.response)
+    await store.put(
+        StoredResponse(
+            id=response_id,
+            owner=owner,
+            created_at=builder.response["created_at"],
+            status="queued",
+            response=snapshot,
+            input_items=orjson.dumps(call.input_items),
+            history=orjson.dumps([*(history or ()), *call.input_items]),
+        )
+    )
+    hooks = _Progress(app, store, call, builder, owner, history)
+    stream = await app[keys.STREAMS].start(
+        router,
+        chat,
+        meta,
+        include_usage=True,
+        record=record,
+        on_done=app[keys.TELEMETRY].finish,
+        encoder=ResponsesLog(builder, now),
+        hooks=hooks,
+    )
+    tracked.handed_over = True
+    pumping = stream.task
+    assert pumping is not None
+    lease = tracked.lease
+    pumping.add_done_callback(lambda _: lease.release(record.usage))
+    if call.stream:
+        app[keys.METRICS].stream_started()
+        return await relay_log(request, stream, 0, heartbeat_s=app[keys.CONFIG].server.heartbeat_s)
+    return web.Response(body=snapshot, content_type="application/json")
+
+
+class _Progress(PumpHooks):
+    """Keeps a background response's stored copy as its stream goes."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        store: ResponseStore,
+        call: ResponsesCall,
+        builder: ResponseBuilder,
+        owner: str | None,
+        history: list[dict[str, Any]] | None,
+    ) -> None:
+        self._app = app
+        self._store = store
+        self._call = call
+        self._builder = builder
+        self._owner = owner
+        self._history = history
+
+    async def committed(self) -> None:
+        response = dict(self._builder.response, status="in_progress")
+        await self._store.update_response(response["id"], orjson.dumps(response), "in_progress")
+
+    async def ending(self) -> None:
+        response = self._builder.response
+        conversation = [*(self._history or ()), *self._call.input_items, *response["output"]]
+        await self._store.update_response(
+            response["id"],
+            orjson.dumps(response),
+            response["status"],
+            history=orjson.dumps(conversation),
+        )
+        if not self._call.store:
+            # Kept while the stream can be read, as OpenAI keeps a background response.
+            ttl_s = self._app[keys.CONFIG].state.stream_ttl_s
+            self._app[STORED].forget_later(ttl_s, response["id"], self._owner)
 
 
 async def _history(
@@ -179,17 +298,34 @@ async def _stored(request: web.Request) -> tuple[ResponseStore, StoredResponse]:
     return store, found
 
 
-async def retrieve_response(request: web.Request) -> web.Response:
-    """GET /v1/responses/{id}: the stored Response object."""
-    if request.query.get("stream", "").lower() == "true":
-        raise InvalidRequest(
-            "Only background responses can be streamed again, and this gateway does not serve "
-            "background responses yet.",
-            param="stream",
-            code="unsupported_parameter",
-        )
-    _, found = await _stored(request)
-    return web.Response(body=found.response, content_type="application/json")
+async def retrieve_response(request: web.Request) -> web.StreamResponse:
+    """GET /v1/responses/{id}: the stored Response object (a background one as it stands);
+    with `?stream=true`, a background response's events after `starting_after`, then live."""
+    query = request.query
+    if query.get("stream", "").lower() != "true":
+        _, found = await _stored(request)
+        return web.Response(body=found.response, content_type="application/json")
+    after = event_id(query.get("starting_after", "0"), "starting_after") + 1
+    if "starting_after" not in query:
+        after = 0
+    key = request.get(KEY)
+    owner = key.name if key is not None else None
+    response_id = request.match_info["id"]
+    try:
+        stream = await request.app[keys.STREAMS].get(response_id, owner)
+    except NotFound:
+        raise _not_streamable(response_id) from None
+    heartbeat_s = request.app[keys.CONFIG].server.heartbeat_s
+    return await relay_log(request, stream, after, heartbeat_s=heartbeat_s)
+
+
+def _not_streamable(response_id: str) -> NotFound:
+    return NotFound(
+        f"Response with id '{response_id}' has no events to stream: only a background response "
+        "can be streamed again, while the gateway keeps its events (state.stream_ttl_s).",
+        param="response_id",
+        code="response_not_found",
+    )
 
 
 async def delete_response(request: web.Request) -> web.Response:
@@ -213,12 +349,32 @@ async def list_input_items(request: web.Request) -> web.Response:
 
 
 async def cancel_response(request: web.Request) -> web.Response:
-    """POST /v1/responses/{id}/cancel: only background responses can be cancelled."""
-    await _stored(request)
-    raise InvalidRequest(
-        "Only background responses can be cancelled; this one ran in the foreground.",
-        code="invalid_request",
-    )
+    """POST /v1/responses/{id}/cancel: stop a background response wherever it runs (its
+    upstream is closed); the Response with status `cancelled`, or as it ended if it already
+    had. Only background responses can be cancelled."""
+    store, found = await _stored(request)
+    if not orjson.loads(found.response).get("background"):
+        raise InvalidRequest(
+            "Only background responses can be cancelled; this one ran in the foreground.",
+            param="response_id",
+            code="invalid_request",
+        )
+    if found.status in RUNNING:
+        registry = request.app[keys.STREAMS]
+        try:
+            stream = await registry.get(found.id, found.owner)
+        except NotFound:
+            stream = None
+        if stream is not None:
+            await registry.cancel(stream, Cancelled("The response was cancelled."))
+        # Its pump stores the end before logging it; wait for it (briefly: a pump on a
+        # replica that died never will).
+        loop = asyncio.get_running_loop()
+        until = loop.time() + CANCEL_WAIT_S
+        while found.status in RUNNING and loop.time() < until:
+            await asyncio.sleep(0.02)
+            found = await store.get(found.id, found.owner) or found
+    return web.Response(body=found.response, content_type="application/json")
 
 
 def install(app: web.Application) -> None:

@@ -4,6 +4,11 @@ Events carry their wire bytes, ready to write in resumable mode (`id: <seq>` inc
 replay costs no re-encoding. Kinds: `chunk`, `status`, `error` (an in-stream error event),
 `done` (the `[DONE]` event, terminal) and `fail` (the stream failed before any output: the
 payload is the HTTP status, headers and error body a reader should answer with; terminal).
+
+A background response (the Responses API) logs its own events: the kind is the event's type
+(`response.output_text.delta`…), written as `event: <type>` + `data:` with no `id:` (its
+`sequence_number` is the position: event N of the log is sequence number N - 1). It ends with
+`response.completed`, `.incomplete` or `.failed`, or, cancelled, with `end`, which writes nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from typing import Protocol
 
 from llms.errors import GatewayError
 
-TERMINAL = frozenset(("done", "fail"))
+TERMINAL = frozenset(
+    ("done", "fail", "response.completed", "response.incomplete", "response.failed", "end")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +37,10 @@ class Event:
         # for every event of every stream for its whole TTL.
         if kind == "status":
             return cls(seq, kind, b"id: %d\nevent: status\ndata: %b\n\n" % (seq, data))
+        if kind.startswith("response."):
+            return cls(seq, kind, b"event: %b\ndata: %b\n\n" % (kind.encode(), data))
+        if kind == "end":
+            return cls(seq, kind, b"")
         return cls(seq, kind, b"id: %d\ndata: %b\n\n" % (seq, data))
 
     @property

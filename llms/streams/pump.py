@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 from redis.exceptions import RedisError
@@ -147,9 +148,13 @@ class StreamRegistry:
         record: RequestRecord,
         on_done: Callable[[RequestRecord], None],
         chosen_id: bool = False,
+        encoder: LogEncoder | None = None,
+        hooks: PumpHooks | None = None,
     ) -> Stream:
         """Start pumping a new stream. `chosen_id`: the client named it (X-Stream-Id), so it
-        may already be taken (ids the gateway makes are unguessable and never collide)."""
+        may already be taken (ids the gateway makes are unguessable and never collide).
+        `encoder`: the client-facing API's events (chat completions' by default); `hooks`:
+        told when the answer commits and before its terminal event is logged."""
         owner = record.key
         taken = meta.id in self._streams
         if chosen_id and not taken and self.remote is not None:
@@ -162,13 +167,14 @@ class StreamRegistry:
         if self.remote is not None:
             await self.remote.register(meta.id, owner)
         self._streams[meta.id] = stream
+        work = Work(router, chat, meta, include_usage, encoder or CHAT_LOG, hooks or PumpHooks())
         stream.task = asyncio.get_running_loop().create_task(
-            pump(stream, router, chat, meta, include_usage, record, on_done), name=f"pump {meta.id}"
+            pump(stream, work, record, on_done), name=f"pump {meta.id}"
         )
-        stream.task.add_done_callback(lambda _: self._finished(stream))
+        stream.task.add_done_callback(lambda _: self._finished(stream, work.encoder))
         return stream
 
-    def _finished(self, stream: Stream) -> None:
+    def _finished(self, stream: Stream, encoder: LogEncoder) -> None:
         if self.remote is not None:
             self.remote.release(stream.id)
         loop = asyncio.get_running_loop()
@@ -177,9 +183,7 @@ class StreamRegistry:
         if crash is not None and not stream.log.finished:
             # A bug, not an upstream failure: still, no reader may wait for ever.
             log.error("stream %s: the pump failed", stream.id, exc_info=crash)
-            ending = loop.create_task(
-                stream.log.append([error_event(internal_error()), DONE_EVENT])
-            )
+            ending = loop.create_task(stream.log.append(encoder.failed(internal_error())))
             self._endings.add(ending)
             ending.add_done_callback(self._endings.discard)
         stream.expires_at = loop.time() + self.ttl_s
@@ -260,11 +264,14 @@ async def _followed_elsewhere(remote: RedisStreams, stream_id: str) -> bool:
         return False
 
 
-def status_event(status: dict[str, Any]) -> tuple[str, bytes]:
+LogItem = tuple[str, bytes]
+
+
+def status_event(status: dict[str, Any]) -> LogItem:
     return ("status", orjson.dumps(status))
 
 
-def error_event(error: GatewayError) -> tuple[str, bytes]:
+def error_event(error: GatewayError) -> LogItem:
     return ("error", orjson.dumps(error.to_body()))
 
 
@@ -275,29 +282,111 @@ def internal_error() -> GatewayError:
     return GatewayError("The gateway failed while producing this answer.", code="internal_error")
 
 
-async def append_chunks(event_log: EventLog, batch: list[Chunk], generation: Generation) -> None:
-    """Append a batch's chunks; one that cannot be encoded (nested too deeply) ends the stream
-    as `upstream_malformed` after the chunks before it, and counts against the provider."""
-    encoded, error = to_json_each(batch)
-    await event_log.append([("chunk", data) for data in encoded])
-    if error is not None:
-        if generation.on_failure is not None:
-            generation.on_failure(error)
-        raise error
+class LogEncoder(Protocol):
+    """What a client-facing API logs for a stream (see streams/log.py for the kinds)."""
+
+    def opening(self) -> list[LogItem]:
+        """Logged when the stream starts, before routing."""
+        ...
+
+    def chunks(self, batch: list[Chunk]) -> tuple[list[LogItem], GatewayError | None]:
+        """A batch's events, and the failure that ends the stream after them (a chunk it
+        cannot encode or translate), if any."""
+        ...
+
+    def status(self, status: dict[str, Any]) -> list[LogItem]:
+        """A retry or fallback before the first output."""
+        ...
+
+    def done(self) -> list[LogItem]: ...
+
+    def failed(self, error: GatewayError) -> list[LogItem]:
+        """The end of a stream that failed after something was logged."""
+        ...
+
+    def refused(self, error: GatewayError) -> list[LogItem]:
+        """The end of a stream that failed before anything was logged."""
+        ...
+
+    def cancelled(self, reason: GatewayError) -> list[LogItem]: ...
+
+
+class ChatLog:
+    """Chat completions' events: chunks, `status` events, an error event, `[DONE]`; a failure
+    before anything was logged is a `fail` record, which readers answer as an HTTP error."""
+
+    __slots__ = ()
+
+    def opening(self) -> list[LogItem]:
+        return []
+
+    def chunks(self, batch: list[Chunk]) -> tuple[list[LogItem], GatewayError | None]:
+        encoded, error = to_json_each(batch)
+        return [("chunk", data) for data in encoded], error
+
+    def status(self, status: dict[str, Any]) -> list[LogItem]:
+        return [status_event(status)]
+
+    def done(self) -> list[LogItem]:
+        return [DONE_EVENT]
+
+    def failed(self, error: GatewayError) -> list[LogItem]:
+        return [error_event(error), DONE_EVENT]
+
+    def refused(self, error: GatewayError) -> list[LogItem]:
+        failure = {
+            "status": error.status,
+            "headers": {str(name): value for name, value in error.headers.items()},
+            "body": error.to_body(),
+        }
+        return [("fail", orjson.dumps(failure))]
+
+    def cancelled(self, reason: GatewayError) -> list[LogItem]:
+        return self.failed(reason)
+
+
+CHAT_LOG = ChatLog()
+
+
+class PumpHooks:
+    """Told what a stream does, for what outlives it (the Responses API's stored response).
+    A hook that fails is logged; the stream goes on."""
+
+    async def committed(self) -> None:
+        """The answer committed to a provider (its first output is about to be logged)."""
+
+    async def ending(self) -> None:
+        """The stream ends: its terminal events are about to be logged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """What one pump generates, and how it logs it."""
+
+    router: Router
+    chat: ChatRequest
+    meta: StreamMeta
+    include_usage: bool
+    encoder: LogEncoder
+    hooks: PumpHooks
+
+
+async def _told(stream: Stream, hook: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await hook()
+    except Exception:
+        log.exception("stream %s: a hook failed", stream.id)
 
 
 async def pump(
     stream: Stream,
-    router: Router,
-    chat: ChatRequest,
-    meta: StreamMeta,
-    include_usage: bool,
+    work: Work,
     record: RequestRecord,
     on_done: Callable[[RequestRecord], None],
 ) -> None:
-    """Run the generation into the stream's log until [DONE], whoever is reading."""
+    """Run the generation into the stream's log until its end, whoever is reading."""
     try:
-        await _generate(stream, router, chat, meta, include_usage, record)
+        await _generate(stream, work, record)
     except GatewayError as error:
         # The log itself failed (Redis): its local readers already have the events and the
         # end (ProducerLog), other replicas' readers will see the lease lapse.
@@ -313,64 +402,76 @@ async def pump(
         on_done(record)
 
 
-async def _generate(
-    stream: Stream,
-    router: Router,
-    chat: ChatRequest,
-    meta: StreamMeta,
-    include_usage: bool,
-    record: RequestRecord,
-) -> None:
+async def _generate(stream: Stream, work: Work, record: RequestRecord) -> None:
     event_log = stream.log
-    started = False
+    encoder = work.encoder
+    opening = encoder.opening()
+    if opening:
+        await event_log.append(opening)
+    started = bool(opening)
 
     async def on_status(status: dict[str, Any]) -> None:
         nonlocal started
-        started = True
-        await event_log.append([status_event(status)])
+        events = encoder.status(status)
+        if events:
+            started = True
+            await event_log.append(events)
 
-    dumps = orjson.dumps
+    async def end(events: list[LogItem]) -> None:
+        await _told(stream, work.hooks.ending)
+        if events:
+            await event_log.append(events)
+
     try:
         try:
-            generation = await router.open(chat, meta, include_usage, on_status=on_status)
+            generation = await work.router.open(
+                work.chat, work.meta, work.include_usage, on_status=on_status
+            )
         except GatewayError as error:
             record.failed(error, status=200 if started else None)
-            if started:
-                await event_log.append([error_event(error), DONE_EVENT])
-            else:
-                failure = {
-                    "status": error.status,
-                    "headers": {str(name): value for name, value in error.headers.items()},
-                    "body": error.to_body(),
-                }
-                await event_log.append([("fail", dumps(failure))])
+            await end(encoder.failed(error) if started else encoder.refused(error))
             return
         try:
             record.provider = generation.provider.name
             stream.note_provider(generation.provider.name)
+            await _told(stream, work.hooks.committed)
             batch: list[Chunk] | None = generation.first
             assert batch is not None
-            await append_chunks(event_log, batch, generation)
+            await _append(event_log, encoder, batch, generation)
             record.first_output = asyncio.get_running_loop().time()
             record.chunks = len(batch)
             finish = finish_reason_of(batch)
             # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
             generation.first = batch = []
             while (batch := await generation.next()) is not None:
-                await append_chunks(event_log, batch, generation)
+                await _append(event_log, encoder, batch, generation)
                 record.chunks += len(batch)
                 finish = finish_reason_of(batch)
                 batch = []
             record.finish_reason = finish
-            await event_log.append([DONE_EVENT])
+            await end(encoder.done())
         except GatewayError as error:
             log.warning("stream %s failed after it started: %s", stream.id, error.message)
             record.failed(error, status=200)
-            await event_log.append([error_event(error), DONE_EVENT])
+            await end(encoder.failed(error))
         finally:
             record.usage = generation.converter.usage
             generation.close()
     except asyncio.CancelledError:
         reason = stream.reason or Cancelled("The stream was cancelled.")
         record.failed(reason, status=200)
-        await event_log.append([error_event(reason), DONE_EVENT])
+        await end(encoder.cancelled(reason))
+
+
+async def _append(
+    event_log: EventLog, encoder: LogEncoder, batch: list[Chunk], generation: Generation
+) -> None:
+    """Append a batch's events; a chunk that cannot be encoded (nested too deeply) or
+    translated ends the stream after the events before it, and counts against the provider."""
+    events, error = encoder.chunks(batch)
+    if events:
+        await event_log.append(events)
+    if error is not None:
+        if generation.on_failure is not None:
+            generation.on_failure(error)
+        raise error
