@@ -4,7 +4,7 @@ the response store); what one starts, the other resumes, polls and cancels."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +13,13 @@ import pytest
 
 from tests.conftest import gateway_config
 from tests.test_hardening_memory import RedisServer, needs_redis
+from tests.test_hardening_memory import redis_server as redis_server  # the fixture
 from tests.test_responses_api import client_of, slow_script, until_status
 from tests.upstreams.openai import FakeOpenAI
 
 pytestmark = [needs_redis, pytest.mark.process]
 
 Gateway = Callable[..., Awaitable[str]]
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def replicas(
@@ -53,11 +44,11 @@ async def replicas(
 
 
 async def test_a_background_stream_started_on_one_replica_resumes_on_the_other(
-    fake_openai: FakeOpenAI, make_gateway: Gateway, redis: RedisServer, tmp_path: Path
+    fake_openai: FakeOpenAI, make_gateway: Gateway, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     pieces = [f"w{i} " for i in range(10)]
     fake_openai.scripts["up-model"] = slow_script(pieces, 0.05)
-    a, b = await replicas(make_gateway, fake_openai, redis, tmp_path)
+    a, b = await replicas(make_gateway, fake_openai, redis_server, tmp_path)
     stream = await a.responses.create(model="test-model", input="hi", background=True, stream=True)
     first: list[Any] = []
     async for event in stream:
@@ -90,10 +81,10 @@ async def test_a_background_stream_started_on_one_replica_resumes_on_the_other(
 
 
 async def test_a_background_response_is_cancelled_from_the_other_replica(
-    fake_openai: FakeOpenAI, make_gateway: Gateway, redis: RedisServer, tmp_path: Path
+    fake_openai: FakeOpenAI, make_gateway: Gateway, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     fake_openai.scripts["up-model"] = slow_script([f"{i} " for i in range(200)], 0.05)
-    a, b = await replicas(make_gateway, fake_openai, redis, tmp_path)
+    a, b = await replicas(make_gateway, fake_openai, redis_server, tmp_path)
     queued = await a.responses.create(model="test-model", input="hi", background=True)
     await until_status(b, queued.id, {"in_progress"})
     cancelled = await b.responses.cancel(queued.id)
