@@ -377,6 +377,24 @@ def test_reasoning_can_stream_as_summary_parts() -> None:
     check_balance(payloads, response)
 
 
+def test_raw_reasoning_keeps_openais_event_names_not_open_responses_ones() -> None:
+    """Open Responses names raw reasoning events `response.reasoning.delta`/`.done`; OpenAI,
+    vLLM and Codex use `response.reasoning_text.*` (docs §1.4). openai-python's union has no
+    member for the Open Responses name and builds such an event as another class, and Codex
+    ignores unknown types, so the default stays OpenAI's."""
+    payloads, _ = run([reasoning("Think"), text("Answer"), finish_chunk(META, "stop")])
+    named = {p["type"] for p in payloads if "reasoning" in p["type"]}
+    assert named == {"response.reasoning_text.delta", "response.reasoning_text.done"}
+    delta = next(p for p in payloads if p["type"] == "response.reasoning_text.delta")
+    typed = construct_type(type_=ResponseStreamEvent, value=delta)
+    assert type(typed) is EVENT_MODELS["response.reasoning_text.delta"]
+    assert "response.reasoning.delta" not in EVENT_MODELS
+    renamed = construct_type(
+        type_=ResponseStreamEvent, value={**delta, "type": "response.reasoning.delta"}
+    )
+    assert type(renamed) not in (EVENT_MODELS[name] for name in named)
+
+
 def test_delta_bytes_carry_any_text_exactly() -> None:
     tricky = 'He said "hi"\n\t\\ é ✓ 😀 \u2028 </script>'
     chunks = [

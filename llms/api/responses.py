@@ -88,7 +88,9 @@ class ResponseBuilder:
     one of `finish()`, `fail(error)` or `cancel()`; each returns the events to send.
 
     `reasoning="summary"` streams reasoning as summary parts (`reasoning_summary_*` events,
-    which the Open Responses schema also knows) instead of `reasoning_text` ones.
+    which the Open Responses schema also knows) instead of `reasoning_text` ones. The default
+    keeps OpenAI's `response.reasoning_text.*` names for raw reasoning, not Open Responses'
+    `response.reasoning.*`: openai-python's event union and Codex know only OpenAI's.
     """
 
     def __init__(
