@@ -518,24 +518,28 @@ def codex_config(base_url: str, *, web_search: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def run_codex(tmp_path: Path, config: str, prompt: str) -> list[Args]:
-    """`codex exec --json` in an empty directory; returns its JSONL events."""
+async def run_codex(
+    tmp_path: Path, config: str, prompt: str, *, resume: bool = False
+) -> list[Args]:
+    """`codex exec --json` in an empty directory; returns its JSONL events.
+
+    `resume` continues the last session in the same CODEX_HOME (`codex exec resume --last`).
+    """
     home, work = tmp_path / "codex-home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
+    home.mkdir(exist_ok=True)
+    work.mkdir(exist_ok=True)
     (home / "config.toml").write_text(config)
+    command = ["exec", "resume", "--last"] if resume else ["exec", "--cd", str(work)]
     proc = await asyncio.create_subprocess_exec(
         str(CODEX),
-        "exec",
+        *command,
         "--json",
         "--strict-config",
         "--skip-git-repo-check",
-        "--ephemeral",
-        "--sandbox",
-        "danger-full-access",  # the fake asks for `echo hi` only; no sandbox helper needed
-        "--cd",
-        str(work),
+        # The fake asks for `echo hi` only; no sandbox helper is needed.
+        "--dangerously-bypass-approvals-and-sandbox",
         prompt,
+        cwd=work,
         env={**os.environ, "CODEX_HOME": str(home), "LLMS_API_KEY": KEY, "NO_COLOR": "1"},
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -606,3 +610,38 @@ async def test_codex_runs_its_shell_tool_and_answers(
     assert len(results) == 2 and results[0] == []
     [output] = results[1]
     assert "hi" in output
+
+
+@needs_codex
+@pytest.mark.process
+async def test_codex_resumes_a_session_with_its_whole_history(
+    upstreams: Callable[..., Awaitable[Upstream]], tmp_path: Path
+) -> None:
+    """A second `codex exec` turn replays every item of the first (a reasoning item, the call,
+    its output, the answer) as input; the gateway must take them all back."""
+    call = openai_call("call_r1", "exec_command", {"cmd": "echo hi"})
+    thought = openai_fake.sse(openai_fake.chunk({"reasoning_content": "Run it first."}))
+    fake = FakeOpenAI()
+    fake.scripts["up-model"] = [
+        Script(writes=[*thought, *call.writes]),
+        openai_fake.text_script(["It printed", " hi."]),
+        openai_fake.text_script(["Bye", "."]),
+    ]
+    up = await upstreams(PROTOCOLS[0], fake)
+    config = codex_config(up.base_url)
+    first = await run_codex(tmp_path, config, "Run echo hi")
+    assert [c["aggregated_output"] for c in items_of(first, "command_execution")] == ["hi\n"]
+    assert [m["text"] for m in items_of(first, "agent_message")] == ["It printed hi."]
+    second = await run_codex(tmp_path, config, "Now say bye", resume=True)
+    assert [m["text"] for m in items_of(second, "agent_message")] == ["Bye."]
+    assert len(fake.received) == 3
+    messages = fake.received[2].body["messages"]
+    assert orphans(fake.received[2].body) == []
+    turns = [(m["role"], m.get("content")) for m in messages if m["role"] != "system"]
+    assert turns[-1] == ("user", "Now say bye")
+    assert ("assistant", "It printed hi.") in turns
+    [calling] = [m for m in messages if m.get("tool_calls")]
+    assert calling["tool_calls"][0]["id"] == "call_r1"
+    assert calling["tool_calls"][0]["function"]["name"] == "exec_command"
+    [result] = [m for m in messages if m["role"] == "tool"]
+    assert result["tool_call_id"] == "call_r1" and "hi" in result["content"]
