@@ -20,7 +20,7 @@ import agents
 import orjson
 import pytest
 from aiohttp.test_utils import TestServer
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, InternalServerError
 from openai.types.shared import Reasoning
 
 from tests.conftest import gateway_config
@@ -421,6 +421,33 @@ async def test_agents_sdk_with_reasoning_replays_claude_thinking_before_its_tool
     }
 
 
+def cut_short() -> Script:
+    """Some text, then the upstream connection breaks."""
+    return Script(
+        writes=openai_fake.sse(
+            openai_fake.chunk({"role": "assistant", "content": "Hel"}),
+            openai_fake.chunk({"content": "lo"}),
+        ),
+        fault="reset",
+    )
+
+
+async def test_agents_sdk_runs_fail_when_the_upstream_breaks_mid_answer(
+    upstreams: Callable[..., Awaitable[Upstream]],
+) -> None:
+    fake = FakeOpenAI()
+    fake.default = cut_short()
+    up = await upstreams(PROTOCOLS[0], fake)
+    use_gateway(up.base_url)
+    streamed = agents.Runner.run_streamed(weather_agent([]), "hi")
+    with pytest.raises(agents.exceptions.ModelBehaviorError, match=r"response\.failed"):
+        async for _ in streamed.stream_events():
+            pass
+    # Not streamed, the failure comes before any output: an HTTP error (no retries here).
+    with pytest.raises(InternalServerError, match="broke mid-stream"):
+        await agents.Runner.run(weather_agent([]), "hi")
+
+
 # --- openai-node: client.responses -----------------------------------------------------------
 
 
@@ -660,3 +687,19 @@ async def test_codex_resumes_a_session_with_its_whole_history(
     assert calling["tool_calls"][0]["function"]["name"] == "exec_command"
     [result] = [m for m in messages if m["role"] == "tool"]
     assert result["tool_call_id"] == "call_r1" and "hi" in result["content"]
+
+
+@needs_codex
+@pytest.mark.process
+async def test_codex_reports_an_upstream_that_breaks_mid_answer(
+    upstreams: Callable[..., Awaitable[Upstream]], tmp_path: Path
+) -> None:
+    fake = FakeOpenAI()
+    fake.default = cut_short()
+    up = await upstreams(PROTOCOLS[0], fake)
+    retries = "stream_max_retries = 0\nrequest_max_retries = 0\n"  # in [model_providers.llms]
+    events = await run_codex(tmp_path, codex_config(up.base_url) + retries, "hi")
+    assert events[-1]["type"] == "turn.failed"
+    assert "broke mid-stream" in events[-1]["error"]["message"]
+    assert items_of(events, "agent_message") == []  # the partial "Hello" is no answer
+    assert len(fake.received) == 1
