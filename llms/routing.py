@@ -2,9 +2,8 @@
 
 A request's providers are tried in config order. A retryable failure before anything is committed
 moves on (same provider again after `retry_delay`, or the next one at once). The commit point is
-the first chunk that carries output (content, reasoning, a tool call, a refusal, a finish or
-usage): role-only and empty chunks are held back until then, so a provider that fails after
-sending only those can still be replaced. After the commit, failures are the caller's to report.
+the first chunk that carries output (see llms/generation.py): an attempt that fails before it can
+still be replaced. After the commit, the `Generation` is the caller's, and so are its failures.
 """
 
 from __future__ import annotations
@@ -14,14 +13,13 @@ import functools
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import aiohttp
-import orjson
 
 from llms.adapters import ADAPTERS, WHOLE_ANSWERS
-from llms.adapters.base import Converter, StreamContext
+from llms.adapters.base import StreamContext
 from llms.chunks import StreamMeta
 from llms.config import ProviderConfig
 from llms.errors import (
@@ -29,14 +27,14 @@ from llms.errors import (
     ModelNotFound,
     ServiceUnavailable,
     UpstreamError,
-    UpstreamMalformed,
-    UpstreamTimeout,
 )
 from llms.framing import BodyDecoder, NDJSONDecoder, SSEDecoder
+from llms.generation import Generation
 from llms.providers import CircuitBreaker, Providers
+from llms.telemetry.record import RequestRecord
 from llms.telemetry.redact import redact_error, secrets_of
 from llms.upstream import UpstreamCall
-from llms.wire import ChatRequest, Chunk
+from llms.wire import ChatRequest
 
 log = logging.getLogger("llms.routing")
 
@@ -80,203 +78,6 @@ def retry_delay(
 def should_fall_back(error: GatewayError) -> bool:
     """Retryable failures, and those worth the next provider only (malformed output)."""
     return should_retry(error) or (isinstance(error, UpstreamError) and error.next_provider)
-
-
-def to_json_each(chunks: list[Chunk]) -> tuple[list[bytes], UpstreamMalformed | None]:
-    """Each chunk as JSON, up to the first one that cannot be encoded, and that failure."""
-    out: list[bytes] = []
-    dumps = orjson.dumps
-    for item in chunks:
-        try:
-            out.append(dumps(item))
-        except orjson.JSONEncodeError:
-            # orjson refuses objects nested over 255 levels (it parses up to 1024).
-            return out, UpstreamMalformed(
-                "The upstream sent a chunk the gateway cannot encode (nested too deeply)."
-            )
-    return out, None
-
-
-def check_committable(chunks: list[Chunk]) -> None:
-    """Raise UpstreamMalformed for chunks that could not reach a client whole: a choice
-    `index` that is not an integer, or one that cannot be encoded. Checked once, at the commit,
-    so a provider sending them is replaced; after it, the encoders notice what they cannot take."""
-    for item in chunks:
-        for choice in item["choices"]:
-            if type(choice["index"]) is not int:
-                raise UpstreamMalformed(
-                    "The upstream sent a choice whose `index` is not an integer."
-                )
-    _, error = to_json_each(chunks)
-    if error is not None:
-        raise error
-
-
-def carries_output(chunk: Chunk) -> bool:
-    """True for a chunk past which the answer is committed to this provider."""
-    if chunk.get("usage"):
-        return True
-    for choice in chunk["choices"]:
-        if choice["finish_reason"] is not None:
-            return True
-        delta: Mapping[str, Any] = choice["delta"]
-        if (
-            delta.get("content")
-            or delta.get("reasoning_content")
-            or delta.get("tool_calls")
-            or delta.get("refusal")
-        ):
-            return True
-    return False
-
-
-class Generation:
-    """One committed upstream stream: `first` holds the chunks up to the commit point."""
-
-    __slots__ = (
-        "_call",
-        "_converter",
-        "_decoder",
-        "_end_by",
-        "_ended",
-        "_idle",
-        "_loop",
-        "_pending",
-        "first",
-        "on_failure",
-        "provider",
-        "tap",
-    )
-
-    def __init__(
-        self,
-        call: UpstreamCall,
-        decoder: SSEDecoder | NDJSONDecoder | BodyDecoder,
-        converter: Converter,
-        provider: ProviderConfig,
-    ) -> None:
-        self._call = call
-        self._decoder = decoder
-        self._converter = converter
-        self._loop = asyncio.get_running_loop()
-        self._idle = provider.timeouts.idle_s
-        total = provider.timeouts.total_s
-        self._end_by = math.inf if total is None else self._loop.time() + total
-        self._ended = False
-        self._pending: GatewayError | None = None
-        self.provider = provider
-        self.first: list[Chunk] = []
-        # Told about a failure after the commit (the provider's circuit breaker listens).
-        self.on_failure: Callable[[GatewayError], None] | None = None
-        # Sees every later batch (the request log keeps the answer with `state.log_content`).
-        self.tap: Callable[[list[Chunk]], None] | None = None
-
-    @property
-    def converter(self) -> Converter:
-        return self._converter
-
-    async def next(self) -> list[Chunk] | None:
-        """The chunks of the next upstream read; None once the stream has ended normally."""
-        try:
-            pending = self._pending
-            if pending is not None:
-                self._pending = None
-                raise pending
-            if self._ended:
-                return None
-            batch = await self._next()
-            if batch is not None and self.tap is not None:
-                self.tap(batch)
-            return batch
-        except GatewayError as error:
-            if self.on_failure is not None:
-                self.on_failure(error)
-            raise
-
-    async def _next(self) -> list[Chunk] | None:
-        call = self._call
-        while True:
-            data = await call.read(min(self._loop.time() + self._idle, self._end_by))
-            out: list[Chunk] = []
-            self._convert(data, out)
-            if out:
-                return out
-            if self._ended:
-                return None
-
-    def _convert(self, data: bytes, out: list[Chunk]) -> None:
-        """Decode and convert one read (b"" = the end of the body) into `out`.
-
-        A provider error after some chunks of the same read is held in `_pending` and raised
-        on the next call, so the chunks before it are delivered however the bytes were split.
-        """
-        converter = self._converter
-        try:
-            if data:
-                for event in self._decoder.feed(data):
-                    out += converter.feed(event)
-                    if converter.done:
-                        self.close()
-                        return
-                return
-            for event in self._decoder.flush():
-                out += converter.feed(event)
-            if not converter.done:
-                out += converter.close()
-            self.close()
-        except GatewayError as error:
-            self._fail(error, out)
-        except Exception:
-            # Converters are pure functions of the upstream's bytes, so whatever they raise
-            # on a shape nobody foresaw (an `index` that is a list…) is the upstream's fault.
-            log.warning(
-                "provider %s sent a chunk its converter cannot take",
-                self.provider.name,
-                exc_info=True,
-            )
-            self._fail(
-                UpstreamMalformed(
-                    "The upstream sent a chunk of a shape the gateway cannot translate."
-                ),
-                out,
-            )
-
-    def _fail(self, error: GatewayError, out: list[Chunk]) -> None:
-        """End the attempt; the error is raised now, or after the chunks already in `out`."""
-        self.close()
-        if not out:
-            raise error
-        self._pending = error
-
-    async def commit(self, deadline: float) -> None:
-        """Read until the first chunk that carries output (or the end); fills `first`.
-
-        A failure before any output propagates (so routing may try another provider); after
-        output, even within the same read, it is delivered after that output.
-        """
-        call = self._call
-        held = self.first
-        while True:
-            try:
-                data = await call.read(deadline)
-            except UpstreamTimeout:
-                # Before the first output this is the first-token (or answer) deadline, not
-                # silence between chunks.
-                raise UpstreamTimeout("The upstream did not answer in time.") from None
-            batch: list[Chunk] = []
-            self._convert(data, batch)
-            held += batch
-            committed = any(carries_output(item) for item in held)
-            if self._pending is not None and not committed:
-                error, self._pending = self._pending, None
-                raise error
-            if committed or self._ended:
-                check_committable(held)
-                return
-
-    def close(self) -> None:
-        self._ended = True
-        self._call.close()
 
 
 StatusCallback = Callable[[dict[str, Any]], Awaitable[None]]
@@ -329,12 +130,14 @@ class Router:
         on_status: StatusCallback | None = None,
         *,
         whole: bool = False,
+        record: RequestRecord | None = None,
     ) -> Generation:
         """Try providers until one commits, or raise the last error.
 
         Every attempt together must commit before `routing.timeouts.first_token_s`. With
         `whole` (a non-stream client), providers that can answer non-stream are asked to, and
-        the whole answer is the commit; the attempts together then have `answer_s`.
+        the whole answer is the commit; the attempts together then have `answer_s`. The
+        committed generation fills `record` (its provider now, the rest as the answer goes).
         """
         candidates = self.providers_for(meta.model)
         registry = self.providers
@@ -412,6 +215,9 @@ class Router:
             generation.on_failure = functools.partial(
                 _report_failure, registry, breaker, self._secrets
             )
+            if record is not None:
+                record.provider = provider.name
+                generation.record = record
             if observer is not None:
                 observer.committed(generation)
             return generation

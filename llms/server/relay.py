@@ -25,12 +25,13 @@ from aiohttp import web
 from llms.api.chat import CHAT, DONE, StreamEncoder, error_event
 from llms.chunks import StreamMeta
 from llms.errors import GatewayError, ServiceUnavailable, UpstreamMalformed
-from llms.routing import Generation, Router
+from llms.generation import Generation
+from llms.routing import Router
 from llms.server import keys
 from llms.server.slow import GOODBYE_S, WRITE_SLICE, SlowClient, bound_buffers, reset, slices
 from llms.streams.log import TERMINAL, Event
 from llms.streams.pump import Stream
-from llms.telemetry.record import RequestRecord, finish_reason_of
+from llms.telemetry.record import RequestRecord
 from llms.wire import ChatRequest, Chunk
 
 log = logging.getLogger("llms.relay")
@@ -60,8 +61,7 @@ async def write_encodable(
     if parts:
         await write(b"".join(parts))
     error = UpstreamMalformed("The upstream sent a chunk the gateway cannot encode.")
-    if generation.on_failure is not None:
-        generation.on_failure(error)
+    generation.fault(error)
     raise error
 
 
@@ -241,7 +241,7 @@ async def relay(
     end = _Ending(out, encoder, on_end)
     try:
         try:
-            generation = await router.open(chat, meta, include_usage)
+            generation = await router.open(chat, meta, include_usage, record=record)
         except GatewayError as error:
             record.failed(error, status=200 if out.started else None)
             if not out.started:
@@ -267,7 +267,6 @@ async def relay(
             if not out.started:
                 raise failure from None
             return await end.failed(failure)
-        record.provider = generation.provider.name
         return await _pump(end, generation, meta, shutting_down, record)
     finally:
         out.close()
@@ -280,38 +279,24 @@ async def _pump(
     shutting_down: asyncio.Event,
     record: RequestRecord,
 ) -> web.StreamResponse:
+    """Write each batch of the committed generation (which keeps the record's chunks, first
+    output, usage and finish reason); end the stream as it ended."""
     out = end.out
     encoder = end.encoder
     failure: GatewayError | None = None
-    batch: list[Chunk] | None = generation.first
-    assert batch is not None
-    chunks = 0
     try:
         if not out.started:
             out.response.headers["X-Provider"] = generation.provider.name
         write = out.write
         encode = encoder.chunks
-        try:
-            data = encode(batch)
-        except orjson.JSONEncodeError:
-            await write_encodable(write, batch, generation, encoder)
-        await write(data)
-        record.first_output = out.last_write
-        chunks = len(batch)
-        finish = finish_reason_of(batch)
-        # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
-        generation.first = batch = []
-        next_batch = generation.next
-        while (batch := await next_batch()) is not None:
+        async for batch in generation:
             try:
                 data = encode(batch)
             except orjson.JSONEncodeError:
                 await write_encodable(write, batch, generation, encoder)
             await write(data)
-            chunks += len(batch)
-            finish = finish_reason_of(batch)
+            # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
             batch = []
-        record.finish_reason = finish
     except SlowClient as slow:
         log.warning("stream %s: %s", meta.id, slow.message)
         record.failed(slow, status=200)
@@ -340,8 +325,6 @@ async def _pump(
         failure = ServiceUnavailable("The gateway shut down before the answer ended.")
         record.failed(failure, status=200)
     finally:
-        record.chunks = chunks
-        record.usage = generation.converter.usage
         generation.close()
     if failure is not None:
         return await end.failed(failure)

@@ -184,16 +184,16 @@ async def complete(
     the name of the provider that gave it.
 
     Bounded in size (`server.max_answer_mb`, else 502 `upstream_too_large`) and in time: the
-    whole answer by `timeouts.answer_s` (else 504), not only its first chunk.
+    whole answer by `timeouts.answer_s` (else 504), not only its first chunk. The generation
+    keeps the record (provider, chunks, first output, usage, finish reason).
     """
     config = app[keys.CONFIG]
     folding = Fold(meta, max_bytes=int(config.server.max_answer_mb * 2**20))
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
-        generation = await router.open(chat, meta, include_usage=True, whole=True)
+        generation = await router.open(chat, meta, include_usage=True, whole=True, record=record)
         provider = generation.provider
-        record.provider = provider.name
         # As routing bounds an answer asked whole: every attempt together, and this provider's
         # (never shorter than the first-token deadline its commit was given).
         routing, timeouts = config.routing.timeouts, provider.timeouts
@@ -203,11 +203,8 @@ async def complete(
         )
         deadline = asyncio.timeout_at(started + answer_s)
         try:
-            folding.add(generation.first)
-            record.first_output = loop.time()
             async with deadline:
-                while (batch := await generation.next()) is not None:
-                    folding.add(batch)
+                await generation.collect(folding.add)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -215,20 +212,16 @@ async def complete(
                 f"The upstream did not finish its answer within {answer_s:g} s (timeouts.answer_s)."
             ) from None
         finally:
-            record.usage = generation.converter.usage
-            generation.close()
+            await generation.aclose()
     except asyncio.CancelledError:
         if not app[keys.SHUTTING_DOWN].is_set():
             record.disconnected = True
             raise
         uncancel()
         raise ServiceUnavailable("The gateway shut down before the answer was ready.") from None
-    finally:
-        record.chunks = folding.chunks
     completion = folding.completion()
     if completion["usage"] is None and record.usage is not None:
         completion["usage"] = record.usage
-    record.finish_reason = completion["choices"][0]["finish_reason"]
     return completion, provider.name
 
 

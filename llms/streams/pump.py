@@ -17,10 +17,11 @@ from redis.exceptions import RedisError
 
 from llms.chunks import StreamMeta
 from llms.errors import Conflict, GatewayError, NotFound
-from llms.routing import Generation, Router, to_json_each
+from llms.generation import Generation, to_json_each
+from llms.routing import Router
 from llms.streams.log import EventLog
 from llms.streams.redis import RedisStreams
-from llms.telemetry.record import RequestRecord, finish_reason_of
+from llms.telemetry.record import RequestRecord
 from llms.wire import ChatRequest, Chunk
 
 log = logging.getLogger("llms.streams")
@@ -425,37 +426,26 @@ async def _generate(stream: Stream, work: Work, record: RequestRecord) -> None:
     try:
         try:
             generation = await work.router.open(
-                work.chat, work.meta, work.include_usage, on_status=on_status
+                work.chat, work.meta, work.include_usage, on_status=on_status, record=record
             )
         except GatewayError as error:
             record.failed(error, status=200 if started else None)
             await end(encoder.failed(error) if started else encoder.refused(error))
             return
         try:
-            record.provider = generation.provider.name
+            # The generation keeps the record's provider, chunks, first output, usage, finish.
             stream.note_provider(generation.provider.name)
             await _told(stream, work.hooks.committed)
-            batch: list[Chunk] | None = generation.first
-            assert batch is not None
-            await _append(event_log, encoder, batch, generation)
-            record.first_output = asyncio.get_running_loop().time()
-            record.chunks = len(batch)
-            finish = finish_reason_of(batch)
-            # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
-            generation.first = batch = []
-            while (batch := await generation.next()) is not None:
+            async for batch in generation:
                 await _append(event_log, encoder, batch, generation)
-                record.chunks += len(batch)
-                finish = finish_reason_of(batch)
+                # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
                 batch = []
-            record.finish_reason = finish
             await end(encoder.done())
         except GatewayError as error:
             log.warning("stream %s failed after it started: %s", stream.id, error.message)
             record.failed(error, status=200)
             await end(encoder.failed(error))
         finally:
-            record.usage = generation.converter.usage
             generation.close()
     except asyncio.CancelledError:
         reason = stream.reason or Cancelled("The stream was cancelled.")
@@ -472,6 +462,5 @@ async def _append(
     if events:
         await event_log.append(events)
     if error is not None:
-        if generation.on_failure is not None:
-            generation.on_failure(error)
+        generation.fault(error)
         raise error

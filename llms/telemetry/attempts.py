@@ -12,7 +12,7 @@ from contextvars import ContextVar
 import orjson
 
 from llms.config import ProviderConfig
-from llms.routing import Generation
+from llms.generation import Generation
 from llms.telemetry.metrics import Metrics
 from llms.telemetry.record import RequestRecord
 from llms.wire import ChatRequest, Chunk

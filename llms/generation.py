@@ -1,0 +1,313 @@
+"""One upstream attempt as an async iterable of chunk batches, from its commit point to its end.
+
+The commit point is the first chunk that carries output (content, reasoning, a tool call, a
+refusal, a finish or usage): role-only and empty chunks are held back until then, so a provider
+that fails after sending only those can still be replaced (routing.py tries the next one). Once
+committed, a `Generation` is what every client-facing API reads:
+
+    async for batch in generation:   # the first batch is the committed `first`
+        ...                          # encode it, write it, log it, fold it
+    await generation.collect(fold.add)   # or: every remaining batch, for a non-stream answer
+    await generation.aclose()            # always, in a `finally`: closes the upstream
+
+It keeps the request record it is given: the provider (routing sets it at the commit), when the
+first output was delivered, the chunks delivered, the usage and the finish reason. A batch counts
+as delivered when the reader comes back for the next one (or the stream ends), so a batch the
+client never got (it left while it was written) is not counted. The idle watchdog is the upstream
+read's deadline (`timeouts.idle_s` between reads, `total_s` overall); nothing runs per chunk but
+the conversion itself: no task, no queue, no lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from llms.adapters.base import Converter
+from llms.config import ProviderConfig
+from llms.errors import GatewayError, UpstreamMalformed, UpstreamTimeout
+from llms.framing import BodyDecoder, NDJSONDecoder, SSEDecoder
+from llms.telemetry.record import RequestRecord, finish_reason_of
+from llms.upstream import UpstreamCall
+from llms.wire import Chunk
+
+log = logging.getLogger("llms.generation")
+
+
+def to_json_each(chunks: list[Chunk]) -> tuple[list[bytes], UpstreamMalformed | None]:
+    """Each chunk as JSON, up to the first one that cannot be encoded, and that failure."""
+    out: list[bytes] = []
+    dumps = orjson.dumps
+    for item in chunks:
+        try:
+            out.append(dumps(item))
+        except orjson.JSONEncodeError:
+            # orjson refuses objects nested over 255 levels (it parses up to 1024).
+            return out, UpstreamMalformed(
+                "The upstream sent a chunk the gateway cannot encode (nested too deeply)."
+            )
+    return out, None
+
+
+def check_committable(chunks: list[Chunk]) -> None:
+    """Raise UpstreamMalformed for chunks that could not reach a client whole: a choice
+    `index` that is not an integer, or one that cannot be encoded. Checked once, at the commit,
+    so a provider sending them is replaced; after it, the encoders notice what they cannot take."""
+    for item in chunks:
+        for choice in item["choices"]:
+            if type(choice["index"]) is not int:
+                raise UpstreamMalformed(
+                    "The upstream sent a choice whose `index` is not an integer."
+                )
+    _, error = to_json_each(chunks)
+    if error is not None:
+        raise error
+
+
+def carries_output(chunk: Chunk) -> bool:
+    """True for a chunk past which the answer is committed to this provider."""
+    if chunk.get("usage"):
+        return True
+    for choice in chunk["choices"]:
+        if choice["finish_reason"] is not None:
+            return True
+        delta: Mapping[str, Any] = choice["delta"]
+        if (
+            delta.get("content")
+            or delta.get("reasoning_content")
+            or delta.get("tool_calls")
+            or delta.get("refusal")
+        ):
+            return True
+    return False
+
+
+class Generation:
+    """One upstream attempt: `commit()` fills `first`; then an async iterable of chunk batches.
+
+    Iterating yields `first`, then the chunks of each upstream read, and ends when the upstream
+    ended normally; a failure is raised as a GatewayError (after the chunks before it).
+    """
+
+    __slots__ = (
+        "_call",
+        "_converter",
+        "_decoder",
+        "_end_by",
+        "_ended",
+        "_finish",
+        "_given",
+        "_idle",
+        "_loop",
+        "_pending",
+        "_started",
+        "first",
+        "on_failure",
+        "provider",
+        "record",
+        "tap",
+    )
+
+    def __init__(
+        self,
+        call: UpstreamCall,
+        decoder: SSEDecoder | NDJSONDecoder | BodyDecoder,
+        converter: Converter,
+        provider: ProviderConfig,
+    ) -> None:
+        self._call = call
+        self._decoder = decoder
+        self._converter = converter
+        self._loop = asyncio.get_running_loop()
+        self._idle = provider.timeouts.idle_s
+        total = provider.timeouts.total_s
+        self._end_by = math.inf if total is None else self._loop.time() + total
+        self._ended = False
+        self._pending: GatewayError | None = None
+        self._started = False  # `first` was handed out
+        self._given = 0  # chunks handed out and not yet counted as delivered
+        self._finish: str | None = None
+        self.provider = provider
+        self.first: list[Chunk] = []
+        # The request's record, filled as the answer goes (routing sets it at the commit).
+        self.record: RequestRecord | None = None
+        # Told about a failure after the commit (the provider's circuit breaker listens).
+        self.on_failure: Callable[[GatewayError], None] | None = None
+        # Sees every batch after `first` (the request log keeps the answer with `log_content`).
+        self.tap: Callable[[list[Chunk]], None] | None = None
+
+    @property
+    def converter(self) -> Converter:
+        return self._converter
+
+    def __aiter__(self) -> Generation:
+        return self
+
+    async def __anext__(self) -> list[Chunk]:
+        if self._given:
+            self._delivered()
+        if not self._started:
+            self._started = True
+            batch = self.first
+            # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
+            self.first = []
+            if batch:
+                return self._hand(batch)
+        try:
+            pending = self._pending
+            if pending is not None:
+                self._pending = None
+                raise pending
+            if self._ended:
+                self._end()
+                raise StopAsyncIteration
+            batch = await self._read()
+            if not batch:
+                self._end()
+                raise StopAsyncIteration
+            if self.tap is not None:
+                self.tap(batch)
+        except GatewayError as error:
+            self.fault(error)
+            raise
+        return self._hand(batch)
+
+    async def next(self) -> list[Chunk] | None:
+        """The next batch; None once the stream has ended normally."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    async def collect(self, into: Callable[[list[Chunk]], object]) -> None:
+        """Give every remaining batch to `into` (a non-stream answer's fold), to the end.
+
+        Batch by batch rather than one list, so the fold's size bound (`server.max_answer_mb`)
+        stops an answer too large before all of it is held.
+        """
+        async for batch in self:
+            into(batch)
+
+    async def aclose(self) -> None:
+        """Close the upstream (idempotent); the record keeps the usage known so far."""
+        self.close()
+
+    def close(self) -> None:
+        self._ended = True
+        self._call.close()
+        if self.record is not None:
+            self.record.usage = self._converter.usage
+
+    def fault(self, error: GatewayError) -> None:
+        """A failure after the commit: the upstream's, or a chunk of it that no client can be
+        sent (an encoder could not take it). Counts against the provider."""
+        if self.on_failure is not None:
+            self.on_failure(error)
+
+    def _hand(self, batch: list[Chunk]) -> list[Chunk]:
+        self._given = len(batch)
+        reason = finish_reason_of(batch)
+        if reason is not None:
+            self._finish = reason
+        return batch
+
+    def _delivered(self) -> None:
+        """The reader is back for more: the batch it was given reached its client."""
+        record = self.record
+        if record is not None:
+            if record.first_output is None:
+                record.first_output = self._loop.time()
+            record.chunks += self._given
+        self._given = 0
+
+    def _end(self) -> None:
+        """The upstream ended normally."""
+        record = self.record
+        if record is not None:
+            record.finish_reason = self._finish
+            record.usage = self._converter.usage
+
+    async def _read(self) -> list[Chunk]:
+        """The chunks of the next upstream read that yields any; [] at the end of the body."""
+        call = self._call
+        while True:
+            data = await call.read(min(self._loop.time() + self._idle, self._end_by))
+            out: list[Chunk] = []
+            self._convert(data, out)
+            if out or self._ended:
+                return out
+
+    def _convert(self, data: bytes, out: list[Chunk]) -> None:
+        """Decode and convert one read (b"" = the end of the body) into `out`.
+
+        A provider error after some chunks of the same read is held in `_pending` and raised
+        on the next call, so the chunks before it are delivered however the bytes were split.
+        """
+        converter = self._converter
+        try:
+            if data:
+                for event in self._decoder.feed(data):
+                    out += converter.feed(event)
+                    if converter.done:
+                        self.close()
+                        return
+                return
+            for event in self._decoder.flush():
+                out += converter.feed(event)
+            if not converter.done:
+                out += converter.close()
+            self.close()
+        except GatewayError as error:
+            self._fail(error, out)
+        except Exception:
+            # Converters are pure functions of the upstream's bytes, so whatever they raise
+            # on a shape nobody foresaw (an `index` that is a list…) is the upstream's fault.
+            log.warning(
+                "provider %s sent a chunk its converter cannot take",
+                self.provider.name,
+                exc_info=True,
+            )
+            self._fail(
+                UpstreamMalformed(
+                    "The upstream sent a chunk of a shape the gateway cannot translate."
+                ),
+                out,
+            )
+
+    def _fail(self, error: GatewayError, out: list[Chunk]) -> None:
+        """End the attempt; the error is raised now, or after the chunks already in `out`."""
+        self.close()
+        if not out:
+            raise error
+        self._pending = error
+
+    async def commit(self, deadline: float) -> None:
+        """Read until the first chunk that carries output (or the end); fills `first`.
+
+        A failure before any output propagates (so routing may try another provider); after
+        output, even within the same read, it is delivered after that output.
+        """
+        call = self._call
+        held = self.first
+        while True:
+            try:
+                data = await call.read(deadline)
+            except UpstreamTimeout:
+                # Before the first output this is the first-token (or answer) deadline, not
+                # silence between chunks.
+                raise UpstreamTimeout("The upstream did not answer in time.") from None
+            batch: list[Chunk] = []
+            self._convert(data, batch)
+            held += batch
+            committed = any(carries_output(item) for item in held)
+            if self._pending is not None and not committed:
+                error, self._pending = self._pending, None
+                raise error
+            if committed or self._ended:
+                check_committable(held)
+                return
