@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -451,6 +452,18 @@ async def test_agents_sdk_runs_fail_when_the_upstream_breaks_mid_answer(
 # --- openai-node: client.responses -----------------------------------------------------------
 
 
+async def finished(proc: asyncio.subprocess.Process, within_s: float) -> tuple[bytes, bytes]:
+    """The program's output once it exits; if it runs longer than `within_s`, its process group
+    (it was started in a session of its own: codex.js runs the native binary as a child) is
+    killed."""
+    try:
+        return await asyncio.wait_for(proc.communicate(), timeout=within_s)
+    except TimeoutError:
+        os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        raise
+
+
 async def run_node(base_url: str, mode: str) -> Args:
     proc = await asyncio.create_subprocess_exec(
         "node",
@@ -461,8 +474,9 @@ async def run_node(base_url: str, mode: str) -> Args:
         env={**os.environ, "LLMS_API_KEY": KEY},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    out, err = await finished(proc, 60)
     assert proc.returncode == 0, err.decode()
     result: Args = orjson.loads(out.splitlines()[-1])
     assert result["ok"], result
@@ -586,8 +600,9 @@ async def run_codex(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    out, err = await finished(proc, 90)
     events = [orjson.loads(line) for line in out.splitlines() if line.startswith(b"{")]
     assert proc.returncode == 0 or any(e["type"] == "turn.failed" for e in events), err.decode()
     return events
