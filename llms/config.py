@@ -26,14 +26,8 @@ from llms.config_checks import (
     value_problem,
 )
 from llms.errors import ConfigError
+from llms.protocols import PROTOCOLS
 
-PROVIDER_TYPES = ("openai", "local", "ollama", "anthropic", "gemini")
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "ollama": "http://127.0.0.1:11434",
-    "anthropic": "https://api.anthropic.com",
-    "gemini": "https://generativelanguage.googleapis.com/v1beta",
-}
 LOCAL_MODELS = ("smollm2-135m",)
 _ENV_REF = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -44,7 +38,7 @@ class Timeouts:
     """Seconds. `first_token_s` runs until the first content chunk; `idle_s` between chunks.
 
     `answer_s` bounds a non-stream answer that the upstream sends whole (see
-    `adapters.openai.WHOLE_ANSWERS`): nothing arrives before the whole answer is ready.
+    `protocols.UpstreamProtocol.answers_whole`): nothing arrives before the whole answer is ready.
     """
 
     connect_s: float = 10.0
@@ -502,18 +496,6 @@ def _timeouts(r: _Reader, value: Any, path: str, base: Timeouts) -> Timeouts:
     )
 
 
-_PRICES = ("price_in", "price_out")
-# The protocols whose api_key is sent as an Authorization header.
-_BEARER_TYPES = ("openai", "ollama")
-_PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
-    "openai": ("base_url", "api_key", "models", "timeouts", "headers", "include_usage", *_PRICES),
-    "ollama": ("base_url", "api_key", "models", "timeouts", "headers", *_PRICES),
-    "anthropic": ("base_url", "api_key", "models", "timeouts", "headers", "max_tokens", *_PRICES),
-    "gemini": ("base_url", "api_key", "models", "timeouts", "headers", *_PRICES),
-    "local": ("model", "model_path", "n_ctx", "threads", "parallel", "timeouts"),
-}
-
-
 def _providers(
     r: _Reader, value: Any, defaults: Timeouts, notes: list[str]
 ) -> tuple[set[str], list[ProviderConfig]]:
@@ -530,11 +512,11 @@ def _providers(
         if not isinstance(item, dict):
             raise r.fail(path, f"expected an object, got {_show(item)}")
         kind = item.get("type")
-        if kind not in PROVIDER_TYPES:
+        if not isinstance(kind, str) or kind not in PROTOCOLS:
             raise r.fail(
-                f"{path}.type", f"expected one of {', '.join(PROVIDER_TYPES)}, got {_show(kind)}"
+                f"{path}.type", f"expected one of {', '.join(PROTOCOLS)}, got {_show(kind)}"
             )
-        obj = r.obj(item, path, ("type", *_PROVIDER_KEYS[kind]))
+        obj = r.obj(item, path, ("type", *PROTOCOLS[kind].keys))
         try:
             provider = _provider(r, name, kind, obj, path, defaults)
         except _MissingEnv as missing:
@@ -555,7 +537,8 @@ def _provider(
     r: _Reader, name: str, kind: str, obj: dict[str, Any], path: str, defaults: Timeouts
 ) -> ProviderConfig:
     timeouts = _timeouts(r, obj.get("timeouts", {}), f"{path}.timeouts", defaults)
-    if kind == "local":
+    protocol = PROTOCOLS[kind]
+    if protocol.bundled:
         model = r.string(obj.get("model"), f"{path}.model", env=False)
         if model not in LOCAL_MODELS:
             raise r.fail(
@@ -575,7 +558,7 @@ def _provider(
             timeouts=timeouts,
             options=options,
         )
-    base_url = r.url(obj.get("base_url", DEFAULT_BASE_URLS[kind]), f"{path}.base_url")
+    base_url = r.url(obj.get("base_url", protocol.base_url), f"{path}.base_url")
     api_key = None if obj.get("api_key") is None else r.string(obj["api_key"], f"{path}.api_key")
     if api_key is not None and (problem := value_problem(api_key)):
         raise r.fail(f"{path}.api_key", problem)
@@ -587,13 +570,13 @@ def _provider(
         if problem := header_problem(name, header):
             at = f"{path}.headers.{name}" if _NAME.match(name) else f"{path}.headers {_show(name)}"
             raise r.fail(at, problem)
-    authorization = (api_key is not None and kind in _BEARER_TYPES) or any(
+    authorization = (api_key is not None and protocol.bearer_key) or any(
         name.lower() == "authorization" for name in headers
     )
     if problem := url_credentials_clash(base_url, authorization):
         raise r.fail(f"{path}.base_url", problem)
-    # An Ollama entry without `models` discovers them from the server's /api/tags.
-    discover = kind == "ollama" and "models" not in obj
+    # An entry without `models` for a server that lists them (Ollama's /api/tags) discovers them.
+    discover = protocol.discovers_models and "models" not in obj
     options = {"discover": True} if discover else {}
     if "max_tokens" in obj:
         options["max_tokens"] = r.integer(obj["max_tokens"], f"{path}.max_tokens")
