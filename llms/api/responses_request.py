@@ -138,7 +138,8 @@ def from_request(
                 "conversation in 'input' or continue it with 'previous_response_id'.",
                 "unsupported_parameter",
             )
-    if body.get("n") not in (None, 1):
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):  # `true == 1` in Python
         raise fail("n", "The Responses API makes one answer per request: 'n' must be 1.")
     string(body.get("instructions"), "instructions")
     tools, echo_tools, tool_origins = from_tools(body.get("tools"))

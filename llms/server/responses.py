@@ -302,12 +302,16 @@ async def retrieve_response(request: web.Request) -> web.StreamResponse:
     """GET /v1/responses/{id}: the stored Response object (a background one as it stands);
     with `?stream=true`, a background response's events after `starting_after`, then live."""
     query = request.query
-    if query.get("stream", "").lower() != "true":
+    streamed = query.get("stream", "false").lower()
+    if streamed not in ("true", "false"):
+        raise InvalidRequest("Invalid 'stream': expected true or false.", param="stream")
+    # Checked with or without `stream`: a bad value is never silently ignored.
+    after = (
+        event_id(query["starting_after"], "starting_after") + 1 if "starting_after" in query else 0
+    )
+    if streamed == "false":
         _, found = await _stored(request)
         return web.Response(body=found.response, content_type="application/json")
-    after = event_id(query.get("starting_after", "0"), "starting_after") + 1
-    if "starting_after" not in query:
-        after = 0
     key = request.get(KEY)
     owner = key.name if key is not None else None
     response_id = request.match_info["id"]
