@@ -7,20 +7,22 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from llms.server.fields import MAX_EVENT_ID
+from llms.server.openapi_responses import RESPONSES_SCHEMAS
 from llms.server.openapi_schemas import MODEL, SCHEMAS, Schema, obj, ref, string
 
 _ERRORS = {
     400: "Invalid request: the body is not JSON, or a field is missing or wrong (`param`).",
     401: "Missing or wrong API key.",
     403: "The API key may not use this model, or a browser origin is not allowed.",
-    404: "Unknown model, stream or path.",
+    404: "Unknown model, stream, response or path.",
     408: "The request body did not arrive within `server.request_timeout_s`.",
     410: "The stream's events before this position were dropped to bound memory.",
     413: "The body is larger than `server.max_body_mb`.",
     429: "A limit of the key (rpm, tpm, max_streams) or of the upstream; see Retry-After.",
     500: "An internal error (logged).",
     502: "The upstream failed or could not be reached.",
-    503: "The gateway or every provider of the model is unavailable.",
+    503: "The gateway, every provider of the model, or the response store is unavailable.",
     504: "The upstream did not answer in time.",
 }
 _REQUEST_ID = {"X-Request-Id": {"schema": string(), "description": "This request's id."}}
@@ -60,6 +62,7 @@ _SSE = {
 _CHAT_ERRORS = (400, 401, 403, 404, 408, 413, 429, 500, 502, 503, 504)
 _OPEN: list[Schema] = []
 _STREAM_ID = {"name": "id", "in": "path", "required": True, "schema": string()}
+_RESPONSE_ID = {"name": "id", "in": "path", "required": True, "schema": string()}
 _PATHS: Schema = {
     "/v1/chat/completions": {
         "post": {
@@ -91,6 +94,99 @@ _PATHS: Schema = {
                     },
                 },
                 **_errors(*_CHAT_ERRORS),
+            },
+        }
+    },
+    "/v1/responses": {
+        "post": {
+            "operationId": "createResponse",
+            "summary": "A Response on any model: streamed as SSE (`stream: true`) or one JSON "
+            "object; `background: true` runs it apart from the connection.",
+            "description": "The request is translated onto chat completions and routed like "
+            "one (retries and fallback before the first output, circuits, deadlines). A stream "
+            "is `event: <type>` + `data: <json>` events (`response.created` … "
+            "`response.completed`, `response.incomplete` at the token limit, "
+            "`response.failed` after an upstream failure); a failure before any output is an "
+            "HTTP error. A background stream's events also carry `id: <sequence_number>`.",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref("ResponsesRequest")}},
+            },
+            "responses": {
+                "200": {
+                    "description": "The Response (a background one `queued`), or its events.",
+                    "headers": {"X-Provider": {"schema": string()}, **_REQUEST_ID},
+                    "content": {"application/json": {"schema": ref("Response")}, **_SSE},
+                },
+                **_errors(*_CHAT_ERRORS),
+            },
+        }
+    },
+    "/v1/responses/{id}": {
+        "get": {
+            "operationId": "retrieveResponse",
+            "summary": "A stored Response of this key (a background one as it stands); with "
+            "`stream=true`, a background response's events after `starting_after`, then live.",
+            "parameters": [
+                _RESPONSE_ID,
+                {"name": "stream", "in": "query", "schema": {"type": "boolean"}},
+                {
+                    "name": "starting_after",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID},
+                    "description": "The `sequence_number` of the last event received.",
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The Response, or its events (SSE with `id:`).",
+                    "content": {"application/json": {"schema": ref("Response")}, **_SSE},
+                },
+                **_errors(400, 401, 404, 410, 429, 500, 502, 503, 504),
+            },
+        },
+        "delete": {
+            "operationId": "deleteResponse",
+            "summary": "Forget a stored response (its conversation can no longer be continued).",
+            "parameters": [_RESPONSE_ID],
+            "responses": {
+                "200": _json(ref("ResponseDeleted"), "Deleted."),
+                **_errors(401, 404, 503),
+            },
+        },
+    },
+    "/v1/responses/{id}/input_items": {
+        "get": {
+            "operationId": "listResponseInputItems",
+            "parameters": [
+                _RESPONSE_ID,
+                {
+                    "name": "after",
+                    "in": "query",
+                    "schema": string(),
+                    "description": "The id of the item before the page.",
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+                {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+            ],
+            "responses": {
+                "200": _json(ref("ResponsesInputItems"), "A page of the response's input."),
+                **_errors(400, 401, 404, 503),
+            },
+        }
+    },
+    "/v1/responses/{id}/cancel": {
+        "post": {
+            "operationId": "cancelResponse",
+            "summary": "Stop a background response wherever it runs.",
+            "parameters": [_RESPONSE_ID],
+            "responses": {
+                "200": _json(ref("Response"), "`cancelled`, or as it ended if it had."),
+                **_errors(400, 401, 404, 503),
             },
         }
     },
@@ -248,7 +344,7 @@ def build_document() -> dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
             },
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **RESPONSES_SCHEMAS},
         },
     }
 

@@ -54,7 +54,7 @@ def obj(properties: Schema, required: tuple[str, ...] = (), **extra: Any) -> Sch
     return schema
 
 
-def _when(prop: str, value: str, then: Schema) -> Schema:
+def when(prop: str, value: str, then: Schema) -> Schema:
     """`then` applies when `prop` equals `value`."""
     return {"if": {"properties": {prop: {"const": value}}, "required": [prop]}, "then": then}
 
@@ -69,9 +69,9 @@ _CONTENT_PART = {
     "properties": {"type": string()},
     "required": ["type"],
     "allOf": [
-        _when("type", "text", obj({"text": string()}, ("text",))),
-        _when("type", "refusal", obj({"refusal": string()}, ("refusal",))),
-        _when(
+        when("type", "text", obj({"text": string()}, ("text",))),
+        when("type", "refusal", obj({"refusal": string()}, ("refusal",))),
+        when(
             "type",
             "image_url",
             obj(
@@ -86,7 +86,7 @@ _CONTENT_PART = {
                 ("image_url",),
             ),
         ),
-        _when(
+        when(
             "type",
             "input_audio",
             obj(
@@ -94,7 +94,7 @@ _CONTENT_PART = {
                 ("input_audio",),
             ),
         ),
-        _when(
+        when(
             "type",
             "file",
             obj(
@@ -141,7 +141,7 @@ _MESSAGE = {
                 "properties": {"content": {"not": {"type": "null"}}},
             },
         },
-        _when(
+        when(
             "role",
             "tool",
             {"required": ["tool_call_id"], "properties": {"tool_call_id": string()}},
@@ -162,8 +162,8 @@ _TOOL = {
     "properties": {"type": string()},
     "required": ["type"],
     "allOf": [
-        _when("type", "function", obj({"function": _FUNCTION}, ("function",))),
-        _when("type", "custom", obj({"custom": _named()}, ("custom",))),
+        when("type", "function", obj({"function": _FUNCTION}, ("function",))),
+        when("type", "custom", obj({"custom": _named()}, ("custom",))),
     ],
 }
 _TOOL_CHOICE = {
@@ -174,9 +174,9 @@ _TOOL_CHOICE = {
             "properties": {"type": string()},
             "required": ["type"],
             "allOf": [
-                _when("type", "function", obj({"function": _named()}, ("function",))),
-                _when("type", "custom", obj({"custom": _named()}, ("custom",))),
-                _when(
+                when("type", "function", obj({"function": _named()}, ("function",))),
+                when("type", "custom", obj({"custom": _named()}, ("custom",))),
+                when(
                     "type",
                     "allowed_tools",
                     obj(
@@ -191,7 +191,7 @@ _TOOL_CHOICE = {
                                             "properties": {"type": string()},
                                             "required": ["type"],
                                             "allOf": [
-                                                _when(
+                                                when(
                                                     "type",
                                                     "function",
                                                     obj({"function": _named()}, ("function",)),
@@ -228,7 +228,7 @@ _RESPONSE_FORMAT = {
     },
     "required": ["type"],
     "allOf": [
-        _when(
+        when(
             "type",
             "json_schema",
             {"required": ["json_schema"], "properties": {"json_schema": {"type": "object"}}},
