@@ -21,6 +21,8 @@ import pydantic
 import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types.shared import ErrorResponse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llms.adapters import anthropic as anthropic_adapter
 from llms.adapters import gemini as gemini_adapter
@@ -207,16 +209,34 @@ def run(
     message = builder.message
     Message.model_validate(message)
     assert builder.terminal and builder.feed(chunks) == [] and builder.finish() == []
-    if end == "finish":
+    if end == "finish" and whole_arguments(payloads, message):
+        # (an upstream's broken JSON is relayed as sent; the SDK's own parse of it fails)
         _, final = sdk_stream(data)
         assert final.model_dump(exclude_none=True) == Message.model_validate(message).model_dump(
             exclude_none=True
         )
+    if end == "finish":
         assert payloads[-2]["usage"] == message["usage"]
         assert payloads[-2]["delta"]["stop_reason"] == message["stop_reason"]
         folded = fold_message("msg_1", "claude-sonnet-4-5", chunks, **options)
         assert strip_ids(folded) == strip_ids(message)
     return payloads, message, data
+
+
+def whole_arguments(payloads: list[dict[str, Any]], message: dict[str, Any]) -> bool:
+    """Whether every tool_use block's streamed fragments make a JSON object, its `input`
+    (else the Message's `input` is `{}`)."""
+    whole = True
+    for index, block in enumerate(message["content"]):
+        if block["type"] != "tool_use":
+            continue
+        fragments = "".join(d["partial_json"] for d in deltas(payloads, index))
+        try:
+            assert json.loads(fragments) == block["input"]
+        except json.JSONDecodeError:
+            assert block["input"] == {}
+            whole = False
+    return whole
 
 
 def strip_ids(message: dict[str, Any]) -> dict[str, Any]:
@@ -517,6 +537,59 @@ def test_only_choice_zero_is_read() -> None:
     assert message["content"] == [{"type": "text", "text": "mine"}]
 
 
+def test_a_repeated_signature_opens_no_new_block() -> None:
+    chunks = [reasoning("a"), signature("s"), signature("s"), text("t"), finish_chunk(META, "stop")]
+    payloads, message, _ = run(chunks)
+    assert [b["type"] for b in message["content"]] == ["thinking", "text"]
+    assert sum(d["type"] == "signature_delta" for d in deltas(payloads, 0)) == 1
+
+
+PIECES = st.one_of(
+    st.builds(text, st.sampled_from(["a", "b c", "\n", " ", "\n\n", "é"])),
+    st.builds(reasoning, st.sampled_from(["r", " ", "think"])),
+    st.builds(signature, st.sampled_from(["s1", "s2"])),
+    st.builds(lambda value: delta_chunk(META, {"refusal": value}), st.just("no")),
+    st.builds(
+        lambda index, args: calls(
+            tool_call_delta(index, id=f"call_{index}", name=f"f{index}", arguments=args)
+        ),
+        st.integers(0, 2),
+        st.sampled_from(["", "{", '{"a": 1}']),
+    ),
+    st.builds(
+        lambda index, args: calls(tool_call_delta(index, arguments=args)),
+        st.integers(0, 2),
+        st.sampled_from(['"x": 2}', "}", ""]),
+    ),
+    st.builds(lambda: usage(7, 3)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(PIECES, max_size=12),
+    st.sampled_from([None, "stop", "length", "tool_calls", "content_filter"]),
+    st.sampled_from([1, 2, 50]),
+)
+def test_any_chunk_sequence_is_a_valid_sequential_stream(
+    chunks: list[Chunk], finish: Any, batch: int
+) -> None:
+    """Peers' bugs 14/15 as a property: whatever order deltas come in, blocks never overlap,
+    no delta lands outside its block, and the SDK accumulates what the fold builds — or the
+    stream ends with an error event when the upstream continued a call it had left."""
+    chunks = chunks + ([finish_chunk(META, finish)] if finish else [])
+    builder = MessageBuilder("msg_1", "m")
+    encoder = MessagesEncoder(builder)
+    data = b"".join(encoder.chunks(chunks[i : i + batch]) for i in range(0, len(chunks), batch))
+    if builder.failure is not None:
+        payloads = [payload for _, payload in parse_sse(data)]
+        check_stream(payloads, complete=False)
+        with pytest.raises(UpstreamMalformed):
+            fold_message("msg_1", "m", chunks)
+        return
+    run(chunks, batch=batch)
+
+
 # --- failures -------------------------------------------------------------------------------------
 
 
@@ -531,6 +604,23 @@ def test_a_failure_after_output_is_an_error_event_and_no_message_stop() -> None:
     with pytest.raises(anthropic.APIStatusError) as caught:
         sdk_stream(data)
     assert "The upstream closed the connection." in str(caught.value)
+
+
+def test_a_failure_before_any_output_is_an_error_event_the_sdk_raises() -> None:
+    """After a heartbeat started the response but before the first output."""
+    builder = MessageBuilder("msg_1", "m")
+    encoder = MessagesEncoder(builder)
+    data = PING + encoder.failed(UpstreamTimeout("No first token in 120 s."))
+    assert parse_sse(data)[1] == (
+        "error",
+        {
+            "type": "error",
+            "error": {"type": "timeout_error", "message": "No first token in 120 s."},
+        },
+    )
+    with pytest.raises(anthropic.APIStatusError, match="No first token"):
+        sdk_stream(data)
+    assert encoder.done() == b"" and encoder.chunks([text("late")]) == b""
 
 
 def test_an_overloaded_upstream_mid_stream_is_overloaded_error() -> None:

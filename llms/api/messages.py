@@ -65,6 +65,7 @@ class _Block:
 
     index: int
     block: dict[str, Any]
+    kind: str
     key: int | str | None = None  # a tool call's chunk index
     pieces: list[str] = field(default_factory=list)
     head: bytes = b""
@@ -141,7 +142,7 @@ class MessageBuilder:
         `failure` holds the error (stop the upstream)."""
         if self.terminal:
             return []
-        events = self.start()
+        events = [] if self.started else self.start()
         try:
             self._feed(events, chunks)
         except UpstreamMalformed as error:
@@ -158,28 +159,35 @@ class MessageBuilder:
                 if choice["index"] != 0:
                     continue
                 delta: Mapping[str, Any] = choice["delta"]
-                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                if reasoning and isinstance(reasoning, str):
-                    self._add_text(events, "thinking", reasoning)
-                blocks = delta.get("thinking_blocks")
-                if blocks and isinstance(blocks, list):
-                    self._add_thinking_blocks(events, blocks)
                 content = delta.get("content")
-                if content and isinstance(content, str):
-                    self._add_text(events, "text", content)
-                refusal = delta.get("refusal")
-                if refusal and isinstance(refusal, str):
-                    self._add_text(events, "text", refusal)
-                for call in delta.get("tool_calls") or ():
-                    self._add_call(events, call.get("index", 0), call)
-                legacy = delta.get("function_call")
-                if isinstance(legacy, Mapping):
-                    self._add_call(events, "function_call", {"function": legacy})
+                if len(delta) == 1 and content and type(content) is str:
+                    self._add_text(events, "text", content)  # the hot path: one token of text
+                elif delta:
+                    self._add_delta(events, delta)
                 if choice["finish_reason"] is not None:
                     self._finish = choice["finish_reason"]
                     named = choice.get("stop_reason")
                     if isinstance(named, str) and named in self._stops:
                         self._stop_string = named
+
+    def _add_delta(self, events: list[MessageEvent], delta: Mapping[str, Any]) -> None:
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning and isinstance(reasoning, str):
+            self._add_text(events, "thinking", reasoning)
+        blocks = delta.get("thinking_blocks")
+        if blocks and isinstance(blocks, list):
+            self._add_thinking_blocks(events, blocks)
+        content = delta.get("content")
+        if content and isinstance(content, str):
+            self._add_text(events, "text", content)
+        refusal = delta.get("refusal")
+        if refusal and isinstance(refusal, str):
+            self._add_text(events, "text", refusal)
+        for call in delta.get("tool_calls") or ():
+            self._add_call(events, call.get("index", 0), call)
+        legacy = delta.get("function_call")
+        if isinstance(legacy, dict):
+            self._add_call(events, "function_call", {"function": legacy})
 
     def finish(self) -> list[MessageEvent]:
         """Close the open block; `message_delta` (stop reason, usage) and `message_stop`."""
@@ -223,7 +231,7 @@ class MessageBuilder:
 
     def _add_text(self, events: list[MessageEvent], kind: str, text: str) -> None:
         open_ = self._open
-        if open_ is None or open_.block["type"] != kind or open_.signed:
+        if open_ is None or open_.kind != kind or open_.signed:
             if not text.strip():
                 # Whitespace alone opens no block (the "\n\n" some upstreams send before a call).
                 if self._blank_kind != kind:
@@ -255,6 +263,8 @@ class MessageBuilder:
                 if not signature or not isinstance(signature, str):
                     continue
                 open_ = self._open
+                if open_ is not None and open_.signed and open_.block["signature"] == signature:
+                    continue  # the same signature again (an upstream that repeats it)
                 if open_ is None or open_.block["type"] != "thinking" or open_.signed:
                     self._blank, self._blank_kind = [], ""
                     self._close(events)
@@ -316,7 +326,7 @@ class MessageBuilder:
         payload = {"type": "content_block_start", "index": index, "content_block": block}
         events.append(event("content_block_start", orjson.dumps(payload)))
         kind = block["type"]
-        open_ = self._open = _Block(index, block, key)
+        open_ = self._open = _Block(index, block, kind, key)
         if kind in _DELTAS:
             open_.head = b'{"type":"content_block_delta","index":%d,"delta":{"type":"%s","%s":' % (
                 index,
