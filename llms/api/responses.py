@@ -73,6 +73,8 @@ class _Text:
     # event per token, so its bytes are assembled, not a dict dumped).
     delta_type: str = ""
     head: bytes = b""
+    # `event: <delta_type>\ndata: ` + head: the SSE frame up to the delta.
+    prefix: bytes = b""
 
 
 @dataclass(slots=True)
@@ -188,6 +190,14 @@ class ResponseBuilder:
                 if choice["index"] != 0:
                     continue
                 delta: Mapping[str, Any] = choice["delta"]
+                if len(delta) == 1 and not choice.get("logprobs"):
+                    # Most deltas are one piece of text and nothing else (bench `responses`).
+                    content = delta.get("content")
+                    if content and isinstance(content, str):
+                        self._add_text(events, "output_text", content, _NO_LOGPROBS)
+                        if choice["finish_reason"] is not None:
+                            self._finish = choice["finish_reason"]
+                        continue
                 # Truthiness first: most deltas carry one short text and nothing else.
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                 if reasoning and isinstance(reasoning, str):
@@ -205,7 +215,7 @@ class ResponseBuilder:
                 for call in delta.get("tool_calls") or ():
                     self._add_call(events, call.get("index", 0), call)
                 legacy = delta.get("function_call")
-                if isinstance(legacy, Mapping):
+                if legacy is not None and isinstance(legacy, Mapping):
                     self._add_call(events, "function_call", {"function": legacy})
                 if choice["finish_reason"] is not None:
                     self._finish = choice["finish_reason"]
@@ -263,8 +273,30 @@ class ResponseBuilder:
     def _add_text(
         self, events: list[ResponseEvent], kind: str, text: str, logprobs: list[dict[str, Any]]
     ) -> None:
-        item_type = "reasoning" if kind == "reasoning" else "message"
         open_ = self._text
+        if (
+            kind == "output_text"
+            and open_ is not None
+            and open_.part is not None
+            and open_.delta_type == _OUTPUT_TEXT_DELTA
+        ):
+            # The hot path, one per token: the open message's output_text part grows; the
+            # frame is one format of its precomputed prefix, `data` a slice of it.
+            open_.pieces.append(text)
+            if logprobs:
+                open_.logprobs += logprobs
+            seq = self._seq
+            self._seq = seq + 1
+            sse = b'%s%s,"logprobs":%s,"sequence_number":%d}\n\n' % (
+                open_.prefix,
+                orjson.dumps(text),
+                orjson.dumps(logprobs) if logprobs else b"[]",
+                seq,
+            )
+            data = sse[_OUTPUT_TEXT_FRAME:-2]
+            events.append(tuple.__new__(ResponseEvent, (_OUTPUT_TEXT_DELTA, seq, data, sse)))
+            return
+        item_type = "reasoning" if kind == "reasoning" else "message"
         if open_ is None or open_.item["type"] != item_type:
             if not text.strip():
                 # No item of whitespace alone (the "\n\n" some upstreams send before a call).
@@ -347,6 +379,7 @@ class ResponseBuilder:
         events.append(self._event(f"response.{kind}.added", **self._where(open_), part=part))
         open_.delta_type = _DELTAS[part_type]
         open_.head = _head(open_.delta_type, self._where(open_))
+        open_.prefix = b"event: %s\ndata: %s" % (open_.delta_type.encode(), open_.head)
 
     def _close_part(self, events: list[ResponseEvent], open_: _Text) -> None:
         part = open_.part
@@ -520,12 +553,11 @@ class ResponseBuilder:
 
     def _delta(self, type: str, body: bytes) -> ResponseEvent:
         """A delta event from its assembled JSON `body` (without the sequence number)."""
-        data = b'%s,"sequence_number":%d}' % (body, self._seq)
-        event = ResponseEvent(
-            type, self._seq, data, b"event: %s\ndata: %s\n\n" % (type.encode(), data)
-        )
-        self._seq += 1
-        return event
+        seq = self._seq
+        data = b'%s,"sequence_number":%d}' % (body, seq)
+        self._seq = seq + 1
+        sse = b"event: %s\ndata: %s\n\n" % (type.encode(), data)
+        return tuple.__new__(ResponseEvent, (type, seq, data, sse))
 
     def _event(self, type: str, **fields: Any) -> ResponseEvent:
         data = orjson.dumps({"type": type, **fields, "sequence_number": self._seq})
@@ -534,8 +566,11 @@ class ResponseBuilder:
         return event
 
 
+_OUTPUT_TEXT_DELTA = "response.output_text.delta"
+# Where `data` starts in an output_text delta's frame.
+_OUTPUT_TEXT_FRAME = len(b"event: %s\ndata: " % _OUTPUT_TEXT_DELTA.encode())
 _DELTAS = {
-    "output_text": "response.output_text.delta",
+    "output_text": _OUTPUT_TEXT_DELTA,
     "refusal": "response.refusal.delta",
     "reasoning_text": "response.reasoning_text.delta",
     "summary_text": "response.reasoning_summary_text.delta",

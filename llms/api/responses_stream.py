@@ -40,7 +40,9 @@ class ResponsesEncoder:
 
     def chunks(self, batch: list[Chunk]) -> bytes:
         if self._started:
-            return _wire(self.builder.feed(batch))
+            events = self.builder.feed(batch)
+            # Most batches are one chunk of text: one event, its frame as it is.
+            return events[0].sse if len(events) == 1 else _wire(events)
         return _wire(self._head() + self.builder.feed(batch))
 
     def done(self) -> bytes:
