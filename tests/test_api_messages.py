@@ -42,7 +42,9 @@ from llms.api.messages import (
 from llms.api.messages_input import THINKING_BLOCKS
 from llms.api.messages_request import MessagesCall, from_request
 from llms.api.messages_stream import LOG_PREFIX, MessagesEncoder, MessagesLog
+from llms.api.responses_stream import from_completion
 from llms.chunks import (
+    Fold,
     StreamMeta,
     delta_chunk,
     finish_chunk,
@@ -876,6 +878,20 @@ def test_the_cached_usage_transcript_keeps_its_cache_counts() -> None:
     _, message, _ = run(chunks)
     usage_ = message["usage"]
     assert usage_["cache_read_input_tokens"] or usage_["cache_creation_input_tokens"]
+
+
+@pytest.mark.parametrize("name", TRANSCRIPT_NAMES)
+def test_a_whole_completion_folds_to_the_same_message(name: str) -> None:
+    """The non-stream path gets a `chat.completion` (a non-stream upstream, or the fold of a
+    stream): as one chunk (responses_stream.from_completion) it makes the same Message."""
+    chunks, error = transcript_chunks(name)
+    if error is not None:
+        return
+    fold = Fold(META)
+    fold.add(chunks)
+    whole = fold_message("msg_1", "m", [from_completion(fold.completion())])
+    assert strip_ids(whole) == strip_ids(fold_message("msg_1", "m", chunks))
+    Message.model_validate(whole)
 
 
 # --- the request ----------------------------------------------------------------------------------
