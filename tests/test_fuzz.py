@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llms import create_app
-from llms.api.responses_request import KNOWN_FIELDS
+from llms.api.responses_request import KNOWN_FIELDS, from_request
+from llms.server import responses as responses_routes
 from llms.server.app import server_options
 from tests.conftest import gateway_config
 from tests.upstreams.anthropic import FakeAnthropic
@@ -747,6 +748,26 @@ def test_retrieve_refuses_bad_query_values(
         assert orjson.loads(raw)["error"]["param"] == param
     status, _, raw = gateway.call("GET", f"{RESPONSES}/{stored['foreground']}?stream=FALSE")
     assert status == 200, raw
+
+
+def test_a_large_request_is_translated_off_the_event_loop(
+    gateway: ThreadedGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """95 000 input items took the loop 2 s to translate (every stream stalled): from
+    OFF_LOOP_ITEMS on, the translation runs in a thread."""
+    threads = []
+
+    def recorded(*args: Any) -> Any:
+        threads.append(threading.current_thread())
+        return from_request(*args)
+
+    monkeypatch.setattr(responses_routes, "from_request", recorded)
+    items = [{"role": "user", "content": "x"}] * responses_routes.OFF_LOOP_ITEMS
+    for body in ({**RESPONSES_BASE, "input": items}, RESPONSES_BASE):
+        status, _, raw = respond(gateway, body)
+        assert status == 200, raw
+    assert threads[0] is not gateway.thread
+    assert threads[1] is gateway.thread
 
 
 def test_the_gateway_still_serves_after_the_fuzzing(
