@@ -105,7 +105,6 @@ class Generation:
         "_idle",
         "_loop",
         "_pending",
-        "_started",
         "first",
         "on_failure",
         "provider",
@@ -129,7 +128,6 @@ class Generation:
         self._end_by = math.inf if total is None else self._loop.time() + total
         self._ended = False
         self._pending: GatewayError | None = None
-        self._started = False  # `first` was handed out
         self._given = 0  # chunks handed out and not yet counted as delivered
         self._finish: str | None = None
         self.provider = provider
@@ -149,33 +147,40 @@ class Generation:
         return self
 
     async def __anext__(self) -> list[Chunk]:
-        if self._given:
-            self._delivered()
-        if not self._started:
-            self._started = True
-            batch = self.first
+        given = self._given
+        if given:
+            # The reader is back for more: the batch it was given reached its client.
+            record = self.record
+            if record is not None:
+                if record.first_output is None:
+                    record.first_output = self._loop.time()
+                record.chunks += given
+        batch = self.first
+        if batch:
             # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
             self.first = []
-            if batch:
-                return self._hand(batch)
-        try:
-            pending = self._pending
-            if pending is not None:
-                self._pending = None
-                raise pending
-            if self._ended:
-                self._end()
-                raise StopAsyncIteration
-            batch = await self._read()
-            if not batch:
-                self._end()
-                raise StopAsyncIteration
-            if self.tap is not None:
-                self.tap(batch)
-        except GatewayError as error:
-            self.fault(error)
-            raise
-        return self._hand(batch)
+        else:
+            try:
+                pending = self._pending
+                if pending is not None:
+                    self._pending = None
+                    raise pending
+                if not self._ended:
+                    batch = await self._read()
+                if not batch:
+                    self._end()
+                    raise StopAsyncIteration
+                if self.tap is not None:
+                    self.tap(batch)
+            except GatewayError as error:
+                self._given = 0
+                self.fault(error)
+                raise
+        self._given = len(batch)
+        reason = finish_reason_of(batch)
+        if reason is not None:
+            self._finish = reason
+        return batch
 
     async def next(self) -> list[Chunk] | None:
         """The next batch; None once the stream has ended normally."""
@@ -209,24 +214,9 @@ class Generation:
         if self.on_failure is not None:
             self.on_failure(error)
 
-    def _hand(self, batch: list[Chunk]) -> list[Chunk]:
-        self._given = len(batch)
-        reason = finish_reason_of(batch)
-        if reason is not None:
-            self._finish = reason
-        return batch
-
-    def _delivered(self) -> None:
-        """The reader is back for more: the batch it was given reached its client."""
-        record = self.record
-        if record is not None:
-            if record.first_output is None:
-                record.first_output = self._loop.time()
-            record.chunks += self._given
-        self._given = 0
-
     def _end(self) -> None:
         """The upstream ended normally."""
+        self._given = 0
         record = self.record
         if record is not None:
             record.finish_reason = self._finish
