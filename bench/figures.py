@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.native_report import adapter_figures
+from bench.responses_report import responses_figures
 
 Report = dict[str, Any]
 
@@ -86,6 +87,7 @@ def figures(scenarios: Report, resume: Report) -> Report:
         },
         "rps": rps,
         "adapters": adapter_figures(scenarios),
+        "responses": responses_figures(scenarios),
         "errors": sum(_errors(runs) for runs in scenarios.values()) + _errors(resume),
     }
 

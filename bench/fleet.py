@@ -22,9 +22,15 @@ from bench.redis_server import command, find_redis_server, spawn_redis, wait_red
 REPLICAS = ("A", "B")
 
 
-def gateway_config(upstream_url: str, models: list[str], redis_url: str | None = None) -> Report:
+def gateway_config(
+    upstream_url: str,
+    models: list[str],
+    redis_url: str | None = None,
+    responses_store: Path | None = None,
+) -> Report:
     """The gateway's config.json: the fake upstream as an OpenAI-type provider, and as one
-    provider of each native type (bench.native: models ``<type>-<model>``); Redis if given."""
+    provider of each native type (bench.native: models ``<type>-<model>``); Redis if given;
+    stored responses (``POST /v1/responses``, background mode) in this SQLite file if given."""
     config: Report = {
         "providers": {
             "bench": {
@@ -36,8 +42,13 @@ def gateway_config(upstream_url: str, models: list[str], redis_url: str | None =
             **gateway_providers(upstream_url, models),
         }
     }
+    state: Report = {}
     if redis_url is not None:
-        config["state"] = {"redis_url": redis_url}
+        state["redis_url"] = redis_url
+    if responses_store is not None:
+        state["responses"] = {"store": f"sqlite:{responses_store}"}
+    if state:
+        config["state"] = state
     return config
 
 
@@ -85,7 +96,8 @@ async def start_gateways(
     whatever fails next.
     """
     upstream_url = fleet.upstream.base_url
-    config = gateway_config(upstream_url, models)
+    # The Responses scenarios store every response (OpenAI's default), background ones too.
+    config = gateway_config(upstream_url, models, responses_store=tmp / "responses.db")
     config_path = _write_config(tmp / "config.json", config)
     fleet.gateway, gw_command = _spawn_gateway(
         "gateway", config_path, module, results_dir / "gateway.log", str(tmp)

@@ -6,6 +6,7 @@ from bench.dedicated_markdown import dedicated_markdown
 from bench.figures import RESUME_RUNS, Report, get
 from bench.figures import fmt as _fmt
 from bench.native_report import adapter_rows
+from bench.responses_report import responses_rows
 
 _TARGET_RATIO = 1.3
 _RESUME_LABELS = {
@@ -117,6 +118,7 @@ def to_markdown(report: Report) -> str:
             f"{_fmt(rps['gateway'])} ({_fmt(rps['ratio'], 3)}) |"
         )
     lines += adapter_rows(fig.get("adapters") or {})
+    lines += responses_rows(fig.get("responses") or {})
     lines += [f"| errors | {fig['errors']} |", "", _runs_table(report), ""]
     redis_run = get(report, "scenarios", "resumable_redis", "gateway")
     if redis_run is not None:
@@ -127,7 +129,7 @@ def to_markdown(report: Report) -> str:
     samples = [
         f"- {name}/{run}: {sample}"
         for name, runs in report["scenarios"].items()
-        for run in ("direct", "gateway")
+        for run in ("direct", "chat_before", "gateway", "chat_after")
         for sample in get(runs, run, "error_samples") or []
     ]
     samples += [
@@ -148,6 +150,11 @@ def _settings(s: Report) -> str:
     kind = "stream" if s["stream"] else "non-stream"
     if s.get("protocol", "openai") != "openai":
         mode += f" via {s['protocol']}"
+    if s.get("api", "chat") == "responses":
+        mode += " /v1/responses" + (" background" if s.get("background") else "")
+        mode += "" if s.get("store", True) else " store:false"
+    elif "api" in s and s.get("protocol", "openai") == "openai":
+        mode += " /v1/chat/completions"
     return f"{s['model']} {kind}{mode} n={s['requests']} c={s['concurrency']}"
 
 
@@ -160,11 +167,11 @@ def _runs_table(report: Report) -> str:
     rows = [head, "|" + "---|" * 13]
     for name, runs in report["scenarios"].items():
         s = runs["settings"]
-        settings = _settings(s)
-        for run in ("direct", "gateway"):
+        for run in ("direct", "chat_before", "gateway", "chat_after"):
             r = runs.get(run)
             if r is None:
                 continue
+            settings = _settings({**s, "api": "chat"}) if run.startswith("chat_") else _settings(s)
             per_chunk = "us_per_chunk" if s["stream"] else "us_per_request"
             rows.append(
                 " | ".join(
@@ -188,7 +195,10 @@ def _runs_table(report: Report) -> str:
     note = (
         "(non-stream rows: upstream and client columns are µs per request; direct rows of the "
         "resumable scenarios are the plain stream, the upstream knows no resumable mode; direct "
-        "rows of the adapter scenarios speak the provider's protocol, counted per OpenAI chunk)"
+        "rows of the adapter scenarios speak the provider's protocol, counted per OpenAI chunk; "
+        "gateway rows of the responses scenarios count output_text deltas as chunks, their "
+        "direct rows are the plain chat stream, their chat_before/chat_after rows the same "
+        "chat stream through the gateway just before and after)"
     )
     return "\n".join([*rows, "", note])
 

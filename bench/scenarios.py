@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from bench.figures import Report
-from bench.load import LoadSpec
+from bench.load import LoadClient, LoadSpec
 from bench.native import NATIVE, Protocol
 from bench.native_load import load_client
 from bench.procs import Child, CpuSample, self_cpu, tree_cpu
 from bench.redis_server import command_figures, commandstats
 from bench.report import summarise_resume, summarise_run
+from bench.responses_load import ResponsesLoadClient
 from bench.resume import Replica, ResumeSpec, run_resumes
 from bench.shape import Shape, content_pieces
 
@@ -24,6 +25,10 @@ class Scenario:
     which does not know it); ``mode`` picks the gateway: the memory-mode one, or Redis replica A.
     ``protocol`` other than openai routes through that adapter (bench.native): the gateway run
     asks for ``<protocol>-<model>``, the direct run speaks the protocol to the fake upstream.
+    ``api="responses"`` streams ``POST /v1/responses`` through the gateway (``background``: with
+    ``background: true``, read live like the resumable stream; ``store=False`` sends ``store:
+    false``, else the response is stored, OpenAI's default); its direct run is the plain chat
+    stream to the upstream, which knows no Responses API.
     """
 
     name: str
@@ -36,6 +41,9 @@ class Scenario:
     resumable: bool = False
     mode: Literal["memory", "redis"] = "memory"
     protocol: Protocol = "openai"
+    api: Literal["chat", "responses"] = "chat"
+    background: bool = False
+    store: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,9 @@ class ResumeSettings:
 LATENCY = Shape(20, 2, 0, 8)
 THROUGHPUT = Shape(50, 0, 0, 8)
 NONSTREAM = Shape(20, 0, 0, 8)
+# The Responses scenarios repeat throughput's shape and size too: their ratio is to chat's.
+_BACKGROUND: dict[str, Any] = {"api": "responses", "background": True}
+_NOSTORE: dict[str, Any] = {"api": "responses", "store": False}
 FULL = (
     Scenario("latency", LATENCY, True, 200, 1, 120, 10),
     Scenario("throughput", THROUGHPUT, True, 2000, 64, 300, 64),
@@ -60,6 +71,9 @@ FULL = (
     Scenario("resumable", THROUGHPUT, True, 2000, 64, 300, 64, resumable=True),
     Scenario("resumable_redis", THROUGHPUT, True, 2000, 64, 300, 64, True, "redis"),
     *(Scenario(f"adapter_{p}", THROUGHPUT, True, 2000, 64, 300, 64, protocol=p) for p in NATIVE),
+    Scenario("responses", THROUGHPUT, True, 2000, 64, 300, 64, api="responses"),
+    Scenario("responses_nostore", THROUGHPUT, True, 2000, 64, 300, 64, **_NOSTORE),
+    Scenario("responses_background", THROUGHPUT, True, 2000, 64, 300, 64, **_BACKGROUND),
 )
 QUICK = (
     Scenario("latency", LATENCY, True, 5, 1, 20, 1),
@@ -68,6 +82,9 @@ QUICK = (
     Scenario("resumable", THROUGHPUT, True, 16, 8, 20, 8, resumable=True),
     Scenario("resumable_redis", THROUGHPUT, True, 16, 8, 20, 8, True, "redis"),
     *(Scenario(f"adapter_{p}", THROUGHPUT, True, 16, 8, 20, 8, protocol=p) for p in NATIVE),
+    Scenario("responses", THROUGHPUT, True, 16, 8, 20, 8, api="responses"),
+    Scenario("responses_nostore", THROUGHPUT, True, 16, 8, 20, 8, **_NOSTORE),
+    Scenario("responses_background", THROUGHPUT, True, 16, 8, 20, 8, **_BACKGROUND),
 )
 RESUME_FULL = ResumeSettings(THROUGHPUT, 200, 5, 120)
 RESUME_QUICK = ResumeSettings(THROUGHPUT, 5, 1, 20)
@@ -85,6 +102,9 @@ def settings_of(scenario: Scenario) -> Report:
         "resumable": scenario.resumable,
         "mode": scenario.mode,
         "protocol": scenario.protocol,
+        "api": scenario.api,
+        "background": scenario.background,
+        "store": scenario.store,
     }
 
 
@@ -120,7 +140,18 @@ async def measure(
 
     # Adapter scenarios: the direct run (target is the upstream) speaks the native protocol.
     direct = target is watched.get("upstream")
-    client = load_client(scenario.protocol, spec, content_pieces(scenario.shape), direct=direct)
+    expected = content_pieces(scenario.shape)
+    client: LoadClient
+    if scenario.api == "responses" and not direct:
+        url = f"{target.base_url}/v1/responses"
+        client = ResponsesLoadClient(
+            replace(spec, url=url),
+            expected,
+            background=scenario.background,
+            store=scenario.store,
+        )
+    else:
+        client = load_client(scenario.protocol, spec, expected, direct=direct)
     async with client:
         warm = await client.warm()
         stats_before = await commandstats(redis) if redis is not None else {}

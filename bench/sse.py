@@ -27,11 +27,13 @@ class SSEParser:
     them. Lines end in CR, LF or CRLF. ``problems`` lists contract breaks: a BOM, unknown fields,
     ``retry:``, and ``event:``/``id:`` in default mode. In resumable mode (``resumable=True``)
     every event may carry ``id:`` and status events may carry ``event: status``; any other event
-    type is still a problem.
+    type is still a problem. With ``named=True`` (the Responses API: ``event: response.*``)
+    every event may carry an ``event:`` field of any name.
     """
 
-    def __init__(self, resumable: bool = False) -> None:
+    def __init__(self, resumable: bool = False, *, named: bool = False) -> None:
         self._resumable = resumable
+        self._named = named
         self._buf = b""
         self._data: list[bytes] = []
         self._id: bytes | None = None
@@ -84,7 +86,7 @@ class SSEParser:
             self._data.append(value)
         elif self._resumable and name == b"id":
             self._id = value
-        elif self._resumable and name == b"event" and value == _STATUS:
+        elif name == b"event" and (self._named or (self._resumable and value == _STATUS)):
             self._event = value
         elif name in _SPEC_FIELDS:
             self.problems.append(f"forbidden field {name.decode()!r}: {line[:80]!r}")

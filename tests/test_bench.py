@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from bench.load import LoadClient, LoadSpec
 from bench.redis_server import command_figures, parse_commandstats
+from bench.responses_load import ResponsesLoadClient
 from bench.resume import ResumeSpec, run_resumes
 from bench.shape import Shape, content_pieces
 from bench.sse import SSEParser
@@ -163,6 +164,7 @@ async def _serve(
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/responses", chat)
     return await server(app)
 
 
@@ -316,6 +318,114 @@ async def test_resume_rounds_check_the_replay_and_the_replica(
         assert result.ok == 0, result.samples
 
 
+Event = tuple[str, dict[str, Any]]
+
+
+def responses_events(background: bool = False) -> list[Event]:
+    """A correct Responses stream for SHAPE (event name, data without its sequence number),
+    built here independently of the gateway's builder."""
+    pieces = content_pieces(SHAPE)
+    text = "".join(pieces)
+
+    def response(status: str, **fields: Any) -> dict[str, Any]:
+        body = {"id": "resp_t", "object": "response", "model": SHAPE.model, "status": status}
+        return {**body, "background": background, "store": True, "output": [], **fields}
+
+    where = {"item_id": "msg_t", "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    item = {"id": "msg_t", "type": "message", "role": "assistant", "status": "in_progress"}
+    done = {**item, "status": "completed", "content": [part]}
+    usage = {"input_tokens": 12, "output_tokens": SHAPE.chunks * SHAPE.size}
+    events: list[Event] = [
+        ("response.created", {"response": response("queued" if background else "in_progress")})
+    ]
+    if background:
+        events.append(("response.queued", {"response": response("queued")}))
+    events += [
+        ("response.in_progress", {"response": response("in_progress")}),
+        ("response.output_item.added", {"output_index": 0, "item": {**item, "content": []}}),
+        ("response.content_part.added", {**where, "part": {**part, "text": ""}}),
+        *(("response.output_text.delta", {**where, "delta": p, "logprobs": []}) for p in pieces),
+        ("response.output_text.done", {**where, "text": text, "logprobs": []}),
+        ("response.content_part.done", {**where, "part": part}),
+        ("response.output_item.done", {"output_index": 0, "item": done}),
+        ("response.completed", {"response": response("completed", output=[done], usage=usage)}),
+    ]
+    return events
+
+
+def frames(events: list[Event]) -> list[bytes]:
+    """The events on the wire, numbered 0, 1, 2... in order."""
+    return [
+        b"event: %s\ndata: %s\n\n"
+        % (name.encode(), orjson.dumps({"type": name, **data, "sequence_number": seq}))
+        for seq, (name, data) in enumerate(events)
+    ]
+
+
+def _responses_spec(srv: TestServer) -> LoadSpec:
+    return LoadSpec(str(srv.make_url("/v1/responses")), SHAPE.model, True, 3, 2, 20)
+
+
+@pytest.mark.parametrize("background", [False, True])
+@pytest.mark.parametrize("piece", [7, 100_000])
+async def test_responses_client_accepts_a_correct_stream(
+    background: bool, piece: int, aiohttp_server: ServerFactory
+) -> None:
+    """A complete Responses stream passes; its output_text deltas are the relayed chunks."""
+    srv = await _serve(frames(responses_events(background)), piece, aiohttp_server)
+    spec = _responses_spec(srv)
+    async with ResponsesLoadClient(spec, content_pieces(SHAPE), background=background) as client:
+        result = await client.run()
+    assert result.errors == {}, result.samples
+    assert result.ok == 3
+    assert result.chunks == result.content_chunks == 3 * SHAPE.chunks
+    assert result.events == 3 * (SHAPE.chunks + (9 if background else 8))
+
+
+def _renamed(events: list[Event]) -> list[bytes]:
+    """The first delta framed under another event name than its type."""
+    wire = frames(events)
+    wire[4] = wire[4].replace(b"event: response.output_text.delta", b"event: response.delta")
+    return wire
+
+
+def _text(events: list[Event], text: str) -> list[Event]:
+    """The completed response's text changed."""
+    name, data = events[-1]
+    response = orjson.loads(orjson.dumps(data["response"]))
+    response["output"][0]["content"][0]["text"] = text
+    return [*events[:-1], (name, {"response": response})]
+
+
+RESPONSES_BROKEN = (
+    pytest.param(lambda e: frames(e)[:5] + frames(e)[6:], "sequence", id="sequence gap"),
+    pytest.param(lambda e: frames(e[:5] + e[6:]), "content", id="missing delta"),
+    pytest.param(lambda e: frames([*e[:4], e[5], e[4], *e[6:]]), "content", id="reordered"),
+    pytest.param(lambda e: frames(e[:-1]), "no_done", id="no completed"),
+    pytest.param(lambda e: frames(e) + frames(e)[-1:], "after_done", id="event after completed"),
+    pytest.param(lambda e: frames(e[1:]), "sequence", id="no created"),
+    pytest.param(lambda e: frames([*e[:-1], ("response.failed", {})]), "error_event", id="failed"),
+    pytest.param(_renamed, "sse_framing", id="event name differs from type"),
+    pytest.param(lambda e: frames(_text(e, "other")), "content", id="completed text differs"),
+    pytest.param(lambda e: [*frames(e)[:-1], b"data: {}\n\n"], "sse_framing", id="unnamed"),
+)
+
+
+@pytest.mark.parametrize(("breaker", "kind"), RESPONSES_BROKEN)
+async def test_responses_client_counts_every_broken_stream(
+    breaker: Callable[[list[Event]], list[bytes]], kind: str, aiohttp_server: ServerFactory
+) -> None:
+    """Each way a Responses stream can be incomplete or wrong fails every request as its kind."""
+    srv = await _serve(breaker(responses_events()), 7, aiohttp_server)
+    async with ResponsesLoadClient(
+        _responses_spec(srv), content_pieces(SHAPE), background=False
+    ) as client:
+        result = await client.run()
+    assert result.ok == 0, result.samples
+    assert result.errors == {kind: 3}, result.samples
+
+
 def test_commandstats_are_counted_per_event() -> None:
     """Calls between two INFO samples, without the benchmark's own INFO and PING."""
     before = parse_commandstats("# Commandstats\r\ncmdstat_xadd:calls=10,usec=20,x=1\r\n")
@@ -400,8 +510,10 @@ def _positive(value: Any) -> bool:
 
 
 ADAPTERS = {"adapter_ollama", "adapter_anthropic", "adapter_gemini"}
-BASIC = {"latency", "throughput", "nonstream", *ADAPTERS}
+RESPONSES = {"responses", "responses_nostore", "responses_background"}
+BASIC = {"latency", "throughput", "nonstream", *ADAPTERS, *RESPONSES}
 CLEAN_STOP = "stopped on SIGTERM with exit code 0"
+SCENARIO_CHUNKS = 50  # bench.scenarios.THROUGHPUT, the Responses scenarios' shape
 HAS_REDIS = shutil.which("redis-server") is not None
 
 
@@ -448,6 +560,12 @@ def test_bench_direct_only(tmp_path: Path) -> None:
     for protocol, adapter in fig["adapters"].items():
         assert _positive(adapter["upstream_cpu_us_per_chunk_direct"]), protocol
         assert adapter["gateway_cpu_us_per_chunk"] is None, protocol
+    assert set(fig["responses"]) == RESPONSES
+    for name, responses in fig["responses"].items():
+        assert _positive(responses["rps_direct"]), name
+        assert responses["gateway_cpu_us_per_chunk"] is None, name
+        assert responses["ratio_to_chat"] is None, name
+        assert responses["chat_before_after_us_per_chunk"] == [None, None], name
 
 
 def _check_gateway_figures(fig: dict[str, Any]) -> None:
@@ -486,6 +604,33 @@ def _check_gateway_figures(fig: dict[str, Any]) -> None:
             "rps_gateway",
         ):
             assert _positive(adapter[name]), (protocol, name)
+    _check_responses_figures(fig)
+
+
+def _check_responses_figures(fig: dict[str, Any]) -> None:
+    """Each Responses scenario relayed complete event sequences error-free, its CPU per chunk
+    next to chat's of the same run, as a ratio."""
+    assert set(fig["responses"]) == RESPONSES
+    chunks = SCENARIO_CHUNKS
+    for name, responses in fig["responses"].items():
+        assert responses["errors"] == 0, name
+        for figure in (
+            "gateway_cpu_us_per_chunk",
+            "gateway_cpu_us_per_request",
+            "chat_gateway_cpu_us_per_chunk",
+            "ratio_to_chat",
+            "ratio_to_throughput",
+            "rps_direct",
+            "rps_gateway",
+        ):
+            assert _positive(responses[figure]), (name, figure)
+        # Chat just before and just after, on the same gateway; and the throughput scenario.
+        assert all(_positive(chat) for chat in responses["chat_before_after_us_per_chunk"])
+        assert responses["throughput_gateway_cpu_us_per_chunk"] == fig["gateway_cpu_us_per_chunk"]
+        # One relayed chunk per output_text delta; 8 events around them (9 with queued).
+        assert responses["chunks_per_answer"] == chunks, name
+        extra = 9 if name == "responses_background" else 8
+        assert responses["events_per_answer"] == chunks + extra, name
 
 
 def _check_resume(report: dict[str, Any], runs: tuple[str, ...]) -> None:
@@ -567,7 +712,10 @@ def test_bench_through_the_gateway(tmp_path: Path) -> None:
     report = _run_bench(tmp_path)
     _check_open_streams(report, ("direct", "gateway"))
     _check_scaling(report)
-    assert "## Many open streams" in (tmp_path / "latest.md").read_text()
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "## Many open streams" in markdown
+    for name in RESPONSES:
+        assert f"| {name} (" in markdown, name
     scenarios = BASIC | {"resumable", "resumable_redis"} if HAS_REDIS else BASIC | {"resumable"}
     _check_runs(report, ("direct", "gateway"), scenarios)
     fig = report["figures"]
