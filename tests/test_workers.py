@@ -55,7 +55,10 @@ RESUMABLE = {"X-Stream-Resumable": "true", **JSON}
 
 def config_for(upstream: ThreadedUpstream, workdir: Path, **sections: Any) -> dict[str, Any]:
     return {
-        "state": {"request_log": f"sqlite:{workdir / 'requests.db'}"},
+        "state": {
+            "request_log": f"sqlite:{workdir / 'requests.db'}",
+            "responses": {"store": f"sqlite:{workdir / 'responses.db'}"},
+        },
         "routing": {"max_attempts": 1},
         "providers": {"fake": {"type": "openai", "base_url": upstream.base_url, "models": MODELS}},
         **sections,
@@ -327,6 +330,65 @@ def test_resume_and_cancel_reach_the_worker_that_holds_the_stream(gateway: Serve
     missing = other_conn.getresponse()
     assert missing.status == 404
     assert json.loads(missing.read())["error"]["code"] == "stream_not_found"
+    other_conn.close()
+
+
+def response_events(
+    response: http.client.HTTPResponse, stop_after_deltas: int | None = None
+) -> list[dict[str, Any]]:
+    """The Responses events of a stream (each `event:` type checked against its data)."""
+    decoder = SSEDecoder()
+    events: list[dict[str, Any]] = []
+    for line in response:
+        for event in decoder.feed(line):
+            data = json.loads(event.data)
+            assert data["type"] == event.event
+            events.append(data)
+            deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+            if stop_after_deltas is not None and len(deltas) >= stop_after_deltas:
+                return events
+    return events
+
+
+def test_background_responses_resume_and_cancel_through_another_worker(gateway: Served) -> None:
+    """Memory mode: a background response's stream lives in one worker; its events resume and
+    it is cancelled through the other, and any worker reads its stored state (one SQLite file)."""
+    owner_conn, owner = connect_to(gateway.port)
+    body = {"model": "resume", "input": "hi", "background": True, "stream": True}
+    owner_conn.request("POST", "/v1/responses", json.dumps(body), JSON)
+    response = owner_conn.getresponse()
+    assert response.status == 200
+    first = response_events(response, stop_after_deltas=3)
+    owner_conn.close()  # the client's connection drops mid-answer
+    response_id = first[0]["response"]["id"]
+    other_conn, _ = connect_to(gateway.port, avoid=owner)
+    after = first[-1]["sequence_number"]
+    other_conn.request("GET", f"/v1/responses/{response_id}?stream=true&starting_after={after}")
+    resumed = other_conn.getresponse()
+    assert resumed.status == 200
+    assert int(resumed.getheader("X-Worker", "0")) == owner, "relayed from the stream's worker"
+    rest = response_events(resumed)
+    events = first + rest
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[-1]["type"] == "response.completed"
+    text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert text == RESUME_TEXT
+    other_conn.request("GET", f"/v1/responses/{response_id}")
+    stored = json.loads(other_conn.getresponse().read())
+    assert stored["status"] == "completed"
+    other_conn.close()
+
+    owner_conn, _ = connect_to(gateway.port, owner)
+    body = {"model": "slow", "input": "hi", "background": True}
+    owner_conn.request("POST", "/v1/responses", json.dumps(body), JSON)
+    queued = json.loads(owner_conn.getresponse().read())
+    assert queued["status"] == "queued"
+    other_conn, _ = connect_to(gateway.port, avoid=owner)
+    other_conn.request("POST", f"/v1/responses/{queued['id']}/cancel")
+    cancelled = other_conn.getresponse()
+    assert cancelled.status == 200
+    assert json.loads(cancelled.read())["status"] == "cancelled"
+    owner_conn.close()
     other_conn.close()
 
 

@@ -158,7 +158,9 @@ def create_app(
     if cors is not None:
         app.on_response_prepare.append(cors.add_headers)
     app.router.add_post("/v1/chat/completions", routes.chat_completions)
-    responses.install(app)
+    # Memory mode with several workers: another worker may hold a stream; it is asked.
+    siblings = worker.siblings if worker is not None and not state.redis_url else None
+    responses.install(app, siblings)
     app.router.add_get("/v1/models", routes.list_models)
     app.router.add_get("/v1/models/{model:.+}", routes.retrieve_model)
     resume: Handler = routes.resume_stream

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
@@ -38,6 +39,7 @@ from llms.server.fields import event_id
 from llms.server.relay import relay, relay_log
 from llms.server.requests import parse_json_object
 from llms.server.routes import Tracked, complete, json_response
+from llms.server.siblings import Handler, asking_siblings
 from llms.store import ResponseStore, StoredResponse, new_response_store
 from llms.store.responses import ResponseTooLarge, StoreUnavailable
 from llms.streams.pump import Cancelled, PumpHooks
@@ -47,6 +49,7 @@ from llms.wire import ChatRequest
 log = logging.getLogger("llms.responses")
 
 RUNNING = frozenset(("queued", "in_progress"))
+AFTER = web.RequestKey("responses_after", int)
 CANCEL_WAIT_S = 5.0
 # From this many input items, tools and continued conversation items (~10 µs each), a
 # request is translated off the event loop, as a large body is parsed (bodies.py).
@@ -57,11 +60,14 @@ class Stored:
     """The app's response store once it is open (None: `state.responses.store` is null, or
     the store could not be opened and the gateway serves without it, as it said in the log)."""
 
-    __slots__ = ("_forgetting", "store")
+    __slots__ = ("_forgetting", "cancelling", "events", "store")
 
     def __init__(self) -> None:
         self.store: ResponseStore | None = None
         self._forgetting: set[asyncio.Task[bool]] = set()
+        # The handlers that need the process holding a stream (wrapped to ask sibling workers).
+        self.events: Handler = _events
+        self.cancelling: Handler = _cancel
 
     def forget_later(self, delay_s: float, response_id: str, owner: str | None) -> None:
         """Delete a response after `delay_s` (a background one sent with `store: false`)."""
@@ -330,15 +336,23 @@ async def retrieve_response(request: web.Request) -> web.StreamResponse:
     if streamed == "false":
         _, found = await _stored(request)
         return web.Response(body=found.response, content_type="application/json")
+    request[AFTER] = after
+    try:
+        return await request.app[STORED].events(request)
+    except NotFound as error:
+        if error.code != "stream_not_found":
+            raise
+        raise _not_streamable(request.match_info["id"]) from None
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    """A background response's events after `request[AFTER]`, then live; `stream_not_found`
+    when this process does not hold them (with several workers, its siblings are asked)."""
     key = request.get(KEY)
     owner = key.name if key is not None else None
-    response_id = request.match_info["id"]
-    try:
-        stream = await request.app[keys.STREAMS].get(response_id, owner)
-    except NotFound:
-        raise _not_streamable(response_id) from None
+    stream = await request.app[keys.STREAMS].get(request.match_info["id"], owner)
     heartbeat_s = request.app[keys.CONFIG].server.heartbeat_s
-    return await relay_log(request, stream, after, heartbeat_s=heartbeat_s)
+    return await relay_log(request, stream, request[AFTER], heartbeat_s=heartbeat_s)
 
 
 def _not_streamable(response_id: str) -> NotFound:
@@ -370,10 +384,23 @@ async def list_input_items(request: web.Request) -> web.Response:
     return json_response(page)
 
 
-async def cancel_response(request: web.Request) -> web.Response:
+async def cancel_response(request: web.Request) -> web.StreamResponse:
     """POST /v1/responses/{id}/cancel: stop a background response wherever it runs (its
     upstream is closed); the Response with status `cancelled`, or as it ended if it already
     had. Only background responses can be cancelled."""
+    try:
+        return await request.app[STORED].cancelling(request)
+    except NotFound as error:
+        if error.code != "stream_not_found":
+            raise
+        # Nobody holds its stream (it just ended, or its worker died): as it stands.
+        store, found = await _stored(request)
+        return await _settled(store, found)
+
+
+async def _cancel(request: web.Request) -> web.StreamResponse:
+    """Cancel a background response whose stream this process holds (`stream_not_found` when
+    it does not: with several workers, its siblings are asked)."""
     store, found = await _stored(request)
     if not orjson.loads(found.response).get("background"):
         raise InvalidRequest(
@@ -383,27 +410,34 @@ async def cancel_response(request: web.Request) -> web.Response:
         )
     if found.status in RUNNING:
         registry = request.app[keys.STREAMS]
-        try:
-            stream = await registry.get(found.id, found.owner)
-        except NotFound:
-            stream = None
-        if stream is not None:
-            await registry.cancel(stream, Cancelled("The response was cancelled."))
-        # Its pump stores the end before logging it; wait for it (briefly: a pump on a
-        # replica that died never will).
-        loop = asyncio.get_running_loop()
-        until = loop.time() + CANCEL_WAIT_S
-        while found.status in RUNNING and loop.time() < until:
-            await asyncio.sleep(0.02)
-            found = await store.get(found.id, found.owner) or found
+        stream = await registry.get(found.id, found.owner)
+        await registry.cancel(stream, Cancelled("The response was cancelled."))
+    return await _settled(store, found)
+
+
+async def _settled(store: ResponseStore, found: StoredResponse) -> web.Response:
+    """The stored response once it is no longer running: its pump stores the end before
+    logging it; waited for briefly (a pump on a replica that died never will)."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + CANCEL_WAIT_S
+    while found.status in RUNNING and loop.time() < until:
+        await asyncio.sleep(0.02)
+        found = await store.get(found.id, found.owner) or found
     return web.Response(body=found.response, content_type="application/json")
 
 
-def install(app: web.Application) -> None:
-    """The routes, and the store `state.responses` configures (opened with the app)."""
+def install(app: web.Application, siblings: Callable[[], Sequence[Path]] | None = None) -> None:
+    """The routes, and the store `state.responses` configures (opened with the app).
+
+    `siblings`: with `--workers N` in memory mode, the other workers, asked for a background
+    response's stream this one does not hold (as for `/v1/streams/{id}`).
+    """
     config = app[keys.CONFIG]
     settings = config.state.responses
     stored = app[STORED] = Stored()
+    if siblings is not None:
+        stored.events = asking_siblings(_events, siblings)
+        stored.cancelling = asking_siblings(_cancel, siblings)
     if settings.store is not None:
         store = new_response_store(
             redis_url=config.state.redis_url,
