@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -117,6 +118,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             return await _background(request, tracked, call, chat, router, owner, history)
         store = app[STORED].store if call.store else None
         builder = ResponseBuilder(new_response_id(), call.model, now(), call)
+        kept = None if store is None else _Kept(store, call, builder, owner, history)
         meta = StreamMeta(model=call.model)
         record.stream_id = meta.id
         try:
@@ -125,15 +127,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                 builder.start()
                 builder.feed([from_completion(completion)])
                 builder.finish(completed_at=now())
-                if store is not None:
-                    await _save(store, call, builder, owner, history)
+                if kept is not None:
+                    await kept.save()
                 return json_response(builder.response, headers={"X-Provider": provider})
             record.stream = True
             app[keys.METRICS].stream_started()
-
-            async def save() -> None:
-                if store is not None:
-                    await _save(store, call, builder, owner, history)
 
             return await relay(
                 request,
@@ -145,7 +143,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                 shutting_down=app[keys.SHUTTING_DOWN],
                 record=record,
                 encoder=ResponsesEncoder(builder, now),
-                on_end=save,
+                on_end=None if kept is None else kept.save,
             )
         except GatewayError as error:
             # An adapter's 400 names a chat field: name the Responses field it came from.
@@ -196,19 +194,10 @@ async def _background(
     meta = StreamMeta(id=response_id, model=call.model)
     record.stream_id = response_id
     record.stream = record.resumable = True
-    snapshot = orjson.dumps(builder.response)
-    await store.put(
-        StoredResponse(
-            id=response_id,
-            owner=owner,
-            created_at=builder.response["created_at"],
-            status="queued",
-            response=snapshot,
-            input_items=orjson.dumps(call.input_items),
-            history=orjson.dumps([*(history or ()), *call.input_items]),
-        )
-    )
-    hooks = _Progress(app, store, call, builder, owner, history)
+    kept = _Kept(store, call, builder, owner, history)
+    queued = kept.record(with_output=False)
+    await store.put(queued)
+    hooks = _Progress(app, kept)
     stream = await app[keys.STREAMS].start(
         router,
         chat,
@@ -227,45 +216,72 @@ async def _background(
     if call.stream:
         app[keys.METRICS].stream_started()
         return await relay_log(request, stream, 0, heartbeat_s=app[keys.CONFIG].server.heartbeat_s)
-    return web.Response(body=snapshot, content_type="application/json")
+    return web.Response(body=queued.response, content_type="application/json")
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A response's stored copy: the response as its builder has it, this request's input, and
+    the conversation it continues (`history`) with this input and its output, so that
+    `previous_response_id` continues it with one read."""
+
+    store: ResponseStore
+    call: ResponsesCall
+    builder: ResponseBuilder
+    owner: str | None
+    history: list[dict[str, Any]] | None
+
+    def conversation(self, *, with_output: bool = True) -> bytes:
+        output = self.builder.response["output"] if with_output else ()
+        return orjson.dumps([*(self.history or ()), *self.call.input_items, *output])
+
+    def record(self, *, with_output: bool = True) -> StoredResponse:
+        response = self.builder.response
+        return StoredResponse(
+            id=response["id"],
+            owner=self.owner,
+            created_at=response["created_at"],
+            status=response["status"],
+            response=orjson.dumps(response),
+            input_items=orjson.dumps(self.call.input_items),
+            history=self.conversation(with_output=with_output),
+        )
+
+    async def save(self) -> None:
+        """Keep it; a store that fails costs the client its stored copy (logged), never the
+        answer it already has."""
+        try:
+            await self.store.put(self.record())
+        except (ResponseTooLarge, StoreUnavailable) as error:
+            log.warning("response %s was not stored: %s", self.call_id, error.message)
+
+    @property
+    def call_id(self) -> str:
+        return str(self.builder.response["id"])
 
 
 class _Progress(PumpHooks):
     """Keeps a background response's stored copy as its stream goes."""
 
-    def __init__(
-        self,
-        app: web.Application,
-        store: ResponseStore,
-        call: ResponsesCall,
-        builder: ResponseBuilder,
-        owner: str | None,
-        history: list[dict[str, Any]] | None,
-    ) -> None:
+    def __init__(self, app: web.Application, kept: _Kept) -> None:
         self._app = app
-        self._store = store
-        self._call = call
-        self._builder = builder
-        self._owner = owner
-        self._history = history
+        self._kept = kept
 
     async def committed(self) -> None:
-        response = dict(self._builder.response, status="in_progress")
-        await self._store.update_response(response["id"], orjson.dumps(response), "in_progress")
+        kept = self._kept
+        response = dict(kept.builder.response, status="in_progress")
+        await kept.store.update_response(response["id"], orjson.dumps(response), "in_progress")
 
     async def ending(self) -> None:
-        response = self._builder.response
-        conversation = [*(self._history or ()), *self._call.input_items, *response["output"]]
-        await self._store.update_response(
-            response["id"],
-            orjson.dumps(response),
-            response["status"],
-            history=orjson.dumps(conversation),
+        kept = self._kept
+        response = kept.builder.response
+        await kept.store.update_response(
+            response["id"], orjson.dumps(response), response["status"], history=kept.conversation()
         )
-        if not self._call.store:
+        if not kept.call.store:
             # Kept while the stream can be read, as OpenAI keeps a background response.
             ttl_s = self._app[keys.CONFIG].state.stream_ttl_s
-            self._app[STORED].forget_later(ttl_s, response["id"], self._owner)
+            self._app[STORED].forget_later(ttl_s, response["id"], kept.owner)
 
 
 async def _history(
@@ -281,33 +297,6 @@ async def _history(
         raise previous_response_not_found(previous)
     history: list[dict[str, Any]] = orjson.loads(found.history)
     return history
-
-
-async def _save(
-    store: ResponseStore,
-    call: ResponsesCall,
-    builder: ResponseBuilder,
-    owner: str | None,
-    history: list[dict[str, Any]] | None,
-) -> None:
-    """Keep the response, its input and the conversation with its output; a store that fails
-    costs the client its stored copy (logged), never the answer it already has."""
-    response = builder.response
-    conversation = [*(history or ()), *call.input_items, *response["output"]]
-    try:
-        await store.put(
-            StoredResponse(
-                id=response["id"],
-                owner=owner,
-                created_at=response["created_at"],
-                status=response["status"],
-                response=orjson.dumps(response),
-                input_items=orjson.dumps(call.input_items),
-                history=orjson.dumps(conversation),
-            )
-        )
-    except (ResponseTooLarge, StoreUnavailable) as error:
-        log.warning("response %s was not stored: %s", response["id"], error.message)
 
 
 async def _stored(request: web.Request) -> tuple[ResponseStore, StoredResponse]:
