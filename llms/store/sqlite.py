@@ -25,7 +25,9 @@ from llms.store.responses import (
     MAX_RECORD_MB,
     MIB,
     RETENTION_S,
+    STATUSES,
     ResponseStatus,
+    ResponseTooLarge,
     StoredResponse,
     StoreUnavailable,
     check_record,
@@ -88,6 +90,21 @@ def prepare(path: Path) -> None:
         db.commit()
 
 
+EVICT_CHECKS = 64
+
+
+# A background response's progress: its new Response and status (and, at its end, the
+# conversation), sized where the bytes are; nothing when the record is gone, expired or would
+# grow past the per-record cap (the caller tells which).
+UPDATE_RESPONSE = (
+    "UPDATE responses SET response = :response, status = :status, "
+    "history = coalesce(:history, history), "
+    "size = length(:response) + length(input_items) + length(coalesce(:history, history)) "
+    "WHERE id = :id AND created_at > :cutoff "
+    "AND length(:response) + length(input_items) + length(coalesce(:history, history)) <= :cap"
+)
+
+
 class SQLiteResponseStore:
     """The ResponseStore protocol on one SQLite file."""
 
@@ -113,6 +130,7 @@ class SQLiteResponseStore:
         # One connection: a transaction must not interleave with another coroutine's statements.
         self._lock = asyncio.Lock()
         self._purging: asyncio.Task[None] | None = None
+        self._unchecked = 0  # bytes written since the total was last checked
 
     # --- life -----------------------------------------------------------------------------------
 
@@ -159,10 +177,22 @@ class SQLiteResponseStore:
         )
 
         async def write(db: aiosqlite.Connection) -> None:
+            # Autocommit: one statement, atomic with the triggers that keep the total. One
+            # trip through aiosqlite's thread per response (each costs a wake-up of the loop).
             await db.execute(UPSERT, row)
-            await self._evict(db, keep=record.id)
 
-        await self._write("put", write)
+        await self._run("put", write)
+        # The total is checked once this process has written a 64th of the cap since it last
+        # did (every write, for records that large), so the file stays within the cap plus
+        # that much per process.
+        self._unchecked += record.size
+        if self._unchecked >= self.max_total_bytes // EVICT_CHECKS:
+            self._unchecked = 0
+
+            async def evict(db: aiosqlite.Connection) -> None:
+                await self._evict(db, keep=record.id)
+
+            await self._write("put", evict)
 
     async def get(self, response_id: str, owner: str | None) -> StoredResponse | None:
         if not is_response_id(response_id):
@@ -209,36 +239,43 @@ class SQLiteResponseStore:
         if not is_response_id(response_id):
             return False
 
+        if status not in STATUSES:
+            raise ValueError(f"not a response status: {status!r}")
+        values = {
+            "response": response,
+            "status": status,
+            "history": history,
+            "id": response_id,
+            "cutoff": self._cutoff(),
+            "cap": self.max_record_bytes,
+        }
+
         async def update(db: aiosqlite.Connection) -> bool:
+            # One statement (autocommit, atomic with the total's triggers): one trip through
+            # aiosqlite's thread; the size is computed where the bytes are.
+            cursor = await db.execute(UPDATE_RESPONSE, values)
+            if cursor.rowcount == 1:
+                return True
             cursor = await db.execute(
-                "SELECT owner, created_at, input_items, history FROM responses "
-                "WHERE id = ? AND created_at > ?",
-                (response_id, self._cutoff()),
+                "SELECT length(input_items) + length(coalesce(:history, history)) FROM responses "
+                "WHERE id = :id AND created_at > :cutoff",
+                values,
             )
             row = await cursor.fetchone()
             if row is None:
-                return False
-            owner, created_at, input_items, old_history = row
-            updated = StoredResponse(
-                response_id,
-                owner,
-                created_at,
-                status,
-                response,
-                input_items,
-                old_history if history is None else history,
-            )
-            check_record(updated, self.max_record_bytes)
-            size = updated.size
-            await db.execute(
-                "UPDATE responses SET response = ?, status = ?, size = ?, "
-                "history = coalesce(?, history) WHERE id = ?",
-                (response, status, size, history, response_id),
-            )
-            await self._evict(db, keep=response_id)
-            return True
+                return False  # unknown or expired
+            raise ResponseTooLarge(int(row[0]) + len(response), self.max_record_bytes)
 
-        return await self._write("update", update)
+        updated = await self._run("update", update)
+        self._unchecked += len(response) + len(history or b"")
+        if updated and self._unchecked >= self.max_total_bytes // EVICT_CHECKS:
+            self._unchecked = 0
+
+            async def evict(db: aiosqlite.Connection) -> None:
+                await self._evict(db, keep=response_id)
+
+            await self._write("update", evict)
+        return updated
 
     async def purge(self) -> int:
         if self._db is None:
