@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import time
@@ -105,6 +106,10 @@ UPDATE_RESPONSE = (
 )
 
 
+async def _put_rows(rows: list[tuple[Any, ...]], db: aiosqlite.Connection) -> None:
+    await db.executemany(UPSERT, rows)
+
+
 class SQLiteResponseStore:
     """The ResponseStore protocol on one SQLite file."""
 
@@ -131,6 +136,8 @@ class SQLiteResponseStore:
         self._lock = asyncio.Lock()
         self._purging: asyncio.Task[None] | None = None
         self._unchecked = 0  # bytes written since the total was last checked
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
 
     # --- life -----------------------------------------------------------------------------------
 
@@ -152,6 +159,8 @@ class SQLiteResponseStore:
         self._purging = asyncio.create_task(self._purge_forever(), name="response store purge")
 
     async def close(self) -> None:
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
         task, self._purging = self._purging, None
         if task is not None:
             task.cancel()
@@ -176,12 +185,14 @@ class SQLiteResponseStore:
             record.history,
         )
 
-        async def write(db: aiosqlite.Connection) -> None:
-            # Autocommit: one statement, atomic with the triggers that keep the total. One
-            # trip through aiosqlite's thread per response (each costs a wake-up of the loop).
-            await db.execute(UPSERT, row)
-
-        await self._run("put", write)
+        # Puts made while one is being written go together in the next trip through aiosqlite's
+        # thread (each trip costs wake-ups of the loop): one statement a row, autocommitted, each
+        # atomic with the triggers that keep the total.
+        written = asyncio.get_running_loop().create_future()
+        self._pending.append((row, written))
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write_pending(), name="response store put")
+        await written
         # The total is checked once this process has written a 64th of the cap since it last
         # did (every write, for records that large), so the file stays within the cap plus
         # that much per process.
@@ -193,6 +204,25 @@ class SQLiteResponseStore:
                 await self._evict(db, keep=record.id)
 
             await self._write("put", evict)
+
+    async def _write_pending(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                failure: StoreUnavailable | None = None
+                try:
+                    await self._run("put", functools.partial(_put_rows, [row for row, _ in batch]))
+                except StoreUnavailable as error:
+                    failure = error
+                for _, written in batch:
+                    if written.done():  # its caller was cancelled
+                        continue
+                    if failure is None:
+                        written.set_result(None)
+                    else:
+                        written.set_exception(failure)
+        finally:
+            self._writing = None
 
     async def get(self, response_id: str, owner: str | None) -> StoredResponse | None:
         if not is_response_id(response_id):
