@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
+from llms.api.messages_object import error_body as messages_error_body
+from llms.api.messages_object import error_status as messages_error_status
 from llms.errors import (
     GatewayError,
     InvalidRequest,
@@ -26,14 +28,25 @@ REQUEST_ID = web.RequestKey("request_id", str)
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 
-def error_response(error: GatewayError) -> web.Response:
-    response = web.Response(
+# Anthropic's Messages API answers errors in its own shape and statuses (529 overloaded).
+MESSAGES_PATH = "/v1/messages"
+
+
+def error_response(error: GatewayError, request: web.Request | None = None) -> web.Response:
+    """The error in the shape of the API the request spoke (OpenAI's, or Anthropic's)."""
+    if request is not None and request.path.startswith(MESSAGES_PATH):
+        return web.Response(
+            body=orjson.dumps(messages_error_body(error, request.get(REQUEST_ID))),
+            status=messages_error_status(error),
+            content_type="application/json",
+            headers=error.headers,
+        )
+    return web.Response(
         body=orjson.dumps(error.to_body()),
         status=error.status,
         content_type="application/json",
         headers=error.headers,
     )
-    return response
 
 
 def _from_http(exc: web.HTTPException, request: web.Request) -> GatewayError:
@@ -76,17 +89,18 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as error:
-        return error_response(error)
+        return error_response(error, request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(_from_http(exc, request))
+        return error_response(_from_http(exc, request), request)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(
             GatewayError(
                 "The gateway hit an internal error; it has been logged.", code="internal_error"
-            )
+            ),
+            request,
         )
 
 

@@ -79,6 +79,7 @@ class ClientStream:
     __slots__ = (
         "_beat",
         "_buffer",
+        "_heartbeat",
         "_interval",
         "_loop",
         "_owner",
@@ -92,7 +93,14 @@ class ClientStream:
         "response",
     )
 
-    def __init__(self, request: web.Request, headers: dict[str, str], interval: float) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        headers: dict[str, str],
+        interval: float,
+        heartbeat: bytes = KEEPALIVE,
+    ) -> None:
+        self._heartbeat = heartbeat
         self._loop = asyncio.get_running_loop()
         self._request = request
         self._owner = asyncio.current_task()
@@ -171,7 +179,7 @@ class ClientStream:
 
     async def _send_keepalive(self) -> None:
         try:
-            await self.write(KEEPALIVE)
+            await self.write(self._heartbeat)
         except (ConnectionResetError, RuntimeError, SlowClient) as exc:
             # The client left (or stopped reading) while the upstream is silent: stop the
             # generation now.
@@ -237,7 +245,8 @@ async def relay(
     """
     headers = dict(STREAM_HEADERS)
     headers["X-Stream-Id"] = meta.id
-    out = ClientStream(request, headers, heartbeat_s)
+    # The API's own heartbeat (Messages: `event: ping`), else a `: keep-alive` comment.
+    out = ClientStream(request, headers, heartbeat_s, getattr(encoder, "heartbeat", KEEPALIVE))
     end = _Ending(out, encoder, on_end)
     try:
         try:

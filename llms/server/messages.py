@@ -1,0 +1,82 @@
+"""Anthropic's Messages API as a client-facing API: `POST /v1/messages` on every model.
+
+A request is translated onto chat completions (llms/api/messages_request.py), routed like any
+chat request (retries, fallback, circuits, deadlines), and its chunks become Anthropic's stream
+events or Message (llms/api/messages.py) through the same relay; heartbeats are `event: ping`.
+Errors are Anthropic's shape and statuses (server/middleware.py renders them by path).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from aiohttp import web
+
+from llms.api.messages import MessageBuilder, fold_message
+from llms.api.messages_object import new_message_id
+from llms.api.messages_request import from_request
+from llms.api.messages_stream import MessagesEncoder
+from llms.api.responses_stream import from_completion
+from llms.chunks import StreamMeta
+from llms.errors import GatewayError
+from llms.server import keys
+from llms.server.bodies import read_chat_body
+from llms.server.relay import relay
+from llms.server.requests import parse_json_object
+from llms.server.routes import Tracked, complete, json_response
+from llms.wire import ChatRequest
+
+
+async def create_message(request: web.Request) -> web.StreamResponse:
+    """POST /v1/messages: a stream of Anthropic's events, or one Message."""
+    app = request.app
+    async with Tracked(request) as tracked:
+        record = tracked.record
+        server = app[keys.CONFIG].server
+        body = cast(
+            dict[str, Any],
+            await read_chat_body(
+                request,
+                parse_json_object,  # type: ignore[arg-type]
+                timeout_s=server.request_timeout_s,
+                max_nodes=server.max_json_nodes,
+            ),
+        )
+        call = from_request(body)
+        router = tracked.admit(call.model)
+        chat = cast(ChatRequest, call.chat)
+        meta = StreamMeta(model=call.model)
+        record.stream_id = meta.id
+        message_id = new_message_id()
+        try:
+            if not call.stream:
+                completion, provider = await complete(app, router, chat, meta, record)
+                message = fold_message(
+                    message_id,
+                    call.model,
+                    [from_completion(completion)],
+                    stop_sequences=call.stop_sequences,
+                )
+                return json_response(message, headers={"X-Provider": provider})
+            record.stream = True
+            app[keys.METRICS].stream_started()
+            builder = MessageBuilder(message_id, call.model, stop_sequences=call.stop_sequences)
+            return await relay(
+                request,
+                router,
+                chat,
+                meta,
+                include_usage=True,
+                heartbeat_s=server.heartbeat_s,
+                shutting_down=app[keys.SHUTTING_DOWN],
+                record=record,
+                encoder=MessagesEncoder(builder),
+            )
+        except GatewayError as error:
+            # An adapter's 400 names a chat field: name the Messages field it came from.
+            error.param = call.messages_param(error.param)
+            raise
+
+
+def install(app: web.Application) -> None:
+    app.router.add_post("/v1/messages", create_message)
