@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -31,10 +32,11 @@ from tests.conftest import gateway_config
 from tests.upstreams.anthropic import FakeAnthropic
 from tests.upstreams.gemini import FakeGemini
 from tests.upstreams.ollama import FakeOllama
-from tests.upstreams.openai import FakeOpenAI
+from tests.upstreams.openai import FakeOpenAI, Script
 
 KEY = "sk-fuzz"
 MODELS = ("via-openai", "via-anthropic", "via-gemini", "via-ollama")
+STALLED = "via-openai-stalled"
 # Errors the gateway may answer a fuzzed body with (no upstream fails here).
 CLIENT_ERRORS = {400, 403, 404, 413}
 
@@ -60,6 +62,11 @@ class ThreadedGateway:
         async def stop() -> None:
             for runner in reversed(self.runners):
                 await runner.cleanup()
+            # What outlived its server (a stalled fake upstream's handler) ends here.
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -90,6 +97,9 @@ class ThreadedGateway:
                 "models": {f"via-{name}": "up-model"},
                 **extra,
             }
+        # An upstream that sends its headers, then nothing: a generation to cancel.
+        fakes["openai"][0].scripts["stalled"] = Script(fault="stall")  # type: ignore[attr-defined]
+        providers["openai"]["models"][STALLED] = "stalled"
         config = gateway_config(
             providers,
             server={"api_keys": [KEY], "request_timeout_s": 10, **self.server},
@@ -768,6 +778,25 @@ def test_a_large_request_is_translated_off_the_event_loop(
         assert status == 200, raw
     assert threads[0] is not gateway.thread
     assert threads[1] is gateway.thread
+
+
+def test_concurrent_cancels_of_a_background_response(gateway: ThreadedGateway) -> None:
+    """Two cancels at once cancelled the pump twice; the second interrupted it while it stored
+    and logged the end: both answered `queued` after 5 s, the response stayed `queued` and a
+    reader of its stream waited for ever."""
+    status, _, raw = respond(gateway, {"model": STALLED, "input": "x", "background": True})
+    assert status == 200, raw
+    path = f"{RESPONSES}/{orjson.loads(raw)['id']}"
+    time.sleep(0.2)  # its pump waits for the upstream's first token
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: gateway.call("POST", f"{path}/cancel"), range(3)))
+    for status, _, raw in answers:
+        assert status == 200, raw
+        assert orjson.loads(raw)["status"] == "cancelled"
+    status, _, raw = gateway.call("GET", path)
+    assert orjson.loads(raw)["status"] == "cancelled"
+    status, _, raw = gateway.call("GET", f"{path}?stream=true")  # ends (30 s socket timeout)
+    assert status == 200 and b"event: response.created" in raw, raw
 
 
 def test_the_gateway_still_serves_after_the_fuzzing(

@@ -43,7 +43,7 @@ from llms.server.routes import Tracked, complete, json_response
 from llms.server.siblings import Handler, asking_siblings
 from llms.store import ResponseStore, StoredResponse, new_response_store
 from llms.store.responses import ResponseTooLarge, StoreUnavailable
-from llms.streams.pump import Cancelled, PumpHooks
+from llms.streams.pump import Cancelled, PumpHooks, Stream
 from llms.telemetry.usage import path_of
 from llms.wire import ChatRequest
 
@@ -400,8 +400,18 @@ async def _cancel(request: web.Request) -> web.StreamResponse:
     if found.status in RUNNING:
         registry = request.app[keys.STREAMS]
         stream = await registry.get(found.id, found.owner)
-        await registry.cancel(stream, Cancelled("The response was cancelled."))
+        # Cancelled once: a second task.cancel() interrupts the pump while it stores and logs
+        # the end (two cancels at once left the response `queued` and its readers waiting
+        # for ever).
+        if not _stopping(stream):
+            await registry.cancel(stream, Cancelled("The response was cancelled."))
     return await _settled(store, found)
+
+
+def _stopping(stream: Stream) -> bool:
+    """Whether the stream's pump is already being stopped (a cancel, the grace, shutdown)."""
+    task = stream.task
+    return stream.reason is not None or (task is not None and task.cancelling() > 0)
 
 
 async def _settled(store: ResponseStore, found: StoredResponse) -> web.Response:
