@@ -109,11 +109,16 @@ class Stream:
             remote.set_provider(self.id, provider)
 
     def cancel(self, reason: GatewayError) -> bool:
-        """Stop the generation; readers get `reason` as an error event, then [DONE]."""
+        """Stop the generation; readers get `reason` as an error event, then [DONE].
+
+        Once: a second cancel (another reader's, a sibling's, the grace running out) would
+        interrupt the pump while it logs and stores the end of the first.
+        """
         if self.task is None or self.task.done():
             return False
-        self.reason = reason
-        self.task.cancel()
+        if self.reason is None:
+            self.reason = reason
+            self.task.cancel()
         return True
 
 
