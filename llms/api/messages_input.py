@@ -1,9 +1,13 @@
 """A Messages request's `system` and `messages` -> chat-completions `messages`.
 
 The mapping (docs: responses-and-messages.md §2.1): `system` (a string or text blocks) -> the
-first `system` message; text blocks -> text (several joined with a newline, one string when a
-message holds text only); `image` (base64 or URL) -> an `image_url` part; a plain-text
-`document` -> text and a base64 PDF -> a `file` part; assistant `tool_use` -> `tool_calls`
+first `system` message; a `role: "system"` message in `messages` (the beta Claude Code sends
+after the user's turn) -> a `system` message in its place (after the tool results when it sits
+between a call and its result; left out once its `clear_at: "next_user_message"` has passed;
+`tool_addition`/`tool_removal` blocks are a 400); text blocks -> text (several joined with a
+newline, one string when a message holds text only); `image` (base64 or URL) -> an
+`image_url` part; a plain-text `document` -> text and a base64 PDF -> a `file` part; assistant
+`tool_use` -> `tool_calls`
 (`arguments` = the JSON of `input`, the id kept); each user `tool_result` -> its own `tool`
 message, placed right after the assistant message that made the call, in the order of the calls
 (pairing by `tool_use_id`), before the rest of that user turn (`is_error` prefixes its text with
@@ -33,7 +37,7 @@ THINKING_BLOCKS = "thinking_blocks"
 verbatim and in order (LiteLLM's name and shape), for an adapter that can replay them."""
 
 IMAGE_TYPES = frozenset(("image/jpeg", "image/png", "image/gif", "image/webp"))
-ROLES = frozenset(("user", "assistant"))
+ROLES = frozenset(("user", "assistant", "system"))
 ERROR_PREFIX = "Error: "
 # Blocks only Anthropic's own server tools produce: a chat model cannot be shown them truthfully.
 SERVER_BLOCKS = frozenset(
@@ -73,8 +77,17 @@ def from_messages(system: Any, value: Any) -> Conversation:
     items = fields.array(value, "messages", required=True) or []
     if not items:
         raise fail("messages", "messages: at least one message is required.")
+    if all(_role_of(item) == "system" for item in items):
+        raise fail(
+            "messages[0].role",
+            "messages[0].role: the conversation needs a 'user' or 'assistant' message, not "
+            "only 'system' ones.",
+        )
     pending: dict[str, tuple[str, int]] = {}  # unanswered tool_use id -> (its path, call order)
     held: list[dict[str, Any]] = []  # thinking blocks of a turn that became no chat message
+    # `role: "system"` messages between a tool_use and its tool_result, placed after the results
+    deferred: list[tuple[str, str]] = []
+    last_user = max((i for i, m in enumerate(items) if _role_of(m) == "user"), default=-1)
     for i, item in enumerate(items):
         where = f"messages[{i}]"
         message = required_obj(item, where)
@@ -82,7 +95,15 @@ def from_messages(system: Any, value: Any) -> Conversation:
         if role not in ROLES:
             if role is None:
                 raise missing(f"{where}.role")
-            raise fail(f"{where}.role", f"{where}.role: expected 'user' or 'assistant'.")
+            raise fail(f"{where}.role", f"{where}.role: expected 'user', 'assistant' or 'system'.")
+        if role == "system":
+            text = _system_message(message, where, cleared=i < last_user)
+            if text and pending:
+                deferred.append((where, text))
+            elif text:
+                out.messages.append({"role": "system", "content": text})
+                out.origins.append(where)
+            continue
         blocks = _blocks(message.get("content"), f"{where}.content")
         if pending and role == "assistant":
             unanswered = next(iter(pending.values()))[0]
@@ -96,6 +117,10 @@ def from_messages(system: Any, value: Any) -> Conversation:
         else:
             _user(out, blocks, where, pending)
             pending = {}
+            for path, text in deferred:
+                out.messages.append({"role": "system", "content": text})
+                out.origins.append(path)
+            deferred = []
     if pending:
         # A conversation may end with the assistant's turn (a prefill), but not with calls.
         unanswered = next(iter(pending.values()))[0]
@@ -105,22 +130,46 @@ def from_messages(system: Any, value: Any) -> Conversation:
     return out
 
 
-def from_system(value: Any) -> str:
-    """`system` as one text (text blocks joined with a newline); "" when absent."""
+def from_system(value: Any, at: str = "system") -> str:
+    """`system` (or a system message's content at `at`) as one text (text blocks joined with a
+    newline); "" when absent."""
     if value is None or isinstance(value, str):
         return value or ""
     if not isinstance(value, list):
-        raise wrong_type("system", "a string or an array of text blocks", value)
+        raise wrong_type(at, "a string or an array of text blocks", value)
     texts = []
     for j, block in enumerate(value):
-        where = f"system[{j}]"
+        where = f"{at}[{j}]"
         block = required_obj(block, where)
+        if block.get("type") in ("tool_addition", "tool_removal"):
+            raise fail(
+                f"{where}.type",
+                f"{where}.type: mid-conversation tool changes ('{block['type']}') are not "
+                "supported by this gateway; send the tools in `tools`.",
+            )
         if block.get("type") != "text":
             raise fail(f"{where}.type", f"{where}.type: system blocks must be text blocks.")
         string(block.get("text"), f"{where}.text", required=True)
         _no_citation_request(block, where)
         texts.append(block["text"])
     return "\n".join(texts)
+
+
+def _role_of(item: Any) -> Any:
+    return item.get("role") if isinstance(item, dict) else None
+
+
+def _system_message(message: Mapping[str, Any], where: str, *, cleared: bool) -> str:
+    """A `role: "system"` message's text (Claude Code sends its environment as one after the
+    user's turn); "" when it is empty or its `clear_at: "next_user_message"` has passed (a later
+    user message exists). Its per-turn `output_config` is a hint, dropped."""
+    clear_at = message.get("clear_at")
+    if clear_at not in (None, "never", "next_user_message"):
+        raise fail(
+            f"{where}.clear_at", f"{where}.clear_at: expected 'never' or 'next_user_message'."
+        )
+    text = from_system(message.get("content"), f"{where}.content")
+    return "" if cleared and clear_at == "next_user_message" else text
 
 
 def _blocks(value: Any, where: str) -> list[tuple[str, Mapping[str, Any]]]:
