@@ -265,7 +265,9 @@ async def test_typescript_sdk_tool_use_round_trip(
 # --- Claude Code: `claude -p` with ANTHROPIC_BASE_URL at the gateway ---------------------------
 
 
-def claude_env(home: Path, root: str, *, auth: str = "ANTHROPIC_API_KEY") -> dict[str, str]:
+def claude_env(
+    home: Path, root: str, *, auth: str = "ANTHROPIC_API_KEY", model: str = MAIN_MODEL
+) -> dict[str, str]:
     """What a user exports to put Claude Code on the gateway (the README's setup), in a HOME
     of its own so the real ~/.claude is never read or written."""
     return {
@@ -275,7 +277,7 @@ def claude_env(home: Path, root: str, *, auth: str = "ANTHROPIC_API_KEY") -> dic
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
         "ANTHROPIC_BASE_URL": root,
         auth: KEY,
-        "ANTHROPIC_MODEL": MAIN_MODEL,
+        "ANTHROPIC_MODEL": model,
         "ANTHROPIC_DEFAULT_SONNET_MODEL": MAIN_MODEL,
         "ANTHROPIC_DEFAULT_HAIKU_MODEL": SMALL_MODEL,
         "ANTHROPIC_SMALL_FAST_MODEL": SMALL_MODEL,
@@ -286,7 +288,12 @@ def claude_env(home: Path, root: str, *, auth: str = "ANTHROPIC_API_KEY") -> dic
 
 
 async def run_claude(
-    tmp_path: Path, root: str, prompt: str, *, auth: str = "ANTHROPIC_API_KEY"
+    tmp_path: Path,
+    root: str,
+    prompt: str,
+    *,
+    auth: str = "ANTHROPIC_API_KEY",
+    model: str = MAIN_MODEL,
 ) -> Args:
     """`claude -p <prompt> --output-format json` in an empty directory; returns its result."""
     home, work = tmp_path / "home", tmp_path / "work"
@@ -301,7 +308,7 @@ async def run_claude(
         "--allowedTools",
         "Bash",  # run unattended: the fake asks for `echo hi` only
         cwd=work,
-        env=claude_env(home, root, auth=auth),
+        env=claude_env(home, root, auth=auth, model=model),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -321,21 +328,37 @@ def messages_calls(gateway: Gateway) -> list[tuple[str, str, int]]:
     return calls
 
 
+# Claude Code shapes its requests by the model's name: for a name it does not know (the gateway's
+# own `test-model`) it sends its environment as a `role: "system"` message after the user's turn.
+MODELS = pytest.mark.parametrize("model", [MAIN_MODEL, "test-model"])
+
+
+def system_after_the_user(gateway: Gateway, model: str) -> None:
+    """On a chat upstream, Claude Code's `role: "system"` message is a system message in place."""
+    if gateway.protocol.name != "openai" or model == MAIN_MODEL:
+        return
+    roles = [m["role"] for m in gateway.fake.received[0].body["messages"]]
+    assert roles[:3] == ["system", "user", "system"], roles
+
+
 @needs_claude
 @pytest.mark.process
 @EVERY_PROTOCOL
+@MODELS
 async def test_claude_code_answers_in_text(
     gateways: Callable[[Protocol, FakeOpenAI], Awaitable[Gateway]],
     protocol: Protocol,
+    model: str,
     tmp_path: Path,
 ) -> None:
     gateway = await gateways(protocol, text_fake(protocol, ["Hello", " from", " the gateway"]))
-    result = await run_claude(tmp_path, gateway.root, "Say hello")
+    result = await run_claude(tmp_path, gateway.root, "Say hello", model=model)
     assert result["type"] == "result" and result["subtype"] == "success"
     assert result["result"] == "Hello from the gateway"
     assert result["stop_reason"] == "end_turn" and result["num_turns"] == 1
     assert result["usage"]["input_tokens"] > 0 and result["usage"]["output_tokens"] > 0
-    assert list(result["modelUsage"]) == [MAIN_MODEL]
+    assert list(result["modelUsage"]) == [model]
+    system_after_the_user(gateway, model)
     assert messages_calls(gateway) == [("POST", "/v1/messages?beta=true", 200)]
     [received] = gateway.fake.received
     assert "Say hello" in orjson.dumps(received.body).decode()
@@ -358,15 +381,17 @@ async def test_claude_code_authenticates_with_an_auth_token(
 @needs_claude
 @pytest.mark.process
 @EVERY_PROTOCOL
+@MODELS
 async def test_claude_code_runs_bash_and_answers(
     gateways: Callable[[Protocol, FakeOpenAI], Awaitable[Gateway]],
     protocol: Protocol,
+    model: str,
     tmp_path: Path,
 ) -> None:
     args = {"command": "echo hi", "description": "Print hi"}
     fake = tool_then_text(protocol, "Bash", args, answer="It printed hi.")
     gateway = await gateways(protocol, fake)
-    result = await run_claude(tmp_path, gateway.root, "Run echo hi")
+    result = await run_claude(tmp_path, gateway.root, "Run echo hi", model=model)
     assert result["result"] == "It printed hi."
     assert result["num_turns"] == 2 and result["permission_denials"] == []
     calls = messages_calls(gateway)
@@ -380,3 +405,4 @@ async def test_claude_code_runs_bash_and_answers(
     tools = first.get("tools") or []
     names = orjson.dumps(tools).decode()
     assert "Bash" in names  # Claude Code's tools reached the upstream in its own shape
+    system_after_the_user(gateway, model)
