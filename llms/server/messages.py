@@ -19,7 +19,7 @@ from llms.api.messages_stream import MessagesEncoder
 from llms.api.responses_stream import from_completion
 from llms.chunks import StreamMeta
 from llms.errors import GatewayError
-from llms.server import keys
+from llms.server import count_tokens, keys
 from llms.server.bodies import read_chat_body
 from llms.server.relay import relay
 from llms.server.requests import parse_json_object
@@ -80,3 +80,6 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 
 def install(app: web.Application) -> None:
     app.router.add_post("/v1/messages", create_message)
+    # Exact from the upstream where it can count, else an estimate (server/count_tokens.py).
+    count_tokens.install(app)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens.count_tokens)

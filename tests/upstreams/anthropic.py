@@ -9,6 +9,7 @@ faults and recording come from the fake OpenAI server (`Script`, `Received`).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -131,6 +132,26 @@ class FakeAnthropic(FakeOpenAI):
         self.default = recorded("text")
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1/messages", self._messages)
+        self.app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        """`count_tokens`: the same checks, then `{"input_tokens": N}` (`count_of`); a model
+        whose script is an error answers that error instead."""
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _error(400, "invalid_request_error", "There was an issue with the JSON body.")
+        self.received.append(Received(request.path, dict(request.headers), body, time.monotonic()))
+        if request.headers.get("x-api-key") != API_KEY:
+            return _error(401, "authentication_error", "invalid x-api-key")
+        if request.headers.get("anthropic-version") != VERSION:
+            return _error(400, "invalid_request_error", "anthropic-version: header is required")
+        if not isinstance(body.get("messages"), list):
+            return _error(400, "invalid_request_error", "messages: Field required")
+        script = self.script_for(body.get("model", ""))
+        if script.status != 200:
+            return await self._play(request, script)
+        return web.json_response({"input_tokens": count_of(body)})
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -157,6 +178,12 @@ class FakeAnthropic(FakeOpenAI):
             raise
         finally:
             self.active -= 1
+
+
+def count_of(body: dict[str, Any]) -> int:
+    """The fake's tokenizer: a word or a punctuation mark of the request's JSON is a token."""
+    counted = {key: body.get(key) for key in ("system", "messages", "tools")}
+    return len(re.findall(r"\w+|[^\w\s]", orjson.dumps(counted).decode()))
 
 
 def _error(status: int, kind: str, message: str) -> web.Response:

@@ -1,6 +1,7 @@
 """A fake Google Gemini API: a real aiohttp server on 127.0.0.1 replaying recorded streams.
 
-`POST /v1beta/models/{model}:streamGenerateContent?alt=sse` with the key in `x-goog-api-key`.
+`POST /v1beta/models/{model}:streamGenerateContent?alt=sse` with the key in `x-goog-api-key`
+(and `:countTokens`, answering `{"totalTokens": N}` by the fake's own tokenizer, `count_of`).
 Like the real service it answers `data: <GenerateContentResponse>\\r\\n\\r\\n` events with no
 `[DONE]` (the end of the body is the end), a JSON array when `alt=sse` is missing, 403 without
 a key, 400 `API_KEY_INVALID` for a wrong key, and 400 `INVALID_ARGUMENT` for fields the API
@@ -12,6 +13,7 @@ OpenAI provider.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -131,7 +133,7 @@ class FakeGemini(FakeOpenAI):
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].rpartition(":")
-        if method != "streamGenerateContent":
+        if method not in ("streamGenerateContent", "countTokens"):
             return _error(404, "NOT_FOUND", f"Method {method!r} is not served by this fake.")
         try:
             body = orjson.loads(await request.read())
@@ -140,6 +142,27 @@ class FakeGemini(FakeOpenAI):
         self.received.append(
             Received(request.path_qs, dict(request.headers), body, time.monotonic())
         )
+        problem = self._key_problem(request)
+        if problem is not None:
+            return problem
+        if method == "countTokens":
+            return await self._count_tokens(request, model, body)
+        problem = _problem(body)
+        if problem is not None:
+            return _error(400, "INVALID_ARGUMENT", problem)
+        script = self.script_for(model)
+        if request.query.get("alt") != "sse" and script.status == 200:
+            script = _as_json_array(script)
+        self.active += 1
+        try:
+            return await self._play(request, script)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.gone.append(time.monotonic())
+            raise
+        finally:
+            self.active -= 1
+
+    def _key_problem(self, request: web.Request) -> web.Response | None:
         key = request.headers.get("x-goog-api-key") or request.query.get("key")
         if not key:
             return _error(
@@ -161,20 +184,37 @@ class FakeGemini(FakeOpenAI):
                     }
                 ],
             )
-        problem = _problem(body)
+        return None
+
+    async def _count_tokens(
+        self, request: web.Request, model: str, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        """`countTokens`: `contents`, or a whole `generateContentRequest` (with its `model`),
+        never both; `{"totalTokens": N}` (`count_of`). A model whose script is an error
+        answers that error instead."""
+        if not isinstance(body, dict) or set(body) - {"contents", "generateContentRequest"}:
+            return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        generate = body.get("generateContentRequest")
+        if generate is not None:
+            if "contents" in body:
+                return _error(400, "INVALID_ARGUMENT", "contents and generateContentRequest")
+            if not isinstance(generate, dict) or generate.get("model") != f"models/{model}":
+                return _error(400, "INVALID_ARGUMENT", "generateContentRequest.model is invalid")
+            problem = _problem({k: v for k, v in generate.items() if k != "model"})
+        else:
+            problem = _problem({"contents": body.get("contents")})
         if problem is not None:
             return _error(400, "INVALID_ARGUMENT", problem)
         script = self.script_for(model)
-        if request.query.get("alt") != "sse" and script.status == 200:
-            script = _as_json_array(script)
-        self.active += 1
-        try:
+        if script.status != 200:
             return await self._play(request, script)
-        except (asyncio.CancelledError, ConnectionResetError):
-            self.gone.append(time.monotonic())
-            raise
-        finally:
-            self.active -= 1
+        return web.json_response({"totalTokens": count_of(generate or body)})
+
+
+def count_of(request: dict[str, Any]) -> int:
+    """The fake's tokenizer: a word or punctuation mark of the prompt's JSON is a token."""
+    counted = {key: request.get(key) for key in ("contents", "systemInstruction", "tools")}
+    return len(re.findall(r"\w+|[^\w\s]", orjson.dumps(counted).decode()))
 
 
 def _error(code: int, status: str, message: str, details: list[Any] | None = None) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -110,9 +111,14 @@ def error_script(status: int, body: Any, headers: dict[str, str] | None = None) 
 
 
 class FakeOpenAI:
-    """Serves POST /v1/chat/completions and GET /v1/models from scripts chosen by model name."""
+    """Serves POST /v1/chat/completions and GET /v1/models from scripts chosen by model name.
 
-    def __init__(self) -> None:
+    With `llama_cpp`, also llama.cpp's server's own `POST /apply-template` (the chat request
+    rendered by a ChatML template, `{"prompt"}`) and `POST /tokenize` (`{"tokens": [...]}`, by
+    `tokens_of`), behind `Authorization: Bearer <api_key>` when `api_key` is set.
+    """
+
+    def __init__(self, *, llama_cpp: bool = False, api_key: str | None = None) -> None:
         self.scripts: dict[str, Script | list[Script]] = {}
         self.default = text_script(["Hello", ", ", "world", "!"])
         self.received: list[Received] = []
@@ -122,6 +128,47 @@ class FakeOpenAI:
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
+        self.api_key = api_key
+        if llama_cpp:
+            self.app.router.add_post("/apply-template", self._apply_template)
+            self.app.router.add_post("/tokenize", self._tokenize)
+
+    async def _llama_cpp_body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The body, recorded; or llama.cpp's error for a bad key or a body that is not JSON."""
+        if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            error = {"code": 401, "message": "Invalid API Key", "type": "authentication_error"}
+            return web.json_response({"error": error}, status=401)
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            error = {"code": 500, "message": "parse error", "type": "server_error"}
+            return web.json_response({"error": error}, status=500)
+        self.received.append(Received(request.path, dict(request.headers), body, time.monotonic()))
+        return body if isinstance(body, dict) else {}
+
+    async def _apply_template(self, request: web.Request) -> web.Response:
+        body = await self._llama_cpp_body(request)
+        if isinstance(body, web.Response):
+            return body
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            error = {"code": 400, "message": "Expected 'messages' to be an array"}
+            return web.json_response(
+                {"error": {**error, "type": "invalid_request_error"}}, status=400
+            )
+        return web.json_response({"prompt": prompt_of(messages, body.get("tools"))})
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        body = await self._llama_cpp_body(request)
+        if isinstance(body, web.Response):
+            return body
+        content = body.get("content")
+        if not isinstance(content, str):
+            error = {"code": 400, "message": '"content" must be provided'}
+            return web.json_response(
+                {"error": {**error, "type": "invalid_request_error"}}, status=400
+            )
+        return web.json_response({"tokens": tokens_of(content, bool(body.get("add_special")))})
 
     def script_for(self, model: str) -> Script:
         """A model's script; a list plays its scripts in turn, the last one for ever after."""
@@ -222,6 +269,25 @@ class FakeOpenAI:
             raise ConnectionResetError("reset by script")
         self.finished.append(time.monotonic())
         return web.Response(body=body, content_type=content_type, headers=script.headers)
+
+
+def prompt_of(messages: list[Any], tools: Any = None) -> str:
+    """The fake llama.cpp's chat template: ChatML, tools as JSON in a system turn first."""
+    turns = [("system", orjson.dumps(tools).decode())] if tools else []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        turns.append((message.get("role", ""), content or ""))
+    rendered = "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns)
+    return rendered + "<|im_start|>assistant\n"
+
+
+def tokens_of(content: str, add_special: bool) -> list[int]:
+    """The fake llama.cpp's tokenizer: a special token, a word or a punctuation mark is one
+    token; `add_special` adds a BOS (id 1)."""
+    pieces = re.findall(r"<\|\w+\|>|\w+|[^\w\s]", content)
+    return [1] * add_special + [len(piece) for piece in pieces]
 
 
 def _events(writes: Sequence[bytes]) -> list[bytes]:
