@@ -41,11 +41,13 @@ from tests.test_clients_responses import (
     PROTOCOLS,
     Protocol,
     finished,
+    openai_call,
     orphans,
     text_fake,
     tool_then_text,
 )
-from tests.upstreams.openai import FakeOpenAI
+from tests.upstreams import openai as openai_fake
+from tests.upstreams.openai import FakeOpenAI, Script
 
 Args = dict[str, Any]
 
@@ -322,7 +324,8 @@ async def run_claude(
 
 
 def messages_calls(gateway: Gateway) -> list[tuple[str, str, int]]:
-    """Every call but the `HEAD /api/hello` probe, which carries no key (401)."""
+    """Every call but the `HEAD /api/hello` probe, which carries no key (401): a preconnect
+    whose answer Claude Code ignores."""
     calls = [seen for seen in gateway.seen if seen[:2] != ("HEAD", "/api/hello")]
     assert calls and all(status == 200 for _, _, status in calls), gateway.seen
     return calls
@@ -406,3 +409,32 @@ async def test_claude_code_runs_bash_and_answers(
     names = orjson.dumps(tools).decode()
     assert "Bash" in names  # Claude Code's tools reached the upstream in its own shape
     system_after_the_user(gateway, model)
+
+
+@needs_claude
+@pytest.mark.process
+async def test_claude_code_replays_a_reasoning_models_thinking_with_its_tool_call(
+    gateways: Callable[[Protocol, FakeOpenAI], Awaitable[Gateway]], tmp_path: Path
+) -> None:
+    """A chat model's `reasoning_content` reaches Claude Code as a thinking block (no signature:
+    the model has none); Claude Code sends it back before its tool_use in the next turn, and the
+    gateway takes it without showing it to the model as text."""
+    thought = openai_fake.sse(
+        openai_fake.chunk({"role": "assistant", "reasoning_content": "Q7 plan: run it."})
+    )
+    call = openai_call("call_t1", "Bash", {"command": "echo hi", "description": "Print hi"})
+    fake = FakeOpenAI()
+    fake.scripts["up-model"] = [
+        Script(writes=[*thought, *call.writes]),
+        openai_fake.text_script(["It printed", " hi."]),
+    ]
+    gateway = await gateways(PROTOCOLS[0], fake)
+    result = await run_claude(tmp_path, gateway.root, "Run echo hi")
+    assert result["result"] == "It printed hi." and result["num_turns"] == 2
+    assert len(messages_calls(gateway)) == 2
+    second = fake.received[1].body["messages"]
+    [calling] = [m for m in second if m.get("tool_calls")]
+    assert calling["tool_calls"][0]["id"] == "call_t1"
+    assert "Q7 plan" not in orjson.dumps(second).decode()  # thinking is never replayed as text
+    [output] = [m["content"] for m in second if m["role"] == "tool"]
+    assert output.startswith("hi")
