@@ -20,6 +20,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,9 +67,13 @@ def _claude_runs() -> str | None:
     if not CLAUDE.exists():
         return "Claude Code is not installed (make test runs npm ci in tests/node)"
     try:
-        done = subprocess.run(
-            [str(CLAUDE), "--version"], capture_output=True, timeout=30, env={"PATH": "/usr/bin"}
-        )
+        with tempfile.TemporaryDirectory() as home:  # never the real ~/.claude
+            done = subprocess.run(
+                [str(CLAUDE), "--version"],
+                capture_output=True,
+                timeout=30,
+                env={"PATH": "/usr/bin:/bin", "HOME": home},
+            )
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"`claude --version` did not run: {error}"
     if done.returncode != 0 or b"Claude Code" not in done.stdout:
@@ -438,3 +443,19 @@ async def test_claude_code_replays_a_reasoning_models_thinking_with_its_tool_cal
     assert "Q7 plan" not in orjson.dumps(second).decode()  # thinking is never replayed as text
     [output] = [m["content"] for m in second if m["role"] == "tool"]
     assert output.startswith("hi")
+
+
+@needs_claude
+@pytest.mark.process
+async def test_claude_code_context_counts_tokens_through_the_gateway(
+    gateways: Callable[[Protocol, FakeOpenAI], Awaitable[Gateway]], tmp_path: Path
+) -> None:
+    """`/context` asks `POST /v1/messages/count_tokens?beta=true` for each part of the prompt
+    (system prompt, every tool, the messages) and answers without calling the model."""
+    protocol = PROTOCOLS[0]
+    gateway = await gateways(protocol, text_fake(protocol, ["unused"]))
+    result = await run_claude(tmp_path, gateway.root, "/context")
+    calls = messages_calls(gateway)
+    assert calls and {path for _, path, _ in calls} == {"/v1/messages/count_tokens?beta=true"}
+    assert "Context Usage" in result["result"] and MAIN_MODEL in result["result"]
+    assert gateway.fake.received == []  # counted by the gateway, no generation upstream
