@@ -8,10 +8,11 @@ passes only if the call reaches it intact, it runs the tool, and the result gets
 Claude Code (npm `@anthropic-ai/claude-code`, a native binary: it needs no Node at run time and
 no network or login with `ANTHROPIC_API_KEY` set) runs as `claude -p … --output-format json` in a
 temporary HOME, with `ANTHROPIC_BASE_URL` at the gateway. What it calls, as seen from 2.1.332:
-`HEAD /api/hello` (a connectivity probe without a key; its 401 stops nothing), then
-`POST /v1/messages?beta=true`, always streamed, with `role: "system"` messages after the user's
-turn, `thinking: {type: "adaptive"}`, `output_config.effort`, `context_management`, a
-`defer_loading` tool and a dozen `anthropic-beta` flags.
+`HEAD /api/hello` (a preconnect without a key whose answer it ignores: the 401 stops nothing),
+then `POST /v1/messages?beta=true`, always streamed, with `thinking`, `output_config.effort`,
+`context_management`, `cache_control`, a `defer_loading` tool and up to eight `anthropic-beta`
+flags; for a model name it does not know (and its newest defaults) also `role: "system"`
+messages after the user's turn. `/context` calls `POST /v1/messages/count_tokens?beta=true`.
 """
 
 from __future__ import annotations
