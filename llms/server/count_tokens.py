@@ -46,9 +46,8 @@ from llms.config import ProviderConfig
 from llms.errors import GatewayError, InvalidRequest
 from llms.server import keys
 from llms.server.auth import KEY, authorize_model
-from llms.server.bodies import read_chat_body
 from llms.server.fields import string
-from llms.server.requests import parse_json_object
+from llms.server.requests import read_json_request
 from llms.server.routes import json_response
 from llms.telemetry.redact import redact_error, secrets_of
 from llms.upstream import fetch
@@ -120,16 +119,7 @@ def install(app: web.Application) -> None:
 async def count_tokens(request: web.Request) -> web.Response:
     """POST /v1/messages/count_tokens: `{"input_tokens": N}`, exact or estimated."""
     app = request.app
-    server = app[keys.CONFIG].server
-    body = cast(
-        dict[str, Any],
-        await read_chat_body(
-            request,
-            parse_json_object,  # type: ignore[arg-type]
-            timeout_s=server.request_timeout_s,
-            max_nodes=server.max_json_nodes,
-        ),
-    )
+    body = await read_json_request(request)
     string(body.get("model"), "model", required=True)
     model: str = body["model"]
     authorize_model(request.get(KEY), model)

@@ -8,7 +8,7 @@ Errors are Anthropic's shape and statuses (server/middleware.py renders them by 
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import web
 
@@ -20,9 +20,8 @@ from llms.api.responses_stream import from_completion
 from llms.chunks import StreamMeta
 from llms.errors import GatewayError
 from llms.server import count_tokens, keys
-from llms.server.bodies import read_chat_body
 from llms.server.relay import relay
-from llms.server.requests import parse_json_object
+from llms.server.requests import read_json_request
 from llms.server.routes import Tracked, complete, json_response
 from llms.wire import ChatRequest
 
@@ -33,15 +32,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     async with Tracked(request) as tracked:
         record = tracked.record
         server = app[keys.CONFIG].server
-        body = cast(
-            dict[str, Any],
-            await read_chat_body(
-                request,
-                parse_json_object,  # type: ignore[arg-type]
-                timeout_s=server.request_timeout_s,
-                max_nodes=server.max_json_nodes,
-            ),
-        )
+        body = await read_json_request(request)
         call = from_request(body)
         router = tracked.admit(call.model)
         chat = cast(ChatRequest, call.chat)

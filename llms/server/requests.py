@@ -56,6 +56,20 @@ async def read_chat_request(request: web.Request) -> ChatRequest:
     )
 
 
+async def read_json_request(request: web.Request) -> dict[str, Any]:
+    """The body of a request to another client-facing API (Responses, Messages) read as
+    read_chat_request reads one (its deadline, its budget, big ones parsed off the event loop),
+    as a JSON object; the API validates its fields."""
+    server = request.app[keys.CONFIG].server
+    body = await read_chat_body(
+        request,
+        parse_json_object,  # type: ignore[arg-type]
+        timeout_s=server.request_timeout_s,
+        max_nodes=server.max_json_nodes,
+    )
+    return cast(dict[str, Any], body)
+
+
 def parse_json_object(raw: bytes | bytearray, max_nodes: int = MAX_JSON_NODES) -> dict[str, Any]:
     """A request body as a JSON object: at most `max_nodes` values, at most 64 levels deep."""
     check_json_nodes(raw, max_nodes)

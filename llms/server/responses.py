@@ -35,10 +35,10 @@ from llms.errors import GatewayError, InvalidRequest, NotFound
 from llms.routing import Router
 from llms.server import keys
 from llms.server.auth import KEY
-from llms.server.bodies import BODIES, read_chat_body
+from llms.server.bodies import BODIES
 from llms.server.fields import event_id
 from llms.server.relay import relay, relay_log
-from llms.server.requests import parse_json_object
+from llms.server.requests import read_json_request
 from llms.server.routes import Tracked, complete, json_response
 from llms.server.siblings import Handler, asking_siblings
 from llms.store import ResponseStore, StoredResponse, new_response_store
@@ -100,15 +100,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     async with Tracked(request) as tracked:
         record = tracked.record
         server = app[keys.CONFIG].server
-        body = cast(
-            dict[str, Any],
-            await read_chat_body(
-                request,
-                parse_json_object,  # type: ignore[arg-type]
-                timeout_s=server.request_timeout_s,
-                max_nodes=server.max_json_nodes,
-            ),
-        )
+        body = await read_json_request(request)
         owner = tracked.key.name if tracked.key is not None else None
         history = await _history(app, body, owner)
         call = await _translated(app, body, history)
