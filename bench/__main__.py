@@ -64,16 +64,16 @@ async def run_scenario(scenario: Scenario, fleet: Fleet) -> Report | None:
         watched = {"upstream": upstream, "gateway": gateway}
         if redis is not None:
             watched["redis"] = redis
-        # A Responses scenario is bracketed by chat runs of the same shape on the same gateway,
-        # just before and just after: on a shared machine its ratio to chat then compares
-        # neighbours in time, not scenarios minutes apart.
+        # A Responses or Messages scenario is bracketed by chat runs of the same shape on the same
+        # gateway, just before and just after: on a shared machine its ratio to chat then
+        # compares neighbours in time, not scenarios minutes apart.
         chat = replace(scenario, api="chat", background=False, store=True)
-        if scenario.api == "responses":
+        if scenario.api != "chat":
             runs["chat_before"] = await measure(chat, gateway, watched)
         runs["gateway"] = await measure(
             scenario, gateway, watched, resumable=scenario.resumable, redis=redis
         )
-        if scenario.api == "responses":
+        if scenario.api != "chat":
             runs["chat_after"] = await measure(chat, gateway, watched)
     return runs
 

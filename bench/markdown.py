@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench.dedicated_markdown import dedicated_markdown
 from bench.figures import RESUME_RUNS, Report, get
 from bench.figures import fmt as _fmt
+from bench.messages_report import messages_rows
 from bench.native_report import adapter_rows
 from bench.responses_report import responses_rows
 
@@ -119,6 +120,7 @@ def to_markdown(report: Report) -> str:
         )
     lines += adapter_rows(fig.get("adapters") or {})
     lines += responses_rows(fig.get("responses") or {})
+    lines += messages_rows(fig.get("messages") or {})
     lines += [f"| errors | {fig['errors']} |", "", _runs_table(report), ""]
     redis_run = get(report, "scenarios", "resumable_redis", "gateway")
     if redis_run is not None:
@@ -153,6 +155,8 @@ def _settings(s: Report) -> str:
     if s.get("api", "chat") == "responses":
         mode += " /v1/responses" + (" background" if s.get("background") else "")
         mode += "" if s.get("store", True) else " store:false"
+    elif s.get("api") == "messages":
+        mode += " /v1/messages"
     elif "api" in s and s.get("protocol", "openai") == "openai":
         mode += " /v1/chat/completions"
     return f"{s['model']} {kind}{mode} n={s['requests']} c={s['concurrency']}"
@@ -196,7 +200,8 @@ def _runs_table(report: Report) -> str:
         "(non-stream rows: upstream and client columns are µs per request; direct rows of the "
         "resumable scenarios are the plain stream, the upstream knows no resumable mode; direct "
         "rows of the adapter scenarios speak the provider's protocol, counted per OpenAI chunk; "
-        "gateway rows of the responses scenarios count output_text deltas as chunks, their "
+        "gateway rows of the responses scenarios count output_text deltas as chunks (messages: "
+        "text_delta events), their "
         "direct rows are the plain chat stream, their chat_before/chat_after rows the same "
         "chat stream through the gateway just before and after)"
     )

@@ -14,6 +14,7 @@ leans against Responses by that much.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any
 
 TARGET_RATIO = 1.3
@@ -40,12 +41,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def responses_figures(scenarios: dict[str, Any]) -> dict[str, Any]:
-    """Per Responses scenario that ran; None where a run is missing (``--direct-only``)."""
+def responses_figures(
+    scenarios: dict[str, Any], names: Mapping[str, str] = SCENARIOS
+) -> dict[str, Any]:
+    """Per Responses scenario that ran (or per one of ``names``: bench.messages_report); None
+    where a run is missing (``--direct-only``)."""
     chat = _get(scenarios, "throughput", "gateway", "cpu", "gateway", "us_per_chunk")
     chat_request = _get(scenarios, "throughput", "gateway", "cpu", "gateway", "us_per_request")
     out: dict[str, Any] = {}
-    for name in SCENARIOS:
+    for name in names:
         runs = scenarios.get(name)
         if runs is None:
             continue
@@ -78,16 +82,20 @@ def _fmt(value: Any, digits: int) -> str:
     return f"{value:,.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def responses_rows(figures: dict[str, Any]) -> list[str]:
-    """One summary-table row per Responses scenario that ran."""
+def responses_rows(
+    figures: dict[str, Any],
+    names: Mapping[str, str] = SCENARIOS,
+    targeted: Collection[str] = TARGETED,
+) -> list[str]:
+    """One summary-table row per Responses scenario that ran (or per one of ``names``)."""
     rows = []
     for name, f in figures.items():
         ratio = f["ratio_to_chat"]
         verdict = ""
-        if ratio is not None and name in TARGETED:
+        if ratio is not None and name in targeted:
             verdict = " meets" if ratio <= TARGET_RATIO else " misses"
         rows.append(
-            f"| {name} ({SCENARIOS[name]}): gateway CPU per relayed chunk vs chat's just before "
+            f"| {name} ({names[name]}): gateway CPU per relayed chunk vs chat's just before "
             f"and after (ratio, target ≤ {TARGET_RATIO}x; x throughput's) · per request · events "
             "per answer · errors | "
             f"{_fmt(f['gateway_cpu_us_per_chunk'], 2)} µs vs chat "

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from bench.figures import Report
 from bench.load import LoadClient, LoadSpec
+from bench.messages_load import MessagesLoadClient
 from bench.native import NATIVE, Protocol
 from bench.native_load import load_client
 from bench.procs import Child, CpuSample, self_cpu, tree_cpu
@@ -28,7 +29,8 @@ class Scenario:
     ``api="responses"`` streams ``POST /v1/responses`` through the gateway (``background``: with
     ``background: true``, read live like the resumable stream; ``store=False`` sends ``store:
     false``, else the response is stored, OpenAI's default); its direct run is the plain chat
-    stream to the upstream, which knows no Responses API.
+    stream to the upstream, which knows no Responses API. ``api="messages"`` streams Anthropic's
+    ``POST /v1/messages`` through the gateway the same way (its direct run: the chat stream).
     """
 
     name: str
@@ -41,7 +43,7 @@ class Scenario:
     resumable: bool = False
     mode: Literal["memory", "redis"] = "memory"
     protocol: Protocol = "openai"
-    api: Literal["chat", "responses"] = "chat"
+    api: Literal["chat", "responses", "messages"] = "chat"
     background: bool = False
     store: bool = True
 
@@ -61,7 +63,8 @@ class ResumeSettings:
 LATENCY = Shape(20, 2, 0, 8)
 THROUGHPUT = Shape(50, 0, 0, 8)
 NONSTREAM = Shape(20, 0, 0, 8)
-# The Responses scenarios repeat throughput's shape and size too: their ratio is to chat's.
+# The Responses and Messages scenarios repeat throughput's shape and size too: their ratio is
+# to chat's.
 _BACKGROUND: dict[str, Any] = {"api": "responses", "background": True}
 _NOSTORE: dict[str, Any] = {"api": "responses", "store": False}
 FULL = (
@@ -74,6 +77,7 @@ FULL = (
     Scenario("responses", THROUGHPUT, True, 2000, 64, 300, 64, api="responses"),
     Scenario("responses_nostore", THROUGHPUT, True, 2000, 64, 300, 64, **_NOSTORE),
     Scenario("responses_background", THROUGHPUT, True, 2000, 64, 300, 64, **_BACKGROUND),
+    Scenario("messages", THROUGHPUT, True, 2000, 64, 300, 64, api="messages"),
 )
 QUICK = (
     Scenario("latency", LATENCY, True, 5, 1, 20, 1),
@@ -85,6 +89,7 @@ QUICK = (
     Scenario("responses", THROUGHPUT, True, 16, 8, 20, 8, api="responses"),
     Scenario("responses_nostore", THROUGHPUT, True, 16, 8, 20, 8, **_NOSTORE),
     Scenario("responses_background", THROUGHPUT, True, 16, 8, 20, 8, **_BACKGROUND),
+    Scenario("messages", THROUGHPUT, True, 16, 8, 20, 8, api="messages"),
 )
 RESUME_FULL = ResumeSettings(THROUGHPUT, 200, 5, 120)
 RESUME_QUICK = ResumeSettings(THROUGHPUT, 5, 1, 20)
@@ -150,6 +155,8 @@ async def measure(
             background=scenario.background,
             store=scenario.store,
         )
+    elif scenario.api == "messages" and not direct:
+        client = MessagesLoadClient(replace(spec, url=f"{target.base_url}/v1/messages"), expected)
     else:
         client = load_client(scenario.protocol, spec, expected, direct=direct)
     async with client:

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bench.load import LoadClient, LoadSpec
+from bench.messages_load import MessagesLoadClient
 from bench.redis_server import command_figures, parse_commandstats
 from bench.responses_load import ResponsesLoadClient
 from bench.resume import ResumeSpec, run_resumes
@@ -165,6 +166,7 @@ async def _serve(
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/responses", chat)
+    app.router.add_post("/v1/messages", chat)
     return await server(app)
 
 
@@ -426,6 +428,110 @@ async def test_responses_client_counts_every_broken_stream(
     assert result.errors == {kind: 3}, result.samples
 
 
+def messages_events() -> list[Event]:
+    """A correct Messages stream for SHAPE (Anthropic's event types and data), built here
+    independently of the gateway's builder; a ping after message_start, as Anthropic sends."""
+    pieces = content_pieces(SHAPE)
+    message = {"id": "msg_t", "type": "message", "role": "assistant", "model": SHAPE.model}
+    message |= {"content": [], "stop_reason": None, "stop_sequence": None}
+    message["usage"] = {"input_tokens": 12, "output_tokens": 0}
+    usage = {"input_tokens": 12, "output_tokens": SHAPE.chunks * SHAPE.size}
+    block = {"type": "text", "text": ""}
+    return [
+        ("message_start", {"message": message}),
+        ("ping", {}),
+        ("content_block_start", {"index": 0, "content_block": block}),
+        *(
+            ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
+            for p in pieces
+        ),
+        ("content_block_stop", {"index": 0}),
+        ("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": usage}),
+        ("message_stop", {}),
+    ]
+
+
+def messages_frames(events: list[Event]) -> list[bytes]:
+    """Anthropic's frames: ``event: <type>`` and the data with its type, no id."""
+    return [
+        b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps({"type": name, **data}))
+        for name, data in events
+    ]
+
+
+def _messages_spec(srv: TestServer) -> LoadSpec:
+    return LoadSpec(str(srv.make_url("/v1/messages")), SHAPE.model, True, 3, 2, 20)
+
+
+@pytest.mark.parametrize("piece", [7, 100_000])
+async def test_messages_client_accepts_a_correct_stream(
+    piece: int, aiohttp_server: ServerFactory
+) -> None:
+    """A complete Messages stream passes; its text_delta events are the relayed chunks, pings
+    are not counted."""
+    srv = await _serve(messages_frames(messages_events()), piece, aiohttp_server)
+    async with MessagesLoadClient(_messages_spec(srv), content_pieces(SHAPE)) as client:
+        result = await client.run()
+    assert result.errors == {}, result.samples
+    assert result.ok == 3
+    assert result.chunks == result.content_chunks == 3 * SHAPE.chunks
+    assert result.events == 3 * (SHAPE.chunks + 5)
+
+
+def _delta(index: int, text: str) -> Event:
+    return ("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": text}})
+
+
+def _usage(events: list[Event], output_tokens: int | None) -> list[Event]:
+    """message_delta's usage changed (None: absent)."""
+    name, data = events[-2]
+    usage = {**data["usage"], "output_tokens": output_tokens}
+    changed = {**data, "usage": usage} if output_tokens is not None else {"delta": data["delta"]}
+    return [*events[:-2], (name, changed), events[-1]]
+
+
+def _second_block(events: list[Event]) -> list[Event]:
+    """The last delta in a second text block opened before the first was stopped."""
+    start = ("content_block_start", {"index": 1, "content_block": {"type": "text", "text": ""}})
+    return [*events[:-5], start, _delta(1, events[-4][1]["delta"]["text"]), *events[-3:]]
+
+
+MESSAGES_BROKEN = (
+    pytest.param(lambda e: messages_frames(e[:4] + e[5:]), "chunk_count", id="missing delta"),
+    pytest.param(lambda e: messages_frames([*e[:3], e[4], e[3], *e[5:]]), "content", id="reorder"),
+    pytest.param(lambda e: messages_frames(e[:-1]), "no_done", id="no message_stop"),
+    pytest.param(lambda e: messages_frames(e + e[-1:]), "after_done", id="event after stop"),
+    pytest.param(lambda e: messages_frames(e[1:]), "sequence", id="no message_start"),
+    pytest.param(lambda e: messages_frames(e[:-3] + e[-2:]), "sequence", id="block not stopped"),
+    pytest.param(lambda e: messages_frames(_second_block(e)), "sequence", id="blocks overlap"),
+    pytest.param(
+        lambda e: messages_frames([*e[:3], _delta(1, e[3][1]["delta"]["text"]), *e[4:]]),
+        "block",
+        id="delta of another block",
+    ),
+    pytest.param(lambda e: messages_frames(_usage(e, 1)), "usage", id="wrong usage"),
+    pytest.param(lambda e: messages_frames(_usage(e, None)), "usage", id="no usage"),
+    pytest.param(
+        lambda e: messages_frames([*e[:-1], ("error", {"error": {}})]), "error_event", id="error"
+    ),
+    pytest.param(
+        lambda e: [*messages_frames(e)[:-1], b"data: {}\n\n"], "sse_framing", id="unnamed"
+    ),
+)
+
+
+@pytest.mark.parametrize(("breaker", "kind"), MESSAGES_BROKEN)
+async def test_messages_client_counts_every_broken_stream(
+    breaker: Callable[[list[Event]], list[bytes]], kind: str, aiohttp_server: ServerFactory
+) -> None:
+    """Each way a Messages stream can be incomplete or wrong fails every request as its kind."""
+    srv = await _serve(breaker(messages_events()), 7, aiohttp_server)
+    async with MessagesLoadClient(_messages_spec(srv), content_pieces(SHAPE)) as client:
+        result = await client.run()
+    assert result.ok == 0, result.samples
+    assert result.errors == {kind: 3}, result.samples
+
+
 def test_commandstats_are_counted_per_event() -> None:
     """Calls between two INFO samples, without the benchmark's own INFO and PING."""
     before = parse_commandstats("# Commandstats\r\ncmdstat_xadd:calls=10,usec=20,x=1\r\n")
@@ -511,9 +617,10 @@ def _positive(value: Any) -> bool:
 
 ADAPTERS = {"adapter_ollama", "adapter_anthropic", "adapter_gemini"}
 RESPONSES = {"responses", "responses_nostore", "responses_background"}
-BASIC = {"latency", "throughput", "nonstream", *ADAPTERS, *RESPONSES}
+MESSAGES = {"messages"}
+BASIC = {"latency", "throughput", "nonstream", *ADAPTERS, *RESPONSES, *MESSAGES}
 CLEAN_STOP = "stopped on SIGTERM with exit code 0"
-SCENARIO_CHUNKS = 50  # bench.scenarios.THROUGHPUT, the Responses scenarios' shape
+SCENARIO_CHUNKS = 50  # bench.scenarios.THROUGHPUT, the Responses and Messages scenarios' shape
 HAS_REDIS = shutil.which("redis-server") is not None
 
 
@@ -561,7 +668,8 @@ def test_bench_direct_only(tmp_path: Path) -> None:
         assert _positive(adapter["upstream_cpu_us_per_chunk_direct"]), protocol
         assert adapter["gateway_cpu_us_per_chunk"] is None, protocol
     assert set(fig["responses"]) == RESPONSES
-    for name, responses in fig["responses"].items():
+    assert set(fig["messages"]) == MESSAGES
+    for name, responses in [*fig["responses"].items(), *fig["messages"].items()]:
         assert _positive(responses["rps_direct"]), name
         assert responses["gateway_cpu_us_per_chunk"] is None, name
         assert responses["ratio_to_chat"] is None, name
@@ -605,6 +713,31 @@ def _check_gateway_figures(fig: dict[str, Any]) -> None:
         ):
             assert _positive(adapter[name]), (protocol, name)
     _check_responses_figures(fig)
+    _check_messages_figures(fig)
+
+
+def _check_messages_figures(fig: dict[str, Any]) -> None:
+    """The Messages scenario relayed complete event sequences error-free, its CPU per chunk
+    next to chat's of the same run, as a ratio (issue 13)."""
+    assert set(fig["messages"]) == MESSAGES
+    messages = fig["messages"]["messages"]
+    assert messages["errors"] == 0
+    for figure in (
+        "gateway_cpu_us_per_chunk",
+        "gateway_cpu_us_per_request",
+        "chat_gateway_cpu_us_per_chunk",
+        "ratio_to_chat",
+        "ratio_to_throughput",
+        "rps_direct",
+        "rps_gateway",
+    ):
+        assert _positive(messages[figure]), figure
+    assert all(_positive(chat) for chat in messages["chat_before_after_us_per_chunk"])
+    assert messages["throughput_gateway_cpu_us_per_chunk"] == fig["gateway_cpu_us_per_chunk"]
+    # One relayed chunk per text_delta; 5 events around them (start, block start/stop, the
+    # message_delta and message_stop; pings are not counted).
+    assert messages["chunks_per_answer"] == SCENARIO_CHUNKS
+    assert messages["events_per_answer"] == SCENARIO_CHUNKS + 5
 
 
 def _check_responses_figures(fig: dict[str, Any]) -> None:
@@ -714,7 +847,7 @@ def test_bench_through_the_gateway(tmp_path: Path) -> None:
     _check_scaling(report)
     markdown = (tmp_path / "latest.md").read_text()
     assert "## Many open streams" in markdown
-    for name in RESPONSES:
+    for name in RESPONSES | MESSAGES:
         assert f"| {name} (" in markdown, name
     scenarios = BASIC | {"resumable", "resumable_redis"} if HAS_REDIS else BASIC | {"resumable"}
     _check_runs(report, ("direct", "gateway"), scenarios)
