@@ -108,7 +108,14 @@ def build_request(
     if provider.api_key:
         headers["x-api-key"] = provider.api_key
     headers.update(provider.headers)
-    return UpstreamRequest("POST", f"{provider.base_url}/v1/messages", headers, orjson.dumps(body))
+    return UpstreamRequest("POST", messages_url(provider), headers, orjson.dumps(body))
+
+
+def messages_url(provider: ProviderConfig, path: str = "") -> str:
+    """`{root}/v1/messages{path}`, whether the base URL was written as Anthropic's SDKs write it
+    (the root) or as OpenAI-style configs do (ending in `/v1`): else `/v1/v1/messages`, a 404."""
+    root = provider.base_url.rstrip("/").removesuffix("/v1")
+    return f"{root}/v1/messages{path}"
 
 
 def _refuseunsupported(raw: Mapping[str, Any]) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import orjson
 
 from llms.adapters import gemini_request, openai
-from llms.adapters.anthropic_request import ANTHROPIC_VERSION
+from llms.adapters.anthropic_request import ANTHROPIC_VERSION, messages_url
 from llms.adapters.base import UpstreamRequest
 from llms.config import ProviderConfig
 from llms.errors import UpstreamMalformed
@@ -51,7 +51,7 @@ def build_anthropic_count(
         headers["x-api-key"] = provider.api_key
     headers.update(provider.headers)
     data = orjson.dumps({**body, "model": upstream_model})
-    return UpstreamRequest("POST", f"{provider.base_url}/v1/messages/count_tokens", headers, data)
+    return UpstreamRequest("POST", messages_url(provider, "/count_tokens"), headers, data)
 
 
 def build_gemini_count(
