@@ -769,7 +769,8 @@ def test_429_keeps_retry_after() -> None:
         429, {"retry-after": "12", "anthropic-ratelimit-requests-limit": "5"}, b"{}"
     )
     assert error.status == 429
-    assert error.headers == {"retry-after": "12"}
+    # Anthropic's rate-limit headers under OpenAI's names (test_anthropic_upstream_extras.py).
+    assert error.headers == {"retry-after": "12", "x-ratelimit-limit-requests": "5"}
 
 
 def test_401_hides_the_upstream_text() -> None:

@@ -7,7 +7,10 @@ gateway, `stop_reason` -> `finish_reason`, usage with cached input counted as pr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -58,6 +61,13 @@ _COUNTS = (
     "cache_creation_input_tokens",
     "output_tokens",
 )
+# Anthropic's rate-limit headers -> OpenAI's names (protocol.md §1). Its `tokens` headers are the
+# tightest of its input and output token limits; those two have no OpenAI name.
+RATE_LIMIT_NAMES = {
+    f"anthropic-ratelimit-{kind}-{field}": f"x-ratelimit-{field}-{kind}"
+    for kind in ("requests", "tokens")
+    for field in ("limit", "remaining", "reset")
+}
 # Anthropic error types that say no more than the status does: not passed on as `code`.
 GENERIC_ERROR_TYPES = frozenset(("invalid_request_error", "rate_limit_error", "api_error", "error"))
 
@@ -66,7 +76,52 @@ def from_error_response(status: int, headers: Mapping[str, str], body: bytes) ->
     """Map Anthropic's `{"type": "error", "error": {"type", "message"}}`; 529 counts as 503."""
     message, kind = _error_fields(body)
     code = None if kind is None or kind in GENERIC_ERROR_TYPES else kind
-    return from_http_status(503 if status == 529 else status, headers, message, code=code)
+    passed = {**headers, **from_rate_limit_headers(headers)}
+    return from_http_status(503 if status == 529 else status, passed, message, code=code)
+
+
+def from_rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Anthropic's `anthropic-ratelimit-*` headers under OpenAI's `x-ratelimit-*` names.
+
+    A reset is an instant for Anthropic (RFC 3339) and a duration for OpenAI (`6m0s`): it is
+    measured from the upstream's own `Date`, and left out without one rather than passed on in
+    a format OpenAI clients do not read.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    translated: dict[str, str] = {}
+    for name, openai_name in RATE_LIMIT_NAMES.items():
+        value = lowered.get(name)
+        if value is None:
+            continue
+        if name.endswith("-reset"):
+            wait = _seconds_between(lowered.get("date"), value)
+            if wait is None:
+                continue
+            value = _duration(wait)
+        translated[openai_name] = value
+    return translated
+
+
+def _seconds_between(date: str | None, reset: str) -> int | None:
+    """Whole seconds (rounded up) from an HTTP `Date` to an RFC 3339 instant; None if either
+    is not one."""
+    try:
+        sent = parsedate_to_datetime(date) if date else None
+        until = datetime.fromisoformat(reset)
+    except (TypeError, ValueError):
+        return None
+    if sent is None or sent.tzinfo is None or until.tzinfo is None:
+        return None
+    return max(0, math.ceil((until - sent).total_seconds()))
+
+
+def _duration(seconds: int) -> str:
+    """OpenAI's (Go's) spelling of a duration: `17s`, `6m0s`, `1h6m5s`."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
 def _error_fields(body: bytes) -> tuple[str | None, str | None]:
