@@ -74,6 +74,8 @@ class _Block:
 
 _DELTAS = {"text": b"text_delta", "thinking": b"thinking_delta", "tool_use": b"input_json_delta"}
 _VALUES = {"text": b"text", "thinking": b"thinking", "tool_use": b"partial_json"}
+_DELTA = "content_block_delta"
+_DELTA_SSE = b"event: content_block_delta\ndata: %s\n\n"
 
 
 class MessageBuilder:
@@ -248,11 +250,8 @@ class MessageBuilder:
             open_ = self._begin(events, block)
         open_.pieces.append(text)
         data = open_.head + orjson.dumps(text) + b"}}"
-        events.append(
-            MessageEvent(
-                "content_block_delta", data, b"event: content_block_delta\ndata: %s\n\n" % data
-            )
-        )
+        # The hot path: one event per delta, built without the NamedTuple's Python-level __new__.
+        events.append(tuple.__new__(MessageEvent, (_DELTA, data, _DELTA_SSE % data)))
 
     def _add_thinking_blocks(self, events: list[MessageEvent], blocks: list[Any]) -> None:
         for block in blocks:
@@ -312,11 +311,7 @@ class MessageBuilder:
         if isinstance(arguments, str) and arguments:
             open_.pieces.append(arguments)
             data = open_.head + orjson.dumps(arguments) + b"}}"
-            events.append(
-                MessageEvent(
-                    "content_block_delta", data, b"event: content_block_delta\ndata: %s\n\n" % data
-                )
-            )
+            events.append(tuple.__new__(MessageEvent, (_DELTA, data, _DELTA_SSE % data)))
 
     def _begin(
         self, events: list[MessageEvent], block: dict[str, Any], key: int | str | None = None

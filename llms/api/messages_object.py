@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from llms.errors import GatewayError
 
@@ -91,9 +90,10 @@ def from_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class MessageEvent:
-    """One streamed event: its type, its JSON (`data`) and its SSE frame (`sse`)."""
+class MessageEvent(NamedTuple):
+    """One streamed event: its type, its JSON (`data`) and its SSE frame (`sse`). A NamedTuple,
+    not a frozen dataclass: one is made per relayed delta, and a frozen dataclass's __init__
+    cost 0.75 µs of the encoder's 1.9 µs per chunk (bench `messages`, issue 13)."""
 
     type: str
     data: bytes
