@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.test_fuzz import KEY, ThreadedGateway
+from tests.fuzz_support import KEY, ThreadedGateway
 from tests.test_security_requests import BAD
 
 PATHS = {
