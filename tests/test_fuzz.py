@@ -219,3 +219,11 @@ def test_valid_bodies_are_answered(
     status, _, raw = gateway.post(dumps(body))
     assert status == 200, raw
     assert (b"data: [DONE]" in raw) if stream else (b'"chat.completion"' in raw)
+
+
+def test_the_gateway_still_serves_after_the_chat_fuzzing(gateway: ThreadedGateway) -> None:
+    """Last in the module: the gateway every test above hit still answers every model."""
+    for model in MODELS:
+        status, _, raw = gateway.post(dumps({**BASE, "model": model}))
+        assert status == 200, raw
+    assert gateway.call("GET", "/health")[0] == 200

@@ -301,3 +301,11 @@ def test_responses_valid_bodies_are_answered(
     check_response(answer, valid=True)
     raw = answer[2]
     assert (b"event: response.created" in raw) if stream else (b'"object":"response"' in raw)
+
+
+def test_the_gateway_still_serves_after_the_responses_fuzzing(gateway: ThreadedGateway) -> None:
+    """Last in the module: the gateway every test above hit still answers every model."""
+    for model in MODELS:
+        status, _, raw = respond(gateway, {**RESPONSES_BASE, "model": model})
+        assert status == 200, raw
+    assert gateway.call("GET", "/health")[0] == 200
