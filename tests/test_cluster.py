@@ -275,6 +275,32 @@ async def test_a_pump_cancelled_while_writing_skips_no_id(redis_port: int) -> No
         await streams.redis.aclose()
 
 
+async def test_closing_the_coordinator_closes_its_redis_connections(redis_port: int) -> None:
+    """A replica that shuts down (or an app torn down in tests) leaves no connection open on
+    the Redis server: the pool is closed with the client."""
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    observer = RedisStreams(url, max_bytes=1 << 20, ttl_s=60)
+    name = "llms-close-check"
+
+    async def named() -> int:
+        listed = await observer.redis.client_list()
+        return sum(1 for c in listed if c.get("name") == name)
+
+    try:
+        streams = RedisStreams(url, max_bytes=1 << 20, ttl_s=60)
+        await streams.start()
+        await asyncio.gather(*(streams.redis.client_setname(name) for _ in range(3)))
+        assert await named() >= 1
+        await streams.close()
+        for _ in range(50):
+            if await named() == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert await named() == 0
+    finally:
+        await observer.close()
+
+
 def _same_but_ids(reader: Reader, whole: Reader) -> bool:
     """Two runs of one script: equal events once each stream's own id and timestamp are set
     aside (the chunk `id` is the stream id, `created` its start)."""

@@ -316,7 +316,7 @@ class RedisStreams:
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
             socket_keepalive=True,
         )
-        self.redis: Redis = Redis(connection_pool=pool)
+        self.redis: Redis = Redis.from_pool(pool)  # the pool is closed with the client
         self.replica = secrets.token_hex(6)
         self._max_bytes = max_bytes
         self._finished = finished
