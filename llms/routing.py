@@ -13,13 +13,13 @@ import functools
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
 from llms.adapters import ADAPTERS, WHOLE_ANSWERS
-from llms.adapters.base import StreamContext
+from llms.adapters.base import StreamContext, UpstreamRequest
 from llms.chunks import StreamMeta
 from llms.config import ProviderConfig
 from llms.errors import (
@@ -27,6 +27,7 @@ from llms.errors import (
     ModelNotFound,
     ServiceUnavailable,
     UpstreamError,
+    UpstreamMalformed,
 )
 from llms.framing import BodyDecoder, NDJSONDecoder, SSEDecoder
 from llms.generation import Generation
@@ -37,6 +38,8 @@ from llms.upstream import UpstreamCall
 from llms.wire import ChatRequest
 
 log = logging.getLogger("llms.routing")
+
+T = TypeVar("T")
 
 RETRY_DELAY_CAP_S = 8.0
 RETRY_BASE_S = 0.25
@@ -86,8 +89,8 @@ StatusCallback = Callable[[dict[str, Any]], Awaitable[None]]
 class RouteObserver(Protocol):
     """Told what routing does (telemetry counts attempts, retries and fallbacks with it)."""
 
-    def sending(self, provider: ProviderConfig, request: ChatRequest) -> None:
-        """An attempt's upstream request is about to be sent."""
+    def sending(self, provider: ProviderConfig, request: Mapping[str, Any]) -> None:
+        """An attempt's upstream request (the client's: chat, or embeddings) is about to be sent."""
 
     def failed(self, model: str, provider: ProviderConfig, follower: ProviderConfig) -> None:
         """An attempt failed and `follower` is tried next (the same provider: a retry)."""
@@ -139,23 +142,54 @@ class Router:
         the whole answer is the commit; the attempts together then have `answer_s`. The
         committed generation fills `record` (its provider now, the rest as the answer goes).
         """
-        candidates = self.providers_for(meta.model)
-        registry = self.providers
-        max_attempts = self.config.routing.max_attempts
-        loop = asyncio.get_running_loop()
         routing_timeouts = self.config.routing.timeouts
-        deadline = loop.time() + (
+        deadline = asyncio.get_running_loop().time() + (
             max(routing_timeouts.answer_s, routing_timeouts.first_token_s)
             if whole
             else routing_timeouts.first_token_s
         )
+
+        def attempt(provider: ProviderConfig, deadline: float) -> Awaitable[Generation]:
+            return self._attempt(provider, request, meta, include_usage, deadline, whole)
+
+        generation, provider = await self.route(
+            meta.model, self.providers_for(meta.model), deadline, attempt, on_status
+        )
+        registry = self.providers
+        generation.on_failure = functools.partial(
+            _report_failure, registry, registry.breakers[provider.name], self._secrets
+        )
+        if record is not None:
+            record.provider = provider.name
+            generation.record = record
+        if self.observer is not None:
+            self.observer.committed(generation)
+        return generation
+
+    async def route(
+        self,
+        model: str,
+        candidates: tuple[ProviderConfig, ...],
+        deadline: float,
+        attempt: Callable[[ProviderConfig, float], Awaitable[T]],
+        on_status: StatusCallback | None = None,
+    ) -> tuple[T, ProviderConfig]:
+        """`attempt(provider, deadline)` with each of `candidates` in turn (retries, fallback,
+        circuit breakers) until one returns; its result and provider, or the last error.
+
+        What one attempt is belongs to the caller: a chat generation up to its commit (`open`),
+        or a whole request and answer (`exchange`, for embeddings).
+        """
+        registry = self.providers
+        max_attempts = self.config.routing.max_attempts
+        loop = asyncio.get_running_loop()
         observer = self.observer
         last: GatewayError | None = None
-        attempt = 0
+        attempts = 0
         skipped = 0
         position = 0
         spent: set[str] = set()  # providers not to be asked again (they sent malformed output)
-        while attempt < max_attempts and skipped < len(candidates):
+        while attempts < max_attempts and skipped < len(candidates):
             provider = candidates[position % len(candidates)]
             position += 1
             if provider.name in spent:
@@ -166,18 +200,16 @@ class Router:
                 skipped += 1
                 continue
             skipped = 0
-            attempt += 1
+            attempts += 1
             try:
-                generation = await self._attempt(
-                    provider, request, meta, include_usage, deadline, whole
-                )
+                result = await attempt(provider, deadline)
             except GatewayError as error:
                 if counts_against_provider(error):
                     breaker.failed(registry.now())
                 else:
                     breaker.succeeded()
                 last = error
-                if not should_fall_back(error) or attempt >= max_attempts:
+                if not should_fall_back(error) or attempts >= max_attempts:
                     break
                 if not should_retry(error):
                     spent.add(provider.name)
@@ -188,14 +220,14 @@ class Router:
                 if follower is provider:
                     if error.status == 404:
                         break  # the same provider will not know the model a moment later
-                    wait = retry_delay(attempt - 1, error)
+                    wait = retry_delay(attempts - 1, error)
                     if wait is None or loop.time() + wait >= deadline:
                         break
                     delay = wait
                 if observer is not None:
-                    observer.failed(meta.model, provider, follower)
+                    observer.failed(model, provider, follower)
                 log.info(
-                    "provider %s failed (%s); attempt %d", provider.name, error.message, attempt
+                    "provider %s failed (%s); attempt %d", provider.name, error.message, attempts
                 )
                 if on_status is not None:
                     await on_status(
@@ -203,7 +235,7 @@ class Router:
                             "status": "retrying" if follower is provider else "falling_back",
                             "provider": provider.name,
                             "next_provider": follower.name,
-                            "attempt": attempt,
+                            "attempt": attempts,
                             "delay_s": round(delay, 3),
                             "reason": error.message,
                         }
@@ -212,24 +244,62 @@ class Router:
                     await asyncio.sleep(delay)
                 continue
             breaker.succeeded()
-            generation.on_failure = functools.partial(
-                _report_failure, registry, breaker, self._secrets
-            )
-            if record is not None:
-                record.provider = provider.name
-                generation.record = record
-            if observer is not None:
-                observer.committed(generation)
-            return generation
+            return result, provider
         if last is None:
             now = registry.now()
             wait = min(registry.breakers[p.name].retry_after(now) for p in candidates)
             raise ServiceUnavailable(
-                f"Every provider of `{meta.model}` is failing; they are given time to recover.",
+                f"Every provider of `{model}` is failing; they are given time to recover.",
                 code="providers_unavailable",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
         raise last
+
+    async def exchange(
+        self,
+        model: str,
+        candidates: tuple[ProviderConfig, ...],
+        build: Callable[[ProviderConfig, str], UpstreamRequest],
+        parse: Callable[[ProviderConfig, bytes], T],
+        content: Mapping[str, Any],
+    ) -> tuple[T, ProviderConfig]:
+        """A request answered whole (not a chat stream: embeddings), routed as chat is.
+
+        `build(provider, upstream_model)` makes each attempt's request (the provider with its
+        current address), `parse(provider, body)` reads its 2xx answer (UpstreamMalformed for
+        one it cannot use, which moves on to the next provider); a non-2xx answer is the
+        provider's adapter's error. The attempts together have `routing.timeouts.answer_s`, each
+        its provider's `answer_s` (and `total_s`); the answer is bounded by
+        `server.max_answer_mb`. `content` is the request, for the observer.
+        """
+        loop = asyncio.get_running_loop()
+        routing_timeouts = self.config.routing.timeouts
+        limit = int(self.config.server.max_answer_mb * 2**20)
+
+        async def attempt(provider: ProviderConfig, deadline: float) -> T:
+            sent = build(self.providers.resolve(provider), provider.models[model])
+            timeouts = provider.timeouts
+            now = loop.time()
+            deadline = min(deadline, now + max(timeouts.answer_s, timeouts.first_token_s))
+            if timeouts.total_s is not None:
+                deadline = min(deadline, now + timeouts.total_s)
+            if self.observer is not None:
+                self.observer.sending(provider, content)
+            try:
+                async with UpstreamCall(self._session, sent, timeouts) as call:
+                    await call.open(deadline)
+                    if call.status >= 300:
+                        error = await call.read_error_body(deadline)
+                        raise ADAPTERS[provider.type].from_error_response(
+                            call.status, call.headers, error
+                        )
+                    return parse(provider, await _read_whole(call, deadline, limit))
+            except GatewayError as exc:
+                redact_error(exc, self._secrets)
+                raise
+
+        deadline = loop.time() + max(routing_timeouts.answer_s, routing_timeouts.first_token_s)
+        return await self.route(model, candidates, deadline, attempt)
 
     async def _attempt(
         self,
@@ -279,6 +349,22 @@ class Router:
                 redact_error(exc, self._secrets)
             raise
         return generation
+
+
+async def _read_whole(call: UpstreamCall, deadline: float, limit: int) -> bytes:
+    """A whole 2xx body, at most `limit` bytes (else 502 `upstream_too_large`)."""
+    parts: list[bytes] = []
+    size = 0
+    while data := await call.read(deadline):
+        size += len(data)
+        if size > limit:
+            raise UpstreamMalformed(
+                f"The upstream's answer is larger than {limit / 2**20:g} MiB, the most an answer "
+                "may hold (server.max_answer_mb).",
+                code="upstream_too_large",
+            )
+        parts.append(data)
+    return b"".join(parts)
 
 
 def next_candidate(

@@ -7,7 +7,9 @@ variable, so one value per request's task, inherited by the resumable stream's p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from contextvars import ContextVar
+from typing import Any
 
 import orjson
 
@@ -15,7 +17,7 @@ from llms.config import ProviderConfig
 from llms.generation import Generation
 from llms.telemetry.metrics import Metrics
 from llms.telemetry.record import RequestRecord
-from llms.wire import ChatRequest, Chunk
+from llms.wire import Chunk
 
 CURRENT_RECORD: ContextVar[RequestRecord | None] = ContextVar("llms_record", default=None)
 
@@ -27,7 +29,7 @@ class RouteTelemetry:
         self.metrics = metrics
         self.log_content = log_content
 
-    def sending(self, provider: ProviderConfig, request: ChatRequest) -> None:
+    def sending(self, provider: ProviderConfig, request: Mapping[str, Any]) -> None:
         record = CURRENT_RECORD.get()
         if record is None:
             return
@@ -38,7 +40,9 @@ class RouteTelemetry:
         if record.upstream_sent is None:
             record.upstream_sent = now
             if self.log_content:
-                record.prompt_content = orjson.dumps(request.get("messages")).decode()
+                # A chat's messages, or what an embeddings request embeds.
+                prompt = request["messages"] if "messages" in request else request.get("input")
+                record.prompt_content = orjson.dumps(prompt).decode()
 
     def failed(self, model: str, provider: ProviderConfig, follower: ProviderConfig) -> None:
         self.metrics.retried(model, provider.name, fallback=follower is not provider)
