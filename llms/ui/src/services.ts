@@ -12,6 +12,10 @@ export const auth = new AuthStore();
 export const gateway = new Gateway({ apiKey: () => auth.key });
 export const models = new ModelsStore(gateway, settings, auth);
 export const threads = new ThreadStore();
+// A key saved in Settings (or anywhere) reloads the model list, unless a load is asking for it.
+auth.onKeyChange(() => {
+  if (!models.state.loading) void models.load();
+});
 export const chat = new ChatController({ gateway, threads, settings, auth, models });
 
 /** Whether the gateway has the usage API (`GET /api/usage`); null until known. */

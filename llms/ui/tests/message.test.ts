@@ -3,6 +3,7 @@ import { computed, reactive, watch } from "vue";
 import type { RunEvent, RunOptions, RunOutcome } from "../src/api/chat";
 import { Gateway } from "../src/api/client";
 import { ApiError } from "../src/api/errors";
+import { retryWait } from "../src/lib/failure";
 import type { FrameScheduler } from "../src/lib/frame";
 import { AuthStore } from "../src/stores/auth";
 import { ChatController, wireMessages } from "../src/stores/chat";
@@ -123,9 +124,12 @@ describe("the answer's state machine", () => {
     expect(m.toolCalls?.[0]?.name).toBe("f");
   });
 
-  it("an answer found running after a reload becomes failed/interrupted", () => {
+  it("an answer found running with no stream to follow becomes failed/interrupted", () => {
     const m = { ...answer(), content: "abc", state: "streaming" as const };
-    expect(orphaned(m)).toMatchObject({ state: "failed", interrupted: true });
+    expect(orphaned(m)).toMatchObject({ state: "failed", interrupted: true, error: { code: "interrupted" } });
+    const followable = { ...m, streamId: "s1", mode: "stream" as const };
+    expect(orphaned(followable)).toBe(followable); // the controller follows it again
+    expect(orphaned({ ...followable, mode: "complete" })).toMatchObject({ state: "failed" });
     const done = { ...answer(), state: "done" as const };
     expect(orphaned(done)).toBe(done);
   });
@@ -297,16 +301,17 @@ describe("ChatController", () => {
     expect(threads.state.current!.messages[1]!.state).toBe("done");
   });
 
-  it("shows a 429 with a countdown from Retry-After", async () => {
-    const { chat } = await setup(async () => ({
+  it("keeps a 429 in the answer only (no banner), with its Retry-After for the countdown", async () => {
+    const { chat, threads } = await setup(async () => ({
       kind: "failed",
       error: new ApiError("Rate limit reached.", { status: 429, retryAfter: 20 }),
       interrupted: false,
     }));
-    const before = Date.now();
     await chat.send("Hi");
     await chat.settled();
-    expect(chat.state.banner?.kind).toBe("ratelimit");
-    expect(chat.state.banner?.until).toBeGreaterThanOrEqual(before + 20_000);
+    expect(chat.state.banner).toBeNull();
+    const failed = threads.state.current!.messages[1]!;
+    expect(failed).toMatchObject({ state: "failed", error: { status: 429, retryAfter: 20 } });
+    expect(retryWait(failed.error, failed.endedAt, failed.endedAt! + 5000)).toBe(15);
   });
 });

@@ -84,6 +84,8 @@ export interface RunOptions {
   emit: (event: RunEvent) => void;
   /** Start by following an existing stream instead of sending the request. */
   resume?: { streamId: string; lastEventId: number };
+  /** The id to give the stream (`X-Stream-Id`); default: a new random one. */
+  streamId?: string;
   policy?: BackoffPolicy;
   watchdogMs?: number;
   random?: () => number;
@@ -123,6 +125,7 @@ class ChatRun {
   private readonly network: NetworkStatus;
 
   constructor(private readonly options: RunOptions) {
+    this.streamId = options.streamId ?? null;
     this.policy = options.policy ?? RECONNECT;
     this.network = options.network ?? browserNetwork;
   }
@@ -138,7 +141,15 @@ class ChatRun {
       if (resume) {
         this.streamId = resume.streamId;
         this.lastSeq = resume.lastEventId;
-        return await this.follow(await this.reconnect("Following the stream again."));
+        let first: Connection;
+        try {
+          // At once: the answer may still be generating on the gateway (a reload, another tab).
+          first = await this.open("resume");
+        } catch (error) {
+          if (this.stopped || !(error instanceof ApiError) || !error.isNetwork) throw unresumable(error);
+          first = await this.reconnect(error.message);
+        }
+        return await this.follow(first);
       }
       await this.whenOnline();
       if (!this.options.streaming) return await this.complete(false);
@@ -209,14 +220,7 @@ class ChatRun {
         return await this.open("resume");
       } catch (error) {
         if (this.stopped) throw error;
-        if (error instanceof ApiError && !error.isNetwork) {
-          // 404: expired or unknown; 410: events dropped. Resuming again will not help.
-          throw new ApiError(`The answer could not be resumed: ${error.message}`, {
-            status: error.status,
-            code: "connection_lost",
-            type: error.type,
-          });
-        }
+        if (error instanceof ApiError && !error.isNetwork) throw unresumable(error);
         why = error instanceof Error ? error.message : String(error);
       }
     }
@@ -308,7 +312,8 @@ class ChatRun {
         if (event.type !== "message") continue;
         if (event.data === "[DONE]") return { kind: "done" };
         const data = parseJSON(event.data);
-        const failure = failureOf(data);
+        const requestId = response.headers.get("X-Request-Id");
+        const failure = failureOf(data, requestId);
         if (failure !== null) return { kind: "failed", error: failure, interrupted: false };
         const error = errorBodyOf(data);
         if (error !== null) {
@@ -316,7 +321,7 @@ class ChatRun {
           if (code === "cancelled") return { kind: "stopped", by: "elsewhere" };
           return {
             kind: "failed",
-            error: new ApiError(error.message, { status: 200, code, type: error.type ?? null }),
+            error: new ApiError(error.message, { status: 200, code, type: error.type ?? null, requestId }),
             interrupted: false,
           };
         }
@@ -357,7 +362,7 @@ class ChatRun {
  * A failure recorded before any output (`{"status", "headers", "body": {"error"}}`), in case the
  * gateway sends it as an event because its response had already started (a heartbeat).
  */
-function failureOf(data: unknown): ApiError | null {
+function failureOf(data: unknown, requestId: string | null): ApiError | null {
   if (typeof data !== "object" || data === null || !("body" in data) || !("status" in data)) return null;
   const { status, headers, body } = data as { status: unknown; headers: unknown; body: unknown };
   const error = errorBodyOf(body);
@@ -371,6 +376,18 @@ function failureOf(data: unknown): ApiError | null {
     code: error.code === null || error.code === undefined ? null : String(error.code),
     type: error.type ?? null,
     retryAfter: retryAfterOf(retry),
+    requestId: retry.get("x-request-id") ?? requestId,
+  });
+}
+
+/** A resume the gateway refused (404: expired or unknown; 410: events dropped): no use trying again. */
+function unresumable(error: unknown): unknown {
+  if (!(error instanceof ApiError) || error.isNetwork) return error;
+  return new ApiError(`The answer could not be resumed: ${error.message}`, {
+    status: error.status,
+    code: "connection_lost",
+    type: error.type,
+    requestId: error.requestId,
   });
 }
 

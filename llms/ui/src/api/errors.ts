@@ -8,10 +8,18 @@ export class ApiError extends Error {
   readonly type: string | null;
   /** Seconds from `Retry-After` / `retry-after-ms`, when the gateway sent one. */
   readonly retryAfter: number | null;
+  /** The gateway's `X-Request-Id`, to quote when reporting the failure. */
+  readonly requestId: string | null;
 
   constructor(
     message: string,
-    options: { status?: number; code?: string | null; type?: string | null; retryAfter?: number | null } = {},
+    options: {
+      status?: number;
+      code?: string | null;
+      type?: string | null;
+      retryAfter?: number | null;
+      requestId?: string | null;
+    } = {},
   ) {
     super(message);
     this.name = "ApiError";
@@ -19,6 +27,7 @@ export class ApiError extends Error {
     this.code = options.code ?? null;
     this.type = options.type ?? null;
     this.retryAfter = options.retryAfter ?? null;
+    this.requestId = options.requestId ?? null;
   }
 
   get isNetwork(): boolean {
@@ -32,6 +41,7 @@ export class ApiError extends Error {
       code: this.code,
       type: this.type,
       retryAfter: this.retryAfter,
+      ...(this.requestId ? { requestId: this.requestId } : {}),
     };
   }
 }
@@ -43,6 +53,7 @@ export interface StoredError {
   code: string | null;
   type: string | null;
   retryAfter: number | null;
+  requestId?: string;
 }
 
 /** `Retry-After` (seconds or an HTTP date) or `retry-after-ms`, in seconds. */
@@ -77,6 +88,7 @@ export async function errorFromResponse(response: Response): Promise<ApiError> {
     code: body?.code === undefined || body?.code === null ? null : String(body.code),
     type: body?.type ?? null,
     retryAfter: retryAfterOf(response.headers),
+    requestId: response.headers.get("X-Request-Id"),
   });
 }
 

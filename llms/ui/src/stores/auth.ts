@@ -1,7 +1,8 @@
 /**
  * The gateway's API key, when it asks for one: kept in localStorage, sent as
- * `Authorization: Bearer`. A 401 opens the key dialog once; every request waiting on it
- * continues when a key is saved.
+ * `Authorization: Bearer`. A 401 opens the key dialog; every request waiting on it continues
+ * when a key is saved, and asks again if that key is refused too. Whoever listens
+ * (`onKeyChange`: the model list) hears of every key saved, from the dialog or from Settings.
  */
 import { reactive } from "vue";
 import { browserStorage } from "./settings";
@@ -19,6 +20,7 @@ export interface AuthState {
 export class AuthStore {
   readonly state: AuthState;
   private waiters: ((key: string | null) => void)[] = [];
+  private listeners: ((key: string) => void)[] = [];
 
   constructor(private readonly storage: Storage | null = browserStorage()) {
     let key: string | null = null;
@@ -51,6 +53,12 @@ export class AuthStore {
       // kept in memory only
     }
     this.settle(value);
+    for (const listener of this.listeners) listener(value);
+  }
+
+  /** Call `listener` with every key saved. */
+  onKeyChange(listener: (key: string) => void): void {
+    this.listeners.push(listener);
   }
 
   cancel(): void {

@@ -7,22 +7,31 @@
  * screen refreshes, however fast tokens come.
  */
 import { reactive, toRaw } from "vue";
-import { runChat, type RunEvent, type RunOptions, type RunOutcome } from "../api/chat";
+import { newStreamId, runChat, type RunEvent, type RunOptions, type RunOutcome } from "../api/chat";
 import type { Gateway } from "../api/client";
 import type { ChatRequest, WireMessage } from "../api/types";
 import { frameScheduler, type FrameScheduler } from "../lib/frame";
 import type { AuthStore } from "./auth";
 import type { Thread } from "./db";
-import { applyRunEvent, finishMessage, newAnswer, type ChatMessage } from "./message";
+import { browserLocks, lockName, type Release, type RunLocks } from "./locks";
+import {
+  applyRunEvent,
+  cutReason,
+  finishMessage,
+  isRunning,
+  newAnswer,
+  orphaned,
+  resumable,
+  type ChatMessage,
+} from "./message";
 import type { ModelsStore } from "./models";
 import type { Settings } from "./settings";
 import { newId, type ThreadStore } from "./threads";
+import { branch, switchVersion } from "./versions";
 
 export interface Banner {
-  kind: "error" | "ratelimit" | "offline" | "info";
+  kind: "error" | "offline" | "info";
   message: string;
-  /** ratelimit: when the wait is over (ms since epoch). */
-  until?: number;
 }
 
 export interface ChatDeps {
@@ -36,12 +45,21 @@ export interface ChatDeps {
   schedule?: (callback: () => void) => FrameScheduler;
   /** Extra options for every run (tests: backoff, watchdog, network). */
   runOptions?: Partial<RunOptions>;
+  /** Which tab runs which answer (default: Web Locks). */
+  locks?: RunLocks;
 }
 
 interface ActiveRun {
   threadId: string;
   controller: AbortController;
   done: Promise<void>;
+}
+
+/** How a run starts: a request to send, or a stream to follow again (holding its lock). */
+interface RunStart {
+  request: ChatRequest;
+  resume?: { streamId: string; lastEventId: number };
+  release?: Release | null;
 }
 
 /** The conversation as the API wants it: system prompt, then the turns before `end`. */
@@ -68,6 +86,9 @@ function copyInto(live: ChatMessage, draft: ChatMessage): void {
   }
 }
 
+/** What Continue asks after an answer cut at the max-tokens limit. */
+export const CONTINUE_PROMPT = "Continue exactly where your previous answer stopped, without repeating anything.";
+
 export class ChatController {
   readonly state = reactive({
     banner: null as Banner | null,
@@ -76,19 +97,30 @@ export class ChatController {
     /** The system prompt typed before the first message of a new chat. */
     draftSystemPrompt: "",
   });
+  /** The runs of this tab, by answer id. */
   private readonly runs = new Map<string, ActiveRun>();
+  /** Answers running elsewhere (another tab, or a page closed mid-answer) this tab waits to take over. */
+  private readonly waiting = new Map<string, AbortController>();
   private readonly now: () => number;
   private readonly run: (options: RunOptions) => Promise<RunOutcome>;
   private readonly schedule: (callback: () => void) => FrameScheduler;
+  private readonly locks: RunLocks;
 
   constructor(private readonly deps: ChatDeps) {
     this.now = deps.now ?? (() => Date.now());
     this.run = deps.run ?? runChat;
     this.schedule = deps.schedule ?? ((callback) => frameScheduler(callback));
+    this.locks = deps.locks ?? browserLocks();
+    deps.threads.onStopRequest = (messageId) => this.runs.get(messageId)?.controller.abort();
   }
 
   isRunning(threadId: string | undefined | null): boolean {
     return !!threadId && this.state.running.includes(threadId);
+  }
+
+  /** An answer of the thread runs, in this tab or in another one (mirrored here). */
+  isBusy(thread: Thread | null | undefined): boolean {
+    return !!thread && (this.isRunning(thread.id) || thread.messages.some(isRunning));
   }
 
   /** Wait for every run of this tab to end (tests, and before closing). */
@@ -111,7 +143,7 @@ export class ChatController {
     }
     const { threads } = this.deps;
     let thread = threads.state.current;
-    if (thread && this.isRunning(thread.id)) return false;
+    if (thread && this.isBusy(thread)) return false;
     if (!thread) {
       thread = await threads.create({ systemPrompt: this.state.draftSystemPrompt, model });
       this.state.draftSystemPrompt = "";
@@ -122,72 +154,181 @@ export class ChatController {
     return true;
   }
 
-  /** Answer the last user message again (the last answer is replaced). */
+  /** Answer the last user message again; the last answer stays as another version. */
   async regenerate(): Promise<void> {
     const thread = this.deps.threads.state.current;
-    if (!thread || this.isRunning(thread.id)) return;
+    if (!thread || this.isBusy(thread)) return;
     const last = thread.messages.length - 1;
     if (last < 0) return;
-    if (thread.messages[last]!.role === "assistant") thread.messages.splice(last, 1);
-    await this.answerWithSelected(thread);
+    const model = this.modelFor(thread);
+    if (!model) return;
+    if (thread.messages[last]!.role === "assistant") await this.answer(thread, model, { branchAt: last });
+    else await this.answer(thread, model);
   }
 
-  /** A failed answer again: it and anything after it are replaced. */
+  /** A failed answer again: it (and anything after it) is replaced; its turn's versions stay. */
   async retry(messageId: string): Promise<void> {
     const thread = this.deps.threads.state.current;
-    if (!thread || this.isRunning(thread.id)) return;
+    if (!thread || this.isBusy(thread)) return;
     const index = thread.messages.findIndex((m) => m.id === messageId);
-    if (index === -1) return;
-    thread.messages.splice(index);
-    await this.answerWithSelected(thread);
+    const model = this.modelFor(thread);
+    if (index === -1 || !model) return;
+    await this.answer(thread, model, { replaceAt: index });
   }
 
-  /** Change a user message, drop everything after it, and ask again. */
+  /** A new version of a user message, answered again; the old question and what followed stay. */
   async edit(messageId: string, text: string): Promise<void> {
     const thread = this.deps.threads.state.current;
     const content = text.trim();
-    if (!thread || !content || this.isRunning(thread.id)) return;
+    if (!thread || !content || this.isBusy(thread)) return;
     const index = thread.messages.findIndex((m) => m.id === messageId);
-    if (index === -1 || thread.messages[index]!.role !== "user") return;
-    thread.messages[index]!.content = content;
-    thread.messages.splice(index + 1);
-    await this.answerWithSelected(thread);
+    const model = this.modelFor(thread);
+    if (index === -1 || thread.messages[index]!.role !== "user" || !model) return;
+    branch(thread.messages, index, [{ id: newId(), role: "user", content, createdAt: this.now() }]);
+    await this.answer(thread, model);
   }
 
-  /** Stop every answer streaming in a thread (default: the open one). */
+  /** Show another version of the turn starting at `messageId` (0-based `to`). */
+  async showVersion(messageId: string, to: number): Promise<void> {
+    const thread = this.deps.threads.state.current;
+    if (!thread || this.isBusy(thread)) return;
+    const index = thread.messages.findIndex((m) => m.id === messageId);
+    if (index === -1 || !switchVersion(thread.messages, index, to)) return;
+    await this.deps.threads.save(thread, { touch: false }).catch(() => undefined);
+  }
+
+  /** Extend an answer cut at the max-tokens limit: the model goes on, into the same message. */
+  async continueAnswer(messageId: string): Promise<void> {
+    const thread = this.deps.threads.state.current;
+    if (!thread || this.isBusy(thread)) return;
+    const index = thread.messages.findIndex((m) => m.id === messageId);
+    const live = thread.messages[index];
+    if (!live || live.role !== "assistant" || index !== thread.messages.length - 1 || !cutReason(live)) return;
+    const model = live.model ?? this.modelFor(thread);
+    if (!model) return;
+    const request = this.request(thread, model, index + 1);
+    request.messages.push({ role: "user", content: CONTINUE_PROMPT });
+    const now = this.now();
+    Object.assign(live, {
+      state: "connecting",
+      finishReason: null,
+      error: undefined,
+      interrupted: false,
+      usage: undefined,
+      startedAt: now,
+      firstTokenAt: undefined,
+      endedAt: undefined,
+      outputChunks: 0,
+      reconnects: 0,
+      streamId: newStreamId(),
+      lastEventId: undefined,
+      continued: (live.continued ?? 0) + 1,
+    } satisfies Partial<ChatMessage>);
+    await this.start(thread, live, { request });
+  }
+
+  /** Stop every answer streaming in a thread (default: the open one), here or in another tab. */
   stop(threadId: string | null = this.deps.threads.state.current?.id ?? null): void {
     for (const run of this.runs.values()) {
       if (threadId === null || run.threadId === threadId) run.controller.abort();
     }
+    const thread = this.deps.threads.state.current;
+    if (!thread || (threadId !== null && thread.id !== threadId)) return;
+    for (const message of thread.messages) {
+      if (!isRunning(message) || this.runs.has(message.id)) continue;
+      // Mirrored from the tab that runs it: ask that tab, and the gateway, to stop it.
+      this.deps.threads.requestStop(thread.id, message.id);
+      if (message.streamId) void this.deps.gateway.cancel(message.streamId);
+    }
   }
 
-  private async answerWithSelected(thread: Thread): Promise<void> {
-    const model = this.deps.models.selected.value ?? thread.model;
-    if (!model) return;
-    await this.answer(thread, model);
+  /**
+   * The open thread has answers running with no run in this tab (a reload mid-answer, another
+   * tab's answer): wait until no tab runs each one (its lock), then follow its stream again
+   * from the last event seen, or mark it failed when it cannot be followed.
+   */
+  adopt(thread: Thread): void {
+    for (const message of thread.messages) {
+      if (!isRunning(message) || this.runs.has(message.id) || this.waiting.has(message.id)) continue;
+      const controller = new AbortController();
+      this.waiting.set(message.id, controller);
+      void this.takeOver(thread, message.id, controller.signal);
+    }
+  }
+
+  private async takeOver(thread: Thread, messageId: string, signal: AbortSignal): Promise<void> {
+    const release = await this.locks.acquire(lockName(messageId), { wait: true, signal });
+    this.waiting.delete(messageId);
+    if (!release) return;
+    const { threads } = this.deps;
+    const index = thread.messages.findIndex((m) => m.id === messageId);
+    const stored = await threads.storedMessage(thread.id, messageId).catch(() => null);
+    const here = thread.messages[index];
+    if (!here || this.runs.has(messageId)) {
+      release();
+      return;
+    }
+    // The freshest copy: the run that ended saved its end; a closed tab's broadcast may be newer.
+    let best = here;
+    if (stored && (!isRunning(stored) || (stored.lastEventId ?? 0) > (here.lastEventId ?? 0))) best = stored;
+    if (!isRunning(best) || !resumable(best)) {
+      if (best !== here || isRunning(best)) {
+        thread.messages[index] = orphaned(best);
+        await threads.save(thread, { touch: false }).catch(() => undefined);
+      }
+      release();
+      return;
+    }
+    if (best !== here) thread.messages[index] = best;
+    const live = thread.messages[index]!;
+    const resume = { streamId: best.streamId!, lastEventId: best.lastEventId ?? 0 };
+    await this.start(thread, live, { request: { model: best.model ?? "", messages: [] }, resume, release });
+  }
+
+  private modelFor(thread: Thread): string | null {
+    return this.deps.models.selected.value ?? thread.model;
   }
 
   private request(thread: Thread, model: string, end: number): ChatRequest {
     const { settings } = this.deps;
     const request: ChatRequest = { model, messages: wireMessages(thread, end) };
+    // Only what the user set: an unset parameter is the model's own default.
     if (settings.temperature !== null) request.temperature = settings.temperature;
     if (settings.maxTokens !== null) request.max_tokens = settings.maxTokens;
     return request;
   }
 
-  /** Append an answer to the thread and stream it. Resolves when the run has ended. */
-  private answer(thread: Thread, model: string): Promise<void> {
-    const request = this.request(thread, model, thread.messages.length);
-    thread.messages.push(newAnswer(newId(), model, this.now()));
-    // The reactive proxy of the message just pushed: writes through it update the view.
+  /**
+   * Start a new answer and stream it: appended, or as a new version of the answer at `branchAt`,
+   * or instead of the failed one at `replaceAt`. Resolves when the run has ended.
+   */
+  private answer(thread: Thread, model: string, at: { branchAt?: number; replaceAt?: number } = {}): Promise<void> {
+    const end = at.branchAt ?? at.replaceAt ?? thread.messages.length;
+    const request = this.request(thread, model, end);
+    const fresh = newAnswer(newId(), model, this.now());
+    fresh.streamId = newStreamId();
+    if (at.branchAt !== undefined) {
+      branch(thread.messages, at.branchAt, [fresh]);
+    } else if (at.replaceAt !== undefined) {
+      const [old] = thread.messages.splice(at.replaceAt);
+      if (old?.versions) Object.assign(fresh, { versions: old.versions, version: old.version });
+      thread.messages.push(fresh);
+    } else {
+      thread.messages.push(fresh);
+    }
+    // The reactive proxy of the message just placed: writes through it update the view.
     const live = thread.messages[thread.messages.length - 1]!;
+    return this.start(thread, live, { request });
+  }
+
+  private start(thread: Thread, live: ChatMessage, how: RunStart): Promise<void> {
     const controller = new AbortController();
-    const done = this.execute(thread, live, request, controller);
+    const done = this.execute(thread, live, how, controller);
     this.runs.set(live.id, { threadId: thread.id, controller, done });
     return done;
   }
 
-  private async execute(thread: Thread, live: ChatMessage, request: ChatRequest, controller: AbortController): Promise<void> {
+  private async execute(thread: Thread, live: ChatMessage, how: RunStart, controller: AbortController): Promise<void> {
     const { threads, auth, gateway, settings } = this.deps;
     this.state.banner = null;
     this.state.running.push(thread.id);
@@ -209,29 +350,35 @@ export class ChatController {
       frame.request();
     };
     let outcome: RunOutcome = { kind: "stopped", by: "user" };
+    // This tab runs the answer: other tabs mirror it, and take it over if this one closes.
+    const release = how.release ?? (await this.locks.acquire(lockName(live.id), { wait: false }));
     try {
       await threads.save(thread).catch(() => undefined); // storage trouble must not stop the answer
-      let askedForKey = false;
+      let asked = false;
       while (!controller.signal.aborted) {
         outcome = await this.run({
           ...this.deps.runOptions,
           gateway,
-          request,
-          streaming: settings.streaming,
+          request: how.request,
+          streaming: how.resume ? true : settings.streaming,
           signal: controller.signal,
           emit,
+          ...(how.resume ? { resume: how.resume } : { streamId: live.streamId }),
         });
-        if (outcome.kind === "failed" && outcome.error.status === 401 && !askedForKey && !controller.signal.aborted) {
-          askedForKey = true;
-          frame.flush();
-          const reason = auth.key ? "The saved API key was not accepted." : outcome.error.message;
-          const key = await auth.ask(reason);
-          if (key !== null && !controller.signal.aborted) {
-            draft.state = "connecting";
-            continue;
-          }
-        }
-        break;
+        if (outcome.kind !== "failed" || outcome.error.status !== 401 || controller.signal.aborted) break;
+        // Asked again for as long as the key is refused, until the user cancels.
+        frame.flush();
+        const reason = asked
+          ? "That key was not accepted either. Check it and try again."
+          : auth.key
+            ? "The saved API key was not accepted."
+            : outcome.error.message;
+        asked = true;
+        const key = await auth.ask(reason);
+        if (key === null || controller.signal.aborted) break;
+        draft.state = "connecting";
+        if (!how.resume) draft.streamId = newStreamId();
+        live.streamId = draft.streamId;
       }
     } finally {
       clearTimeout(waiting);
@@ -241,29 +388,13 @@ export class ChatController {
       this.runs.delete(live.id);
       this.state.running.splice(this.state.running.indexOf(thread.id), 1);
       threads.release(thread, live.id);
-      this.report(outcome);
       try {
         await threads.save(thread);
       } catch {
         // The thread was deleted meanwhile, or storage failed: the view still has the answer.
       }
       threads.broadcastMessage(thread.id, live, { force: true });
-    }
-  }
-
-  private report(outcome: RunOutcome): void {
-    if (outcome.kind !== "failed") return;
-    const { error } = outcome;
-    if (error.status === 429) {
-      const wait = error.retryAfter ?? 0;
-      this.state.banner = { kind: "ratelimit", message: error.message, until: this.now() + wait * 1000 };
-    } else if (outcome.interrupted) {
-      this.state.banner = {
-        kind: "error",
-        message: `${error.message} The partial answer is kept; use Retry to ask again.`,
-      };
-    } else {
-      this.state.banner = { kind: "error", message: error.message };
+      release?.();
     }
   }
 }

@@ -58,6 +58,24 @@ export interface ChatMessage {
   outputChunks?: number;
   /** Stopped by a cancel from elsewhere (another tab). */
   stoppedElsewhere?: boolean;
+  /** How many times Continue extended this answer after a max-tokens cut. */
+  continued?: number;
+  /**
+   * Other versions of this turn (an edited question, a regenerated answer): each is this message
+   * and every message after it, as they were. The active version's slot is empty (it is the
+   * thread's messages from here on). See stores/versions.ts.
+   */
+  versions?: ChatMessage[][];
+  /** Which of `versions` is shown. */
+  version?: number;
+}
+
+/** Why an answer ended early, in words (null: it ended normally). */
+export function cutReason(message: ChatMessage): string | null {
+  if (message.state !== "done") return null;
+  if (message.finishReason === "length") return "Cut off at the max-tokens limit";
+  if (message.finishReason === "content_filter") return "Stopped by the provider's content filter";
+  return null;
 }
 
 export function isRunning(message: ChatMessage): boolean {
@@ -244,9 +262,17 @@ export function finishMessage(message: ChatMessage, outcome: RunOutcome, now: nu
   }
 }
 
-/** A message persisted while its run was going, found after a reload with no run behind it. */
+/** A running answer whose stream the gateway may still hold (it can be followed again). */
+export function resumable(message: ChatMessage): boolean {
+  return isRunning(message) && !!message.streamId && message.mode !== "complete";
+}
+
+/**
+ * A message persisted while its run was going, found with no run behind it and no stream to
+ * follow again (a non-streaming request, or one closed before the gateway named its stream).
+ */
 export function orphaned(message: ChatMessage): ChatMessage {
-  if (!isRunning(message)) return message;
+  if (!isRunning(message) || resumable(message)) return message;
   return {
     ...message,
     state: "failed",

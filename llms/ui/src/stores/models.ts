@@ -56,14 +56,23 @@ export class ModelsStore {
   async load(): Promise<void> {
     this.state.loading = true;
     try {
-      let models: ModelCard[];
-      try {
-        models = await this.gateway.models();
-      } catch (error) {
-        if (!(error instanceof ApiError) || error.status !== 401) throw error;
-        const key = await this.auth.ask(this.auth.key ? "The saved API key was not accepted." : error.message);
-        if (key === null) throw error;
-        models = await this.gateway.models();
+      let models: ModelCard[] | null = null;
+      let asked = false;
+      while (models === null) {
+        try {
+          models = await this.gateway.models();
+        } catch (error) {
+          if (!(error instanceof ApiError) || error.status !== 401) throw error;
+          // Asked again for as long as the key is refused, until the user cancels.
+          const reason = asked
+            ? "That key was not accepted either. Check it and try again."
+            : this.auth.key
+              ? "The saved API key was not accepted."
+              : error.message;
+          asked = true;
+          const key = await this.auth.ask(reason);
+          if (key === null) throw error;
+        }
       }
       this.state.models = models;
       this.state.error = null;

@@ -15,9 +15,15 @@ export interface Settings {
 }
 
 export const SETTINGS_KEY = "llms.settings";
+/**
+ * Version 2: the temperature defaults to the model's own. Version 1 (no `v`) saved 0.7 as the
+ * default whether or not the user chose it, so a saved 0.7 without a version reads as unset.
+ */
+export const SETTINGS_VERSION = 2;
+const OLD_DEFAULT_TEMPERATURE = 0.7;
 
 export const DEFAULTS: Readonly<Settings> = Object.freeze({
-  temperature: 0.7,
+  temperature: null,
   maxTokens: null,
   streaming: true,
   theme: "system",
@@ -42,7 +48,10 @@ export function loadSettings(storage: Pick<Storage, "getItem"> | null): Settings
   if (typeof raw !== "object" || raw === null) return settings;
   const saved = raw as Record<string, unknown>;
   const temperature = numberOrNull(saved.temperature, 0, 2);
-  if (temperature !== undefined) settings.temperature = temperature;
+  const unversioned = saved.v === undefined;
+  if (temperature !== undefined && !(unversioned && temperature === OLD_DEFAULT_TEMPERATURE)) {
+    settings.temperature = temperature;
+  }
   const maxTokens = numberOrNull(saved.maxTokens, 1, 1_000_000);
   if (maxTokens !== undefined) settings.maxTokens = maxTokens === null ? null : Math.round(maxTokens);
   if (typeof saved.streaming === "boolean") settings.streaming = saved.streaming;
@@ -53,7 +62,7 @@ export function loadSettings(storage: Pick<Storage, "getItem"> | null): Settings
 
 export function saveSettings(storage: Pick<Storage, "setItem"> | null, settings: Settings): void {
   try {
-    storage?.setItem(SETTINGS_KEY, JSON.stringify(settings));
+    storage?.setItem(SETTINGS_KEY, JSON.stringify({ v: SETTINGS_VERSION, ...settings }));
   } catch {
     // Storage full or disabled (private mode): settings last for this page only.
   }

@@ -5,7 +5,7 @@
  */
 import { computed, reactive, toRaw, type ComputedRef } from "vue";
 import { ThreadDB, type Thread, type ThreadMeta } from "./db";
-import { orphaned, type ChatMessage } from "./message";
+import type { ChatMessage } from "./message";
 
 export const CHANNEL = "llms-threads";
 export const UNTITLED = "New chat";
@@ -13,7 +13,8 @@ export const UNTITLED = "New chat";
 type SyncMessage =
   | { kind: "saved"; id: string }
   | { kind: "deleted"; id: string }
-  | { kind: "message"; threadId: string; message: ChatMessage };
+  | { kind: "message"; threadId: string; message: ChatMessage }
+  | { kind: "stop"; threadId: string; messageId: string };
 
 export interface ChannelLike {
   postMessage(message: unknown): void;
@@ -80,6 +81,8 @@ export class ThreadStore {
   /** Deleted here or in another tab: a late save (a run ending) must not bring it back. */
   private readonly deleted = new Set<string>();
   private saveTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  /** Another tab asks this one to stop an answer it runs (set by the chat controller). */
+  onStopRequest: ((messageId: string) => void) | null = null;
   private lastBroadcast = new Map<string, number>();
 
   constructor(options: ThreadStoreOptions = {}) {
@@ -155,7 +158,7 @@ export class ThreadStore {
       this.state.current = null;
       return null;
     }
-    thread.messages = thread.messages.map(orphaned);
+    // Answers found running are the chat controller's to follow again or mark (adopt).
     this.state.current = thread;
     return this.state.current;
   }
@@ -268,6 +271,18 @@ export class ThreadStore {
     );
   }
 
+  /** Ask the tab that runs an answer to stop it. */
+  requestStop(threadId: string, messageId: string): void {
+    this.post({ kind: "stop", threadId, messageId });
+  }
+
+  /** A message as last saved (null when the thread or the message is gone). */
+  async storedMessage(threadId: string, messageId: string): Promise<ChatMessage | null> {
+    if (this.deleted.has(threadId)) return null;
+    const thread = await this.db.get(threadId);
+    return thread?.messages.find((m) => m.id === messageId) ?? null;
+  }
+
   /** Mirror a streaming message to the other tabs (at most every `everyMs`). */
   broadcastMessage(threadId: string, message: ChatMessage, options: { force?: boolean; everyMs?: number } = {}): void {
     if (!this.channel) return;
@@ -316,6 +331,9 @@ export class ThreadStore {
         }
         break;
       }
+      case "stop":
+        this.onStopRequest?.(message.messageId);
+        break;
       case "message": {
         const current = this.state.current;
         if (!current || current.id !== message.threadId || this.isLocal(message.message.id)) return;
