@@ -386,6 +386,10 @@ def main(argv: list[str] | None = None) -> None:
     params.n_ctx = args.ctx
     params.n_parallel = args.parallel
     params.ui = False
+    # `/v1/embeddings` too (mean-pooled over the model's last layer): this llama.cpp serves chat
+    # and embeddings from one server, switching per batch, at no cost in memory (measured).
+    params.embedding = True
+    params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
     # Warnings and errors only: at the default (info) llama.cpp logs several lines per request.
     params.verbosity = 2
     if args.alias:

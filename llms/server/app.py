@@ -19,7 +19,7 @@ from llms.errors import ConfigError, GatewayError, ServiceUnavailable
 from llms.local import LocalServer
 from llms.providers import Providers
 from llms.routing import Router
-from llms.server import keys, messages, openapi, responses, routes
+from llms.server import embeddings, keys, messages, openapi, responses, routes
 from llms.server.auth import KEY, authenticate, needs_key
 from llms.server.bodies import BODIES, BodyBudget
 from llms.server.cors import Cors
@@ -162,6 +162,7 @@ def create_app(
     siblings = worker.siblings if worker is not None and not state.redis_url else None
     responses.install(app, siblings)
     messages.install(app)
+    app.router.add_post("/v1/embeddings", embeddings.embeddings)
     app.router.add_get("/v1/models", routes.list_models)
     app.router.add_get("/v1/models/{model:.+}", routes.retrieve_model)
     resume: Handler = routes.resume_stream

@@ -133,7 +133,8 @@ class FakeGemini(FakeOpenAI):
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].rpartition(":")
-        if method not in ("streamGenerateContent", "countTokens"):
+        embeds = method in ("embedContent", "batchEmbedContents")
+        if method not in ("streamGenerateContent", "countTokens") and not embeds:
             return _error(404, "NOT_FOUND", f"Method {method!r} is not served by this fake.")
         try:
             body = orjson.loads(await request.read())
@@ -147,6 +148,10 @@ class FakeGemini(FakeOpenAI):
             return problem
         if method == "countTokens":
             return await self._count_tokens(request, model, body)
+        if embeds:
+            from tests.upstreams.embeddings import gemini_embed
+
+            return await gemini_embed(self, request, model, method, body)
         problem = _problem(body)
         if problem is not None:
             return _error(400, "INVALID_ARGUMENT", problem)

@@ -120,6 +120,12 @@ class FakeOllama(FakeOpenAI):
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/api/chat", self._chat)
         self.app.router.add_get("/api/tags", self._tags)
+        self.app.router.add_post("/api/embed", self._embed)
+
+    async def _embed(self, request: web.Request) -> web.StreamResponse:
+        from tests.upstreams.embeddings import ollama_embed
+
+        return await ollama_embed(self, request)
 
     async def _tags(self, request: web.Request) -> web.StreamResponse:
         self.tag_requests.append(

@@ -128,6 +128,7 @@ class FakeOpenAI:
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
+        self.app.router.add_post("/v1/embeddings", self._embeddings)
         self.api_key = api_key
         if llama_cpp:
             self.app.router.add_post("/apply-template", self._apply_template)
@@ -169,6 +170,11 @@ class FakeOpenAI:
                 {"error": {**error, "type": "invalid_request_error"}}, status=400
             )
         return web.json_response({"tokens": tokens_of(content, bool(body.get("add_special")))})
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        from tests.upstreams.embeddings import openai_embeddings
+
+        return await openai_embeddings(self, request)
 
     def script_for(self, model: str) -> Script:
         """A model's script; a list plays its scripts in turn, the last one for ever after."""
