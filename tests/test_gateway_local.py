@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -49,6 +50,21 @@ async def test_chat_with_the_bundled_model(make_gateway: Callable[..., Awaitable
     )
     assert completion.choices[0].message.content
     assert completion.choices[0].finish_reason in ("stop", "length")
+    # The same llama.cpp server embeds (mean pooling), offline: text and token arrays.
+    embedded = await client.embeddings.create(
+        model="smollm2-135m", input=["hello world", "a cat sat on the mat", "hello world"]
+    )
+    vectors = [item.embedding for item in embedded.data]
+    assert [len(v) for v in vectors] == [576] * 3  # SmolLM2-135M's hidden size
+    assert cosine(vectors[0], vectors[2]) > 0.999 > cosine(vectors[0], vectors[1])
+    assert embedded.usage.prompt_tokens > 0
+    tokens = await client.embeddings.create(model="smollm2-135m", input=[[28, 1234, 567]])
+    assert len(tokens.data[0].embedding) == 576
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
 
 
 async def test_missing_model_package_still_serves(
