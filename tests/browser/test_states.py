@@ -34,48 +34,59 @@ async def test_a_fallback_shows_the_retrying_state(
     assert [r.body["model"] for r in fake_openai.received] == ["fb-a", "fb-b"]
 
 
-COUNTDOWN = re.compile(r"try again in (\d+) s")
+COUNTDOWN = re.compile(r"retry in (\d+) s", re.IGNORECASE)
 
 
 async def rate_limited(s: Stack, answer: Locator, message: str, retry_after: int) -> None:
-    """The answer failed with the 429's message, and the banner counts the wait down."""
+    """The answer says so once, in plain words, with the 429's own message under Details; no
+    banner repeats it; Retry counts the wait down and stays disabled until it is over."""
     await s.settled(answer, "failed", within_ms=8000)
-    await expect(answer).to_contain_text(message)
-    banner = s.page.get_by_test_id("error-banner")
-    await expect(banner).to_contain_text(message)
-    await expect(banner).to_contain_text(COUNTDOWN)
-    first = int(COUNTDOWN.search(await banner.inner_text()).group(1))  # type: ignore[union-attr]
+    text = answer.get_by_test_id("error-text")
+    await expect(text).to_contain_text("Too many requests: the rate limit was reached.")
+    await expect(text).to_contain_text(COUNTDOWN)
+    first = int(COUNTDOWN.search(await text.inner_text()).group(1))  # type: ignore[union-attr]
+    details = answer.get_by_test_id("error-details")
+    await expect(details.locator("dl")).to_be_hidden()  # behind the disclosure, closed
+    await details.locator("summary").click()
+    await expect(details.locator("dl")).to_be_visible()
+    await expect(details).to_contain_text(message)
+    await expect(details).to_contain_text("429")
+    await expect(s.page.get_by_test_id("error-banner")).to_have_count(0)
     assert retry_after - 5 <= first <= retry_after + 1
-    await expect(banner).to_contain_text(f"try again in {first - 1} s", timeout=2500)
+    retry = answer.get_by_test_id("retry")
+    await expect(retry).to_be_disabled()
+    await expect(retry).to_contain_text(COUNTDOWN)
+    if first > 1:
+        await expect(text).to_contain_text(f"retry in {first - 1} s", timeout=2500)
 
 
 async def test_a_rate_limit_shows_its_message_and_a_countdown(
     stack: StartStack, fake_openai: FakeOpenAI
 ) -> None:
+    raw = (
+        "Rate limit reached for gpt-4o on requests per min (RPM): Limit 3, Used 3, "
+        "Requested 1. Please try again in 4s."
+    )
     limited = error_script(
         429,
-        {
-            "error": {
-                "message": "Rate limit reached for requests per minute",
-                "type": "requests",
-                "code": "rate_limit_exceeded",
-            }
-        },
-        headers={"Retry-After": "20"},
+        {"error": {"message": raw, "type": "requests", "code": "rate_limit_exceeded"}},
+        headers={"Retry-After": "4"},
     )
     fake_openai.scripts["up"] = [limited, text_script(["Better ", "now."])]
     s = await stack()
     await s.open()
     answer = await s.send("Hello?")
-    await rate_limited(s, answer, "Rate limit reached for requests per minute", 20)
+    await rate_limited(s, answer, raw, 4)
     await s.screenshot("05-error-rate-limit")
 
-    banner = s.page.get_by_test_id("error-banner")
-    await answer.get_by_test_id("retry").click()
+    # Retry is offered once the wait is over; the failed answer is replaced.
+    retry = answer.get_by_test_id("retry")
+    await expect(retry).to_be_enabled(timeout=6000)
+    await expect(answer.get_by_test_id("error-text")).to_contain_text("You can retry now.")
+    await retry.click()
     await s.settled(s.answers.last)
     await expect(s.answers).to_have_count(1)
     await expect(s.answers.last.get_by_test_id("message-content")).to_have_text("Better now.")
-    await expect(banner).to_have_count(0)
 
 
 async def test_the_gateways_own_rate_limit_shows_its_message_and_a_countdown(
