@@ -25,6 +25,7 @@ from llms.config_checks import (
     url_problem,
     value_problem,
 )
+from llms.config_auth import ProviderAuth, cloud_options, default_base_url
 from llms.errors import ConfigError
 from llms.protocols import PROTOCOLS
 
@@ -145,6 +146,9 @@ class ProviderConfig:
     # USD per million prompt / completion tokens (for the usage API's cost); None: not priced.
     price_in: float | None = None
     price_out: float | None = None
+    # A credential fetched or computed per request (llms/credentials.py): the `auth` block,
+    # a service-account key.
+    auth: ProviderAuth | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,10 +562,14 @@ def _provider(
             timeouts=timeouts,
             options=options,
         )
-    base_url = r.url(obj.get("base_url", protocol.base_url), f"{path}.base_url")
+    default_url = default_base_url(r, protocol.base_url, obj, path) if "base_url" not in obj else ""
+    base_url = r.url(obj.get("base_url", default_url), f"{path}.base_url")
     api_key = None if obj.get("api_key") is None else r.string(obj["api_key"], f"{path}.api_key")
     if api_key is not None and (problem := value_problem(api_key)):
         raise r.fail(f"{path}.api_key", problem)
+    auth, cloud = cloud_options(r, kind, obj, path)
+    if auth is not None and api_key is not None:
+        raise r.fail(f"{path}.auth", "give either api_key or auth, not both")
     headers_obj = obj.get("headers", {})
     if not isinstance(headers_obj, dict):
         raise r.fail(f"{path}.headers", f"expected an object of strings, got {_show(headers_obj)}")
@@ -570,14 +578,17 @@ def _provider(
         if problem := header_problem(name, header):
             at = f"{path}.headers.{name}" if _NAME.match(name) else f"{path}.headers {_show(name)}"
             raise r.fail(at, problem)
-    authorization = (api_key is not None and protocol.bearer_key) or any(
-        name.lower() == "authorization" for name in headers
+    authorization = (
+        (api_key is not None and protocol.bearer_key)
+        or auth is not None
+        or any(name.lower() == "authorization" for name in headers)
     )
     if problem := url_credentials_clash(base_url, authorization):
         raise r.fail(f"{path}.base_url", problem)
     # An entry without `models` for a server that lists them (Ollama's /api/tags) discovers them.
     discover = protocol.discovers_models and "models" not in obj
     options = {"discover": True} if discover else {}
+    options.update(cloud)
     if "max_tokens" in obj:
         options["max_tokens"] = r.integer(obj["max_tokens"], f"{path}.max_tokens")
     return ProviderConfig(
@@ -592,6 +603,7 @@ def _provider(
         options=options,
         price_in=_price(r, obj.get("price_in"), f"{path}.price_in"),
         price_out=_price(r, obj.get("price_out"), f"{path}.price_out"),
+        auth=auth,
     )
 
 

@@ -51,7 +51,7 @@ PROTOCOLS: dict[str, UpstreamProtocol] = {
             "openai",
             adapter="openai",
             base_url="https://api.openai.com/v1",
-            extra_keys=("include_usage",),
+            extra_keys=("auth", "include_usage"),
             answers_whole=True,
             bearer_key=True,
         ),
@@ -79,6 +79,30 @@ PROTOCOLS: dict[str, UpstreamProtocol] = {
         ),
         UpstreamProtocol(
             "gemini", adapter="gemini", base_url="https://generativelanguage.googleapis.com/v1beta"
+        ),
+        # Accenture's AI Refinery: OpenAI's chat completions at {base_url}/v1/chat/completions.
+        UpstreamProtocol(
+            "airefinery",
+            adapter="airefinery",
+            base_url="https://api.airefinery.accenture.com",
+            extra_keys=("include_usage", "auth"),
+            answers_whole=True,
+            bearer_key=True,
+        ),
+        # Azure OpenAI: a deployment per model, the `api-key` header (or `auth`: Entra ID).
+        UpstreamProtocol(
+            "azure",
+            adapter="azure",
+            base_url=None,
+            extra_keys=("include_usage", "auth", "api_version"),
+            answers_whole=True,
+        ),
+        # Google Vertex AI: the Gemini protocol, a service account's token ({location} is a key).
+        UpstreamProtocol(
+            "vertex",
+            adapter="vertex",
+            base_url="https://{location}-aiplatform.googleapis.com",
+            extra_keys=("project", "location", "credentials_file"),
         ),
     )
 }

@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from llms.config import CircuitConfig, Config, ProviderConfig
+from llms.credentials import authoriser_for
 from llms.errors import ServiceUnavailable
+from llms.upstream import Authoriser
 
 
 class BaseURLSource(Protocol):
@@ -84,6 +86,10 @@ class Providers:
         self._sources = dict(sources or {})
         self._current: dict[str, ProviderConfig] = {p.name: p for p in config.providers}
         self.breakers = {p.name: CircuitBreaker(config.routing.circuit) for p in config.providers}
+        # Per-request authentication (a cached token, a signature): llms/credentials.py.
+        self.authorisers: dict[str, Authoriser] = {
+            p.name: authoriser for p in config.providers if (authoriser := authoriser_for(p))
+        }
         # Provider name -> "starting" | "ok" | "unavailable" | "unreachable", where it varies.
         self.states: dict[str, str] = {}
         self.routes: dict[str, tuple[ProviderConfig, ...]] = {}

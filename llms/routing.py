@@ -286,7 +286,8 @@ class Router:
             if self.observer is not None:
                 self.observer.sending(provider, content)
             try:
-                async with UpstreamCall(self._session, sent, timeouts) as call:
+                authoriser = self.providers.authorisers.get(provider.name)
+                async with UpstreamCall(self._session, sent, timeouts, authoriser) as call:
                     await call.open(deadline)
                     if call.status >= 300:
                         error = await call.read_error_body(deadline)
@@ -325,7 +326,8 @@ class Router:
         deadline = min(deadline, loop.time() + first_s)
         if timeouts.total_s is not None:
             deadline = min(deadline, loop.time() + timeouts.total_s)
-        call = UpstreamCall(self._session, upstream_request, timeouts)
+        authoriser = self.providers.authorisers.get(provider.name)
+        call = UpstreamCall(self._session, upstream_request, timeouts, authoriser)
         if self.observer is not None:
             self.observer.sending(provider, request)
         try:

@@ -8,12 +8,15 @@ and an idle deadline (between reads) instead, enforced by a `Watchdog`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import math
 import os
 import socket
+from collections.abc import Mapping
 from types import TracebackType
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -94,6 +97,26 @@ class Watchdog:
             self._handle = None
 
 
+class Authoriser(Protocol):
+    """Authenticates each request to one provider just before it is sent (the auth hook).
+
+    Adapters stay pure: they build the request without credentials that must be fetched or
+    computed per request; `UpstreamCall.open` asks the provider's authoriser (llms/credentials.py
+    builds one per provider that needs it, `Providers.authorisers` holds them) for the headers to
+    add to the built request, given its final method, URL, headers and body: a cached OAuth2
+    bearer token, a signature over the request. `authorise` may do I/O through `session` (a
+    token request) and raises `llms.errors` (502 `upstream_auth_failed` when no credential can
+    be had). If the upstream answers 401, `rejected(sent)` is told which headers it refused: it
+    drops that credential and says whether sending once more, with a fresh one, may help.
+    """
+
+    async def authorise(
+        self, session: aiohttp.ClientSession, request: UpstreamRequest
+    ) -> Mapping[str, str]: ...
+
+    def rejected(self, sent: Mapping[str, str]) -> bool: ...
+
+
 @functools.cache
 def _client_timeout(connect_s: float) -> aiohttp.ClientTimeout:
     """aiohttp's timeout for one connect deadline, built once (the watchdog does the rest)."""
@@ -115,6 +138,7 @@ class UpstreamCall:
     """One HTTP exchange with a provider: `await open()`, then `read()` until b"" (EOF)."""
 
     __slots__ = (
+        "_authoriser",
         "_closed",
         "_content",
         "_loop",
@@ -127,11 +151,16 @@ class UpstreamCall:
     )
 
     def __init__(
-        self, session: aiohttp.ClientSession, request: UpstreamRequest, timeouts: Timeouts
+        self,
+        session: aiohttp.ClientSession,
+        request: UpstreamRequest,
+        timeouts: Timeouts,
+        authoriser: Authoriser | None = None,
     ) -> None:
         self._session = session
         self._request = request
         self._timeouts = timeouts
+        self._authoriser = authoriser
         self._response: aiohttp.ClientResponse | None = None
         self._content: aiohttp.StreamReader | None = None
         self._protocol: ResponseHandler | None = None
@@ -151,13 +180,48 @@ class UpstreamCall:
         return {str(name): value for name, value in self._response.headers.items()}
 
     async def open(self, deadline: float) -> None:
-        """Send the request; return once the status and headers arrived (before `deadline`)."""
-        timeouts = self._timeouts
-        timeout = _client_timeout(timeouts.connect_s)
-        request = self._request
+        """Send the request; return once the status and headers arrived (before `deadline`).
+
+        With an authoriser, its headers are added first; a 401 to a credential it had cached
+        sends the request once more with a fresh one.
+        """
+        authoriser = self._authoriser
+        if authoriser is None:
+            self._response = await self._send(self._request, deadline)
+        else:
+            for _ in range(2):
+                sent = await self._authorised(authoriser, deadline)
+                request = dataclasses.replace(
+                    self._request, headers={**self._request.headers, **sent}
+                )
+                response = await self._send(request, deadline)
+                if response.status != 401 or not authoriser.rejected(sent):
+                    break
+                response.release()
+            self._response = response
+        self._content = self._response.content
+        self._watch(self._response)
+
+    async def _authorised(self, authoriser: Authoriser, deadline: float) -> Mapping[str, str]:
+        """The authoriser's headers, before `deadline`."""
         self.watchdog.expect_by(deadline)
         try:
-            self._response = await self._session.request(
+            return await authoriser.authorise(self._session, self._request)
+        except asyncio.CancelledError:
+            if self.watchdog.absorb():
+                raise UpstreamTimeout(
+                    "The upstream's credentials could not be had in time."
+                ) from None
+            raise
+        finally:
+            self.watchdog.expires = None
+
+    async def _send(self, request: UpstreamRequest, deadline: float) -> aiohttp.ClientResponse:
+        timeouts = self._timeouts
+        timeout = _client_timeout(timeouts.connect_s)
+        self.watchdog.expect_by(deadline)
+        try:
+            return await self._session.request(
                 request.method,
                 request.url,
                 headers=request.headers,
@@ -196,8 +260,6 @@ class UpstreamCall:
             ) from None
         finally:
             self.watchdog.expires = None
-        self._content = self._response.content
-        self._watch(self._response)
 
     def _watch(self, response: aiohttp.ClientResponse) -> None:
         """Wake a read that waits on a connection which closed under it.
@@ -312,11 +374,14 @@ class UpstreamCall:
 
 
 async def fetch(
-    session: aiohttp.ClientSession, request: UpstreamRequest, timeouts: Timeouts
+    session: aiohttp.ClientSession,
+    request: UpstreamRequest,
+    timeouts: Timeouts,
+    authoriser: Authoriser | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """A small whole-body exchange (model discovery): status, headers, body (bounded)."""
+    """A small whole-body exchange (model discovery, a token): status, headers, body (bounded)."""
     loop = asyncio.get_running_loop()
-    async with UpstreamCall(session, request, timeouts) as call:
+    async with UpstreamCall(session, request, timeouts, authoriser) as call:
         deadline = loop.time() + timeouts.first_token_s
         await call.open(deadline)
         parts: list[bytes] = []
@@ -374,4 +439,11 @@ def deadline_after(loop: asyncio.AbstractEventLoop, seconds: float | None) -> fl
     return math.inf if seconds is None else loop.time() + seconds
 
 
-__all__ = ["GatewayError", "UpstreamCall", "Watchdog", "deadline_after", "new_session"]
+__all__ = [
+    "Authoriser",
+    "GatewayError",
+    "UpstreamCall",
+    "Watchdog",
+    "deadline_after",
+    "new_session",
+]

@@ -6,7 +6,7 @@ per protocol); here is only the module each row names.
 
 from __future__ import annotations
 
-from llms.adapters import anthropic, gemini, ollama, openai
+from llms.adapters import airefinery, anthropic, azure, gemini, ollama, openai, vertex
 from llms.adapters.base import Adapter, WholeAnswers
 from llms.protocols import PROTOCOLS
 
@@ -16,6 +16,9 @@ MODULES: dict[str, Adapter] = {
     "ollama": ollama,
     "anthropic": anthropic,
     "gemini": gemini,
+    "airefinery": airefinery,
+    "azure": azure,
+    "vertex": vertex,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from llms.config import Config
+from llms.config_auth import secrets_of_auth
 from llms.errors import GatewayError
 
 # Header names whose values are credentials (others, like `anthropic-version`, are not secret).
@@ -26,6 +27,7 @@ def secrets_of(config: Config) -> tuple[str, ...]:
                 scheme, _, token = value.partition(" ")
                 if token and scheme.lower() in ("bearer", "basic", "token"):
                     found.add(token)
+        found.update(secrets_of_auth(provider.auth))
         password = urlsplit(provider.base_url).password if provider.base_url else None
         if password:
             found.add(password)
