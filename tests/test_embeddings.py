@@ -13,97 +13,35 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from aiohttp.test_utils import TestServer
 
-from tests.conftest import gateway_config
+from tests.embeddings_support import (
+    OLLAMA_KEY,
+    OPENAI_KEY,
+    Fakes,
+    embeddings_config,
+    floats32,
+    ready,
+    running_fakes,
+)
 from tests.upstreams.embeddings import tokens_in, vector_of
-from tests.upstreams.gemini import FakeGemini
 from tests.upstreams.gemini import error_script as gemini_error
-from tests.upstreams.ollama import FakeOllama
-from tests.upstreams.openai import FakeOpenAI, Script, error_script
-
-OPENAI_KEY = "sk-upstream-embed"
-OLLAMA_KEY = "ol-upstream-key"
-
-
-class Fakes:
-    def __init__(self, openai_: FakeOpenAI, ollama: FakeOllama, gemini: FakeGemini) -> None:
-        self.openai = openai_
-        self.ollama = ollama
-        self.gemini = gemini
+from tests.upstreams.openai import Script, error_script
 
 
 @pytest.fixture
 async def fakes() -> AsyncIterator[Fakes]:
-    made = Fakes(FakeOpenAI(api_key=OPENAI_KEY), FakeOllama(), FakeGemini())
-    made.ollama.api_key = OLLAMA_KEY
-    servers = []
-    for fake, path in ((made.openai, "/v1"), (made.ollama, ""), (made.gemini, "/v1beta")):
-        server = TestServer(fake.app, host="127.0.0.1")
-        await server.start_server()
-        fake.base_url = str(server.make_url(path or "/")).rstrip("/")  # type: ignore[attr-defined]
-        servers.append(server)
-    yield made
-    for server in servers:
-        await server.close()
-
-
-def providers(fakes: Fakes) -> dict[str, Any]:
-    timeouts = {"first_token_s": 3, "idle_s": 2, "answer_s": 3}
-    return {
-        "oa": {
-            "type": "openai",
-            "base_url": fakes.openai.base_url,  # type: ignore[attr-defined]
-            "api_key": OPENAI_KEY,
-            "models": {"emb": "text-embedding-3-small", "fb": "oa-fb", "mixed": "oa-mixed"},
-            "timeouts": timeouts,
-        },
-        "ol": {
-            "type": "ollama",
-            "base_url": fakes.ollama.base_url,  # type: ignore[attr-defined]
-            "api_key": OLLAMA_KEY,
-            "models": {"nomic": "nomic-embed-text", "fb": "ol-fb", "text-only": "ol-text"},
-            "timeouts": timeouts,
-        },
-        "gm": {
-            "type": "gemini",
-            "base_url": fakes.gemini.base_url,  # type: ignore[attr-defined]
-            "api_key": "gm-test-key",
-            "models": {"gem": "gemini-embedding-001", "text-only": "gm-text"},
-            "timeouts": timeouts,
-        },
-        "an": {
-            "type": "anthropic",
-            "base_url": "http://127.0.0.1:9",
-            "api_key": "sk-ant",
-            "models": {"claude": "claude-sonnet-4-5", "mixed": "claude-x"},
-        },
-    }
+    async with running_fakes() as made:
+        yield made
 
 
 @pytest.fixture
 async def gateway(fakes: Fakes, make_gateway: Callable[..., Awaitable[str]]) -> str:
-    config = gateway_config(
-        providers(fakes),
-        routing={"max_attempts": 3, "circuit": {"failures": 2, "cooldown_s": 30}},
-    )
-    return await make_gateway(config)
+    return await make_gateway(embeddings_config(fakes))
 
 
 @pytest.fixture
 def client(gateway: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=gateway, api_key="unused", max_retries=0)
-
-
-async def ready(gateway: str) -> dict[str, Any]:
-    root = gateway.removesuffix("/v1")
-    async with aiohttp.ClientSession() as session, session.get(f"{root}/ready") as resp:
-        result: dict[str, Any] = (await resp.json())["providers"]
-        return result
-
-
-def floats32(values: list[float]) -> list[float]:
-    return list(struct.unpack(f"<{len(values)}f", struct.pack(f"<{len(values)}f", *values)))
 
 
 @pytest.mark.parametrize("model", ["emb", "nomic", "gem"])
