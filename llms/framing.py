@@ -1,19 +1,31 @@
 """Incremental decoding of upstream bytes into events: the only place framing is decoded.
 
 `SSEDecoder` follows the WHATWG "Server-sent events" parsing rules; `NDJSONDecoder` splits
-newline-delimited JSON (Ollama's native API) into lines. Both take bytes exactly as they arrive
-from the network, in pieces of any size, and bound how much one unfinished event may buffer.
-`encode_sse` frames the gateway's own output.
+newline-delimited JSON (Ollama's native API) into lines; `EventStreamDecoder` reads AWS's binary
+`application/vnd.amazon.eventstream` messages (Bedrock's ConverseStream). Each takes bytes exactly
+as they arrive from the network, in pieces of any size, and bounds how much one unfinished event
+may buffer. `encode_sse` frames the gateway's own output.
 """
 
 from __future__ import annotations
 
+import struct
+import uuid
+import zlib
 from typing import NamedTuple
 
 from llms.chunks import DEFAULT_MAX_ANSWER_BYTES, answer_too_large
 from llms.errors import UpstreamMalformed
 
-__all__ = ["BodyDecoder", "NDJSONDecoder", "SSEDecoder", "SSEEvent", "encode_sse"]
+__all__ = [
+    "BodyDecoder",
+    "EventStreamDecoder",
+    "EventStreamMessage",
+    "NDJSONDecoder",
+    "SSEDecoder",
+    "SSEEvent",
+    "encode_sse",
+]
 
 _BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
@@ -344,3 +356,113 @@ class BodyDecoder:
         self._parts.clear()
         self._size = 0
         return [body] if body else []
+
+
+# --- AWS event stream ---------------------------------------------------------------------------
+
+HeaderValue = bool | int | bytes | str | uuid.UUID
+_PRELUDE = 12  # total length, headers length, prelude CRC
+_MIN_MESSAGE = 16  # the prelude and the message CRC
+_FIXED = {2: ">b", 3: ">h", 4: ">i", 5: ">q", 8: ">q"}
+
+
+class EventStreamMessage(NamedTuple):
+    """One `application/vnd.amazon.eventstream` message: its headers and its payload."""
+
+    headers: dict[str, HeaderValue]
+    """`:message-type`, `:event-type`, `:exception-type`, `:content-type`… by name."""
+    payload: bytes
+
+
+class EventStreamDecoder:
+    """Decode AWS event-stream messages fed in arbitrary pieces.
+
+    Each message is a prelude (total length and headers length, big-endian uint32, and the
+    CRC32 of those 8 bytes), its headers (name length, name, value type, value), the payload and
+    the CRC32 of everything before it. Both CRCs are checked: a mismatch, a length that cannot
+    be, or a header that does not parse is UpstreamMalformed. A message longer than
+    `max_event_bytes` is refused as soon as its prelude says so.
+    """
+
+    __slots__ = ("_buffer", "_max")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max = max_event_bytes
+        self._buffer = bytearray()
+
+    @property
+    def pending(self) -> bool:
+        """True while part of a message is buffered: EOF now would cut it off."""
+        return bool(self._buffer)
+
+    def feed(self, chunk: bytes) -> list[EventStreamMessage]:
+        """Consume the next piece of the body; return the messages it completed, in order."""
+        buffer = self._buffer
+        buffer += chunk
+        messages: list[EventStreamMessage] = []
+        start = 0
+        while len(buffer) - start >= _PRELUDE:
+            total, headers_length, prelude_crc = struct.unpack_from(">III", buffer, start)
+            if zlib.crc32(buffer[start : start + 8]) != prelude_crc:
+                raise UpstreamMalformed("The upstream's event stream has a bad prelude CRC.")
+            if total < _MIN_MESSAGE or headers_length > total - _MIN_MESSAGE:
+                raise UpstreamMalformed("The upstream's event stream has an impossible length.")
+            if total > self._max:
+                raise _too_big(self._max)
+            if len(buffer) - start < total:
+                break
+            end = start + total
+            (message_crc,) = struct.unpack_from(">I", buffer, end - 4)
+            if zlib.crc32(buffer[start : end - 4]) != message_crc:
+                raise UpstreamMalformed("The upstream's event stream has a bad message CRC.")
+            headers_end = start + _PRELUDE + headers_length
+            headers = _headers(bytes(buffer[start + _PRELUDE : headers_end]))
+            messages.append(EventStreamMessage(headers, bytes(buffer[headers_end : end - 4])))
+            start = end
+        if start:
+            del buffer[:start]
+        return messages
+
+    def flush(self) -> list[EventStreamMessage]:
+        """Signal the end of the body; a message cut off stays `pending` and is not returned."""
+        return []
+
+
+def _headers(data: bytes) -> dict[str, HeaderValue]:
+    """The headers section of one message; UpstreamMalformed if it does not parse."""
+    headers: dict[str, HeaderValue] = {}
+    at = 0
+    try:
+        while at < len(data):
+            size = data[at]
+            name = data[at + 1 : at + 1 + size].decode()
+            at += 1 + size
+            kind = data[at]
+            at += 1
+            value: HeaderValue
+            if kind in (0, 1):
+                value = kind == 0
+            elif kind in _FIXED:
+                fmt = _FIXED[kind]
+                (value,) = struct.unpack_from(fmt, data, at)
+                at += struct.calcsize(fmt)
+            elif kind in (6, 7):
+                (length,) = struct.unpack_from(">H", data, at)
+                raw = data[at + 2 : at + 2 + length]
+                if len(raw) != length:
+                    raise ValueError("short header value")
+                value = raw.decode() if kind == 7 else raw
+                at += 2 + length
+            elif kind == 9:
+                if at + 16 > len(data):
+                    raise ValueError("short uuid")
+                value = uuid.UUID(bytes=data[at : at + 16])
+                at += 16
+            else:
+                raise ValueError(f"unknown header type {kind}")
+            headers[name] = value
+    except (IndexError, ValueError, struct.error):
+        raise UpstreamMalformed(
+            "The upstream's event stream has a header that does not parse."
+        ) from None
+    return headers
