@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -62,3 +63,51 @@ def test_no_build_no_routes(tmp_path: Path) -> None:
     app = web.Application()
     assert not add_ui_routes(app, tmp_path)
     assert len(app.router.routes()) == 0
+
+
+async def test_robots_txt_is_not_the_app(served: str) -> None:
+    async with aiohttp.ClientSession() as session, session.get(served + "/robots.txt") as resp:
+        assert resp.status == 200
+        assert resp.content_type == "text/plain"
+        assert await resp.text() == "User-agent: *\nDisallow: /\n"
+
+
+@pytest.mark.parametrize(
+    ("accept", "encoding"),
+    [("br, gzip, deflate", "br"), ("gzip, deflate", "gzip"), ("identity", None), ("", None)],
+)
+async def test_precompressed_assets(tmp_path: Path, accept: str, encoding: str | None) -> None:
+    """The build's `.br`/`.gz` siblings are sent to a client that accepts them, byte for byte."""
+    script = b"console.log('hello');\n" * 200
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "index.html").write_text("<!doctype html><title>llms</title>")
+    (tmp_path / "assets" / "index-3f2a1b.js").write_bytes(script)
+    (tmp_path / "assets" / "index-3f2a1b.js.gz").write_bytes(gzip.compress(script))
+    (tmp_path / "assets" / "index-3f2a1b.js.br").write_bytes(b"brotli bytes")  # sent as they are
+    app = web.Application()
+    assert add_ui_routes(app, tmp_path)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/assets/index-3f2a1b.js"
+    try:
+        async with (
+            aiohttp.ClientSession(auto_decompress=False) as session,
+            session.get(url, headers={"Accept-Encoding": accept}) as resp,
+        ):
+            body = await resp.read()
+            assert resp.status == 200
+            assert resp.content_type.endswith("javascript")
+            assert resp.headers.get("Content-Encoding") == encoding
+            assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            # A cache must not hand the compressed copy to a client that did not ask for it.
+            assert resp.headers["Vary"] == "Accept-Encoding"
+            if encoding == "br":
+                assert body == b"brotli bytes"
+            elif encoding == "gzip":
+                assert gzip.decompress(body) == script
+            else:
+                assert body == script
+    finally:
+        await runner.cleanup()

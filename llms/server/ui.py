@@ -1,7 +1,10 @@
 """The web UI: the built Vue app (llms/ui/dist) served at `/` by the same process.
 
 Hashed assets are immutable; `index.html` is never cached, so a new build reaches browsers at
-once. Any other GET outside the API paths gets `index.html` (the app routes on the client).
+once. Any other GET outside the API paths gets `index.html` (the app routes on the client),
+except `/robots.txt`, which asks crawlers to stay out. The build writes `.br` and `.gz` beside
+each text file (vite.config.ts); aiohttp's FileResponse sends one of them to a client that
+accepts it, with `Content-Encoding` and `Vary: Accept-Encoding`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+# A private gateway: nothing here is for a search engine.
+ROBOTS = "User-agent: *\nDisallow: /\n"
 
 
 def add_ui_routes(app: web.Application, dist: Path = DIST) -> bool:
@@ -47,9 +52,17 @@ def add_ui_routes(app: web.Application, dist: Path = DIST) -> bool:
         if path is None:
             raise NotFound(f"Unknown asset: {request.path}", code="unknown_url")
         # Vite puts a content hash in every asset name: a changed file is a new URL.
-        headers = {"Cache-Control": "public, max-age=31536000, immutable", **SECURITY_HEADERS}
+        headers = {
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "Vary": "Accept-Encoding",  # the same URL is sent as br, gzip or plain
+            **SECURITY_HEADERS,
+        }
         return web.FileResponse(path, headers=headers)
 
+    async def robots(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=ROBOTS, headers={"Cache-Control": "public, max-age=86400"})
+
+    app.router.add_get("/robots.txt", robots)
     app.router.add_get("/assets/{name:.+}", asset)
     app.router.add_get("/", page)
     # Everything else outside the API paths is the app's (client-side routes, favicon…).

@@ -1,9 +1,11 @@
+import "@fontsource-variable/inter"; // the UI font, bundled: no CDN, no fallback to DejaVu Sans on Linux
 import { createApp } from "vue";
 import App from "./App.vue";
 import { followTheme } from "./lib/theme";
 import { settings } from "./services";
 import "./styles/main.css";
 import "./styles/highlight.css";
+import "./styles/content.css";
 
 followTheme(settings);
 createApp(App).mount("#app");

@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { createApp, h, nextTick, reactive } from "vue";
 import MarkdownView from "../src/components/MarkdownView.vue";
+import { loadLanguage } from "../src/lib/highlight";
 import { fencedCode } from "../src/lib/markdown";
 
 function mount(props: { text: string; streaming: boolean }) {
@@ -41,6 +42,8 @@ describe("MarkdownView", () => {
     expect(checked).toBeGreaterThan(50);
     state.streaming = false;
     await nextTick();
+    await loadLanguage("python"); // loaded on first use: the block is rendered again once it is here
+    await new Promise((r) => setTimeout(r, 0));
     expect(host.querySelectorAll(".code-block")).toHaveLength(1);
     expect(host.querySelector(".code-block code")!.textContent).toBe(
       Array.from({ length: 300 }, (_, i) => `x_${i} = ${i}`).join("\n"),

@@ -1,6 +1,7 @@
 // @vitest-environment jsdom
 import { describe, expect, it } from "vitest";
 import { BlockSplitter } from "../src/lib/blocks";
+import { loadLanguage } from "../src/lib/highlight";
 import { renderMarkdown } from "../src/lib/markdown";
 
 function dom(html: string): HTMLElement {
@@ -35,7 +36,8 @@ describe("markdown rendering", () => {
     expect(a.getAttribute("rel")).toBe("noopener noreferrer");
   });
 
-  it("highlights code blocks and gives each a copy button", () => {
+  it("highlights code blocks and gives each a copy button", async () => {
+    await loadLanguage("python"); // languages are loaded on first use (see content.test.ts)
     const el = dom(renderMarkdown("```python\ndef f():\n    return 1\n```\n\n```\nplain\n```\n"));
     const blocks = el.querySelectorAll(".code-block");
     expect(blocks).toHaveLength(2);

@@ -1,16 +1,22 @@
 /**
- * Markdown → safe HTML. marked parses; raw HTML in the model's text is shown as text, never
- * interpreted; DOMPurify sanitises the result (so a `javascript:` link loses its URL) and every
- * link opens in a new tab with `rel="noopener noreferrer"`. Each code block gets a header with its
- * language and a copy button (handled by one delegated listener: the CSP forbids inline handlers).
+ * Markdown → safe HTML. marked parses (GFM: tables with alignment, task lists, strikethrough;
+ * plus math, sub/superscript and `<br>` in table cells, see math.ts and marked-extras.ts); raw
+ * HTML in the model's text is shown as text, never interpreted; DOMPurify sanitises the result
+ * (so a `javascript:` link loses its URL) and every link opens in a new tab with
+ * `rel="noopener noreferrer"`. Each code block gets a header with its language and a copy button
+ * (handled by one delegated listener: the CSP forbids inline handlers).
  */
 import DOMPurify from "dompurify";
 import { Marked, type Tokens } from "marked";
 import { escapeHtml, highlightCode } from "./highlight";
+import { extrasExtension } from "./marked-extras";
+import { beginMath, fillMath, mathExtension, openMath } from "./math";
 
 export interface RenderOptions {
   /** false while the block is still streaming: escaping is enough until it settles. */
   highlight?: boolean;
+  /** The text is still being written: an unclosed formula is shown as its source until it closes. */
+  streaming?: boolean;
 }
 
 let highlightNext = true;
@@ -43,6 +49,7 @@ const marked = new Marked({
     },
   },
 });
+marked.use(mathExtension, extrasExtension);
 
 let hooked = false;
 
@@ -57,13 +64,18 @@ function installHooks(): void {
         node.setAttribute("rel", "noopener noreferrer");
       }
     }
+    // Task-list boxes (marked's, the only inputs: raw HTML is escaped) show, never change.
+    if (node.tagName === "INPUT") node.setAttribute("disabled", "");
+  });
+  DOMPurify.addHook("uponSanitizeElement", (node, data) => {
+    if (data.tagName === "input" && (node as Element).getAttribute?.("type") !== "checkbox") node.parentNode?.removeChild(node);
   });
 }
 
 const PURIFY = {
   USE_PROFILES: { html: true },
   ADD_ATTR: ["target"],
-  FORBID_TAGS: ["style", "form", "input", "textarea", "select", "iframe", "object", "embed"],
+  FORBID_TAGS: ["style", "form", "textarea", "select", "iframe", "object", "embed"],
   FORBID_ATTR: ["style"],
 };
 
@@ -84,11 +96,8 @@ export function fencedCode(block: string): { lang: string; code: string } | null
   return { lang: match[3]!.trim().split(/\s+/, 1)[0] ?? "", code };
 }
 
-/**
- * A code block built with DOM calls, no markdown parser: a long block (or a block still
- * streaming) costs only its text. `code` may be appended to later (`Text.appendData`).
- */
-export function codeBlockElement(lang: string, code: string, highlight: boolean): { root: HTMLElement; text: Text | null } {
+/** An empty code block (header with its language and copy button) built with DOM calls. */
+export function codeBlockShell(lang: string): { root: HTMLElement; code: HTMLElement } {
   const root = document.createElement("div");
   root.className = "code-block";
   const head = document.createElement("div");
@@ -104,9 +113,18 @@ export function codeBlockElement(lang: string, code: string, highlight: boolean)
   copy.textContent = "Copy";
   head.append(label, copy);
   const pre = document.createElement("pre");
-  const element = document.createElement("code");
-  pre.appendChild(element);
+  const code = document.createElement("code");
+  pre.appendChild(code);
   root.append(head, pre);
+  return { root, code };
+}
+
+/**
+ * A code block built with DOM calls, no markdown parser: a long block costs only its text.
+ * Unhighlighted, `code` may be appended to later (`Text.appendData`).
+ */
+export function codeBlockElement(lang: string, code: string, highlight: boolean): { root: HTMLElement; text: Text | null } {
+  const { root, code: element } = codeBlockShell(lang);
   if (highlight) {
     const { html, language } = highlightCode(code, lang);
     element.className = language ? `hljs language-${language}` : "hljs";
@@ -122,8 +140,13 @@ export function codeBlockElement(lang: string, code: string, highlight: boolean)
 
 export function renderMarkdown(source: string, options: RenderOptions = {}): string {
   highlightNext = options.highlight !== false;
+  const open = options.streaming ? openMath(source) : null;
+  const text = open === null ? source : source.slice(0, open.at);
   try {
-    return sanitize(marked.parse(source) as string);
+    beginMath();
+    let html = fillMath(sanitize(marked.parse(text) as string));
+    if (open?.display) html += `<div class="math-pending">${escapeHtml(source.slice(open.at))}</div>`;
+    return html;
   } finally {
     highlightNext = true;
   }
