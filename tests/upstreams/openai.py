@@ -129,6 +129,13 @@ class FakeOpenAI:
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_post("/v1/embeddings", self._embeddings)
+        # The Responses API (tests/upstreams/responses.py): scripts by model.
+        self.app.router.add_post("/v1/responses", self._responses)
+        self.response_scripts: dict[str, Script] = {}
+        # Legacy completions (tests/upstreams/completions.py): scripts by model, or made up.
+        self.app.router.add_post("/v1/completions", self._completions)
+        self.completion_scripts: dict[str, Script] = {}
+        self.serves_completions = True
         self.api_key = api_key
         if llama_cpp:
             self.app.router.add_post("/apply-template", self._apply_template)
@@ -175,6 +182,16 @@ class FakeOpenAI:
         from tests.upstreams.embeddings import openai_embeddings
 
         return await openai_embeddings(self, request)
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        from tests.upstreams.completions import openai_completions
+
+        return await openai_completions(self, request)
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        from tests.upstreams.responses import openai_responses
+
+        return await openai_responses(self, request)
 
     def script_for(self, model: str) -> Script:
         """A model's script; a list plays its scripts in turn, the last one for ever after."""
