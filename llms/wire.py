@@ -126,3 +126,5 @@ class ModelCard(TypedDict):
     object: Literal["model"]
     created: int
     owned_by: str
+    # Where the upstream tells (llms/server/model_kinds.py): an embedding model.
+    type: NotRequired[Literal["embedding"]]

@@ -5,6 +5,7 @@ every answer is checked value for value, in both encodings."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -246,3 +247,34 @@ async def test_base64_is_little_endian_float32(gateway: str) -> None:
     assert list(struct.unpack(f"<{len(raw) // 4}f", raw)) == vector_of("bytes")
     assert answer["data"][0]["object"] == "embedding"
     assert answer["usage"] == {"prompt_tokens": 1, "total_tokens": 1}
+
+
+async def test_models_say_which_are_embedding_models(gateway: str) -> None:
+    """Ollama's /api/show capabilities and Gemini's supportedGenerationMethods, asked in the
+    background: `"type": "embedding"` on those models' cards, nothing on the others."""
+    client = openai.AsyncOpenAI(base_url=gateway, api_key="unused", max_retries=0)
+    types: dict[str, Any] = {}
+    for _ in range(100):
+        cards = (await client.models.list()).data
+        types = {card.id: getattr(card, "type", None) for card in cards}
+        if types["nomic"] and types["gem"]:
+            break
+        await asyncio.sleep(0.05)
+    assert types == {
+        "emb": None,  # an OpenAI-compatible server does not say
+        "fb": None,
+        "mixed": None,
+        "nomic": "embedding",  # Ollama: capabilities ["embedding"]
+        "text-only": None,  # Ollama and Gemini: generation models
+        "gem": "embedding",  # Gemini: embedContent, no generateContent
+        "claude": None,
+    }
+    raw = await client.models.with_raw_response.retrieve("gem")
+    card = raw.http_response.json()
+    assert card == {
+        "id": "gem",
+        "object": "model",
+        "created": card["created"],
+        "owned_by": "gm",
+        "type": "embedding",
+    }

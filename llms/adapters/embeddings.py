@@ -177,3 +177,50 @@ EMBEDDERS: dict[str, Embedder] = {
     "ollama": Embedder(False, build_ollama, parse_ollama),
     "gemini": Embedder(False, build_gemini, parse_gemini),
 }
+
+
+# --- which models embed (for GET /v1/models) --------------------------------------------------
+
+
+def ollama_show_request(provider: ProviderConfig, upstream_model: str) -> UpstreamRequest:
+    """`POST /api/show`: a model's details, with its `capabilities` (Ollama 0.6.4 and later)."""
+    headers = to_headers(provider, "application/json", json_body=True)
+    body = orjson.dumps({"model": upstream_model})
+    return UpstreamRequest("POST", f"{provider.base_url}/api/show", headers, body)
+
+
+def from_ollama_show(body: bytes) -> bool | None:
+    """Whether the model only embeds (`capabilities: ["embedding"]`, no "completion");
+    None when the server does not say."""
+    capabilities = _json(body, "Ollama").get("capabilities")
+    if not isinstance(capabilities, list):
+        return None
+    return "embedding" in capabilities and "completion" not in capabilities
+
+
+def gemini_model_request(provider: ProviderConfig, upstream_model: str) -> UpstreamRequest:
+    """`GET models/{m}`: the model's `supportedGenerationMethods`."""
+    path = upstream_model if "/" in upstream_model else f"models/{upstream_model}"
+    headers = {"Accept": "application/json"}
+    if provider.api_key:
+        headers["x-goog-api-key"] = provider.api_key
+    headers.update(provider.headers)
+    return UpstreamRequest("GET", f"{provider.base_url}/{path}", headers, b"")
+
+
+def from_gemini_model(body: bytes) -> bool | None:
+    """Whether the model embeds and does not generate; None when the answer does not say."""
+    methods = _json(body, "Gemini").get("supportedGenerationMethods")
+    if not isinstance(methods, list):
+        return None
+    return "embedContent" in methods and "generateContent" not in methods
+
+
+# The adapter module -> how to ask whether one of its models is an embedding model.
+KIND_QUESTIONS: dict[
+    str,
+    tuple[Callable[[ProviderConfig, str], UpstreamRequest], Callable[[bytes], bool | None]],
+] = {
+    "ollama": (ollama_show_request, from_ollama_show),
+    "gemini": (gemini_model_request, from_gemini_model),
+}

@@ -162,7 +162,7 @@ def create_app(
     siblings = worker.siblings if worker is not None and not state.redis_url else None
     responses.install(app, siblings)
     messages.install(app)
-    app.router.add_post("/v1/embeddings", embeddings.embeddings)
+    embeddings.install(app)
     app.router.add_get("/v1/models", routes.list_models)
     app.router.add_get("/v1/models/{model:.+}", routes.retrieve_model)
     resume: Handler = routes.resume_stream

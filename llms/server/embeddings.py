@@ -21,7 +21,7 @@ from llms.api.embeddings import from_request, to_answer
 from llms.config import ProviderConfig
 from llms.errors import InvalidRequest, ServiceUnavailable
 from llms.protocols import PROTOCOLS
-from llms.server import keys
+from llms.server import keys, model_kinds
 from llms.server.relay import uncancel
 from llms.server.requests import read_json_request
 from llms.server.routes import Tracked, json_response
@@ -102,3 +102,9 @@ async def embeddings(request: web.Request) -> web.Response:
             record.usage = {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens}
         record.first_output = loop.time()
         return json_response(answer, headers={"X-Provider": provider.name})
+
+
+def install(app: web.Application) -> None:
+    """The route, and what `GET /v1/models` learns of embedding models (model_kinds.py)."""
+    app.router.add_post("/v1/embeddings", embeddings)
+    model_kinds.install(app)

@@ -26,6 +26,7 @@ from llms.server.auth import KEY, authorize_model
 from llms.server.fields import event_id
 from llms.server.limits import UNLIMITED, Lease
 from llms.server.middleware import REQUEST_ID
+from llms.server.model_kinds import MODEL_KINDS
 from llms.server.relay import relay, relay_log, uncancel
 from llms.server.requests import read_chat_request
 from llms.streams.pump import Cancelled, Stream
@@ -229,13 +230,20 @@ def _visible_models(request: web.Request) -> list[ModelCard]:
     app = request.app
     key = request.get(KEY)
     created = app[keys.STARTED_AT]
+    kinds = app.get(MODEL_KINDS)
     cards: list[ModelCard] = []
     for model, providers in app[keys.ROUTER].routes.items():
         if key is not None and key.models is not None and model not in key.models:
             continue
-        cards.append(
-            {"id": model, "object": "model", "created": created, "owned_by": providers[0].name}
-        )
+        card: ModelCard = {
+            "id": model,
+            "object": "model",
+            "created": created,
+            "owned_by": providers[0].name,
+        }
+        if kinds is not None and kinds.is_embedding(model, providers):
+            card["type"] = "embedding"
+        cards.append(card)
     return cards
 
 

@@ -175,3 +175,42 @@ async def gemini_embed(
             return _error(400, "INVALID_ARGUMENT", f"* requests[{i}]: model or content invalid")
         values.append({"values": vector_of(*one)})
     return web.json_response({"embeddings": values})
+
+
+def capabilities_of(model: str) -> list[str]:
+    """What the fakes say a model can do: a name with "embed" in it only embeds."""
+    return ["embedding"] if "embed" in model else ["completion", "tools"]
+
+
+async def ollama_show(fake: FakeOpenAI, request: web.Request) -> web.Response:
+    """`POST /api/show`: the model's details and `capabilities` (Ollama 0.6.4 and later)."""
+    if fake.api_key and request.headers.get("Authorization") != f"Bearer {fake.api_key}":
+        return web.json_response({"error": "unauthorized"}, status=401)
+    body = orjson.loads(await request.read())  # not in `received`: the gateway asks on its own
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return web.json_response({"error": "model is required"}, status=400)
+    family = "nomic-bert" if "embed" in model else "llama"
+    return web.json_response(
+        {
+            "modelfile": f"FROM {model}",
+            "details": {"format": "gguf", "family": family, "families": [family]},
+            "model_info": {"general.architecture": family},
+            "capabilities": capabilities_of(model),
+        }
+    )
+
+
+def gemini_model(model: str) -> web.Response:
+    """`GET models/{m}`: the Model resource, with its `supportedGenerationMethods`."""
+    embeds = "embedding" in capabilities_of(model)
+    methods = ["embedContent", "countTextTokens"] if embeds else ["generateContent", "countTokens"]
+    return web.json_response(
+        {
+            "name": f"models/{model}",
+            "version": "001",
+            "displayName": model,
+            "inputTokenLimit": 2048,
+            "supportedGenerationMethods": methods,
+        }
+    )

@@ -130,6 +130,13 @@ class FakeGemini(FakeOpenAI):
         self.default = transcript("text.sse")
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1beta/models/{target}", self._generate)
+        self.app.router.add_get("/v1beta/models/{target}", self._model)
+
+    async def _model(self, request: web.Request) -> web.Response:
+        """`GET models/{m}` (what the model supports), behind the key."""
+        from tests.upstreams.embeddings import gemini_model
+
+        return self._key_problem(request) or gemini_model(request.match_info["target"])
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].rpartition(":")

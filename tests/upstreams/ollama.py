@@ -121,6 +121,12 @@ class FakeOllama(FakeOpenAI):
         self.app.router.add_post("/api/chat", self._chat)
         self.app.router.add_get("/api/tags", self._tags)
         self.app.router.add_post("/api/embed", self._embed)
+        self.app.router.add_post("/api/show", self._show)
+
+    async def _show(self, request: web.Request) -> web.StreamResponse:
+        from tests.upstreams.embeddings import ollama_show
+
+        return await ollama_show(self, request)
 
     async def _embed(self, request: web.Request) -> web.StreamResponse:
         from tests.upstreams.embeddings import ollama_embed
