@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from llms.config_aws import aws_options
 from llms.config_checks import value_problem
 
 if TYPE_CHECKING:
@@ -135,6 +136,8 @@ def cloud_options(
                 raise r.fail(f"{path}.{key}", "expected letters, digits, '-', '_' and '.'")
             options[key] = text
         auth = service_account(r, obj.get("credentials_file"), f"{path}.credentials_file")
+    elif kind == "bedrock":
+        options.update(aws_options(r, obj, path))
     return auth, options
 
 

@@ -27,6 +27,7 @@ import orjson
 from llms.adapters.base import UpstreamRequest
 from llms.config import ProviderConfig, Timeouts
 from llms.config_auth import ClientCredentials, ServiceAccount
+from llms.credentials_aws import signer_for
 from llms.errors import GatewayError, UpstreamError
 from llms.upstream import Authoriser, fetch
 
@@ -158,6 +159,9 @@ class ServiceAccountTokens(BearerTokens):
 
 def authoriser_for(provider: ProviderConfig) -> Authoriser | None:
     """The authoriser a provider needs, or None (a static key the adapter puts in itself)."""
+    signer = signer_for(provider)
+    if signer is not None:
+        return signer
     auth = provider.auth
     if isinstance(auth, ClientCredentials):
         return ClientCredentialsTokens(provider, auth)

@@ -31,7 +31,7 @@ import orjson
 from llms.adapters.base import Converter
 from llms.config import ProviderConfig
 from llms.errors import GatewayError, UpstreamMalformed, UpstreamTimeout
-from llms.framing import BodyDecoder, NDJSONDecoder, SSEDecoder
+from llms.framing import BodyDecoder, EventStreamDecoder, NDJSONDecoder, SSEDecoder
 from llms.telemetry.record import RequestRecord, finish_reason_of
 from llms.upstream import UpstreamCall
 from llms.wire import Chunk
@@ -115,7 +115,7 @@ class Generation:
     def __init__(
         self,
         call: UpstreamCall,
-        decoder: SSEDecoder | NDJSONDecoder | BodyDecoder,
+        decoder: SSEDecoder | NDJSONDecoder | BodyDecoder | EventStreamDecoder,
         converter: Converter,
         provider: ProviderConfig,
     ) -> None:

@@ -80,6 +80,16 @@ PROTOCOLS: dict[str, UpstreamProtocol] = {
         UpstreamProtocol(
             "gemini", adapter="gemini", base_url="https://generativelanguage.googleapis.com/v1beta"
         ),
+        # AWS Bedrock's Converse API; each request signed with SigV4 (llms/sigv4.py), or sent
+        # with a Bedrock API key as a bearer token.
+        UpstreamProtocol(
+            "bedrock",
+            adapter="bedrock",
+            base_url="https://bedrock-runtime.{region}.amazonaws.com",
+            extra_keys=("region", "access_key_id", "secret_access_key", "session_token"),
+            answers_whole=True,
+            bearer_key=True,
+        ),
         # Accenture's AI Refinery: OpenAI's chat completions at {base_url}/v1/chat/completions.
         UpstreamProtocol(
             "airefinery",

@@ -29,7 +29,7 @@ from llms.errors import (
     UpstreamError,
     UpstreamMalformed,
 )
-from llms.framing import BodyDecoder, NDJSONDecoder, SSEDecoder
+from llms.framing import BodyDecoder, EventStreamDecoder, NDJSONDecoder, SSEDecoder
 from llms.generation import Generation
 from llms.providers import CircuitBreaker, Providers
 from llms.telemetry.record import RequestRecord
@@ -336,12 +336,18 @@ class Router:
                 body = await call.read_error_body(deadline)
                 raise adapter.from_error_response(call.status, call.headers, body)
             context = StreamContext(meta, include_usage)
-            decoder: SSEDecoder | NDJSONDecoder | BodyDecoder
+            decoder: SSEDecoder | NDJSONDecoder | BodyDecoder | EventStreamDecoder
             if answers_whole is not None:
                 decoder = BodyDecoder(int(self.config.server.max_answer_mb * 2**20))
                 converter = answers_whole.new_whole_converter(context)
             else:
-                decoder = SSEDecoder() if adapter.FRAMING == "sse" else NDJSONDecoder()
+                decoder = (
+                    SSEDecoder()
+                    if adapter.FRAMING == "sse"
+                    else EventStreamDecoder()
+                    if adapter.FRAMING == "eventstream"
+                    else NDJSONDecoder()
+                )
                 converter = adapter.new_converter(context)
             generation = Generation(call, decoder, converter, provider)
             await generation.commit(deadline)

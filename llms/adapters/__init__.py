@@ -6,7 +6,7 @@ per protocol); here is only the module each row names.
 
 from __future__ import annotations
 
-from llms.adapters import airefinery, anthropic, azure, gemini, ollama, openai, vertex
+from llms.adapters import airefinery, anthropic, azure, bedrock, gemini, ollama, openai, vertex
 from llms.adapters.base import Adapter, WholeAnswers
 from llms.protocols import PROTOCOLS
 
@@ -19,6 +19,7 @@ MODULES: dict[str, Adapter] = {
     "airefinery": airefinery,
     "azure": azure,
     "vertex": vertex,
+    "bedrock": bedrock,
 }
 
 

@@ -2,8 +2,9 @@
 
 An adapter translates and nothing else: no I/O, no clock, no aiohttp. `build_request` turns a
 validated OpenAI request into the provider's HTTP request; a `Converter` turns the provider's
-decoded events (SSE events or NDJSON lines, per `FRAMING`) into OpenAI chunks. Shared here: the
-mapping of an upstream's HTTP status, and the reading of error bodies and JSON events.
+decoded events (SSE events, NDJSON lines or AWS event-stream messages, per `FRAMING`) into OpenAI
+chunks. Shared here: the mapping of an upstream's HTTP status, and the reading of error bodies
+and JSON events.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from llms.config import ProviderConfig
 from llms.errors import UpstreamHTTPError, UpstreamMalformed
 from llms.wire import ChatRequest, Chunk, Usage
 
-Framing = Literal["sse", "ndjson"]
+Framing = Literal["sse", "ndjson", "eventstream"]
 
 # Headers worth passing on to a client that must wait before retrying.
 RETRY_HEADERS = ("retry-after", "retry-after-ms")

@@ -28,6 +28,8 @@ def secrets_of(config: Config) -> tuple[str, ...]:
                 if token and scheme.lower() in ("bearer", "basic", "token"):
                     found.add(token)
         found.update(secrets_of_auth(provider.auth))
+        # A Bedrock provider's AWS secret key and session token (the access key id is no secret).
+        found.update(provider.options.get(k) or "" for k in ("secret_access_key", "session_token"))
         password = urlsplit(provider.base_url).password if provider.base_url else None
         if password:
             found.add(password)
