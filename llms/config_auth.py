@@ -154,4 +154,6 @@ def default_base_url(
         if not _HOST_LABEL.match(text):
             raise r.fail(f"{path}.{key}", "expected letters, digits and '-' (it names a host)")
         values[key] = text
+    if values.get("location") == "global":
+        return template.replace("{location}-", "")  # Vertex's global endpoint has no region
     return template.format_map(values)
