@@ -289,7 +289,7 @@ describe("an answer running when its page went away", () => {
     emitA({ type: "chunk", chunk: chunk("A2"), seq: 1 });
     emitA({ type: "chunk", chunk: chunk("A2"), seq: 2 });
     await a.threads.save(threadA);
-    await expect.poll(() => threadB.messages[3]?.content).toBe("A2A2");
+    await expect.poll(() => threadB.messages[3]?.content, { timeout: 5000 }).toBe("A2A2");
     b.chat.adopt(threadB);
     a.threads.dispose(); // the closed tab sends nothing more…
     locks.drop(lockName(second.id)); // …and the browser releases its lock
@@ -345,5 +345,24 @@ describe("the API key", () => {
     auth.submit("sk-right");
     await expect.poll(() => models.state.models.map((m) => m.id)).toEqual(["m1"]);
     expect(models.state.error).toBeNull();
+  });
+});
+
+describe("the chat list", () => {
+  it("drops empty chats left by older versions, keeps recent ones and those with a system prompt", async () => {
+    const db = new ThreadDB(`empty-${Math.random()}`);
+    let t = 1_000_000;
+    const old = new ThreadStore({ db, channel: null, now: () => t });
+    const empty = await old.create();
+    const prompted = await old.create({ systemPrompt: "Be brief." });
+    const used = await old.create();
+    used.messages.push({ id: "u", role: "user", content: "hi", createdAt: t });
+    await old.save(used);
+    t += 120_000;
+    const recent = await old.create();
+    const later = new ThreadStore({ db, channel: null, now: () => t });
+    await later.load();
+    expect(later.state.threads.map((m) => m.id).sort()).toEqual([prompted.id, used.id, recent.id].sort());
+    expect(await db.get(empty.id)).toBeNull();
   });
 });

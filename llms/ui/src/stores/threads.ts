@@ -121,7 +121,13 @@ export class ThreadStore {
   }
 
   async load(): Promise<void> {
-    this.state.threads = await this.db.list();
+    const all = await this.db.list();
+    // Empty chats (older versions saved one at each New chat): nothing in them to keep. Those
+    // of the last minute may be a chat another tab is starting right now.
+    const stale = this.now() - 60_000;
+    const empty = all.filter((t) => t.messageCount === 0 && !t.systemPrompt.trim() && t.updatedAt < stale);
+    for (const meta of empty) await this.db.delete(meta.id);
+    this.state.threads = all.filter((t) => !empty.includes(t));
     this.state.loaded = true;
   }
 
