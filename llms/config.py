@@ -591,6 +591,9 @@ def _provider(
     options.update(cloud)
     if "max_tokens" in obj:
         options["max_tokens"] = r.integer(obj["max_tokens"], f"{path}.max_tokens")
+    if "responses" in obj:
+        # The upstream serves POST /responses itself: Responses requests pass through.
+        options["responses"] = r.boolean(obj["responses"], f"{path}.responses")
     return ProviderConfig(
         name=name,
         type=kind,

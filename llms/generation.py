@@ -32,6 +32,7 @@ from llms.adapters.base import Converter
 from llms.config import ProviderConfig
 from llms.errors import GatewayError, UpstreamMalformed, UpstreamTimeout
 from llms.framing import BodyDecoder, EventStreamDecoder, NDJSONDecoder, SSEDecoder
+from llms.native import NativeConverter
 from llms.telemetry.record import RequestRecord, finish_reason_of
 from llms.upstream import UpstreamCall
 from llms.wire import Chunk
@@ -71,7 +72,7 @@ def check_committable(chunks: list[Chunk]) -> None:
 
 def carries_output(chunk: Chunk) -> bool:
     """True for a chunk past which the answer is committed to this provider."""
-    if chunk.get("usage"):
+    if chunk.get("usage") or chunk.get("native_output"):
         return True
     for choice in chunk["choices"]:
         if choice["finish_reason"] is not None:
@@ -106,6 +107,7 @@ class Generation:
         "_loop",
         "_pending",
         "first",
+        "native",
         "on_failure",
         "provider",
         "record",
@@ -118,6 +120,7 @@ class Generation:
         decoder: SSEDecoder | NDJSONDecoder | BodyDecoder | EventStreamDecoder,
         converter: Converter,
         provider: ProviderConfig,
+        native: NativeConverter | None = None,
     ) -> None:
         self._call = call
         self._decoder = decoder
@@ -131,6 +134,9 @@ class Generation:
         self._given = 0  # chunks handed out and not yet counted as delivered
         self._finish: str | None = None
         self.provider = provider
+        # A native attempt's converter (llms/native.py): its chunks carry the upstream's own
+        # events, which the client's API writes through `NativeStream` / `NativeLog`.
+        self.native = native
         self.first: list[Chunk] = []
         # The request's record, filled as the answer goes (routing sets it at the commit).
         self.record: RequestRecord | None = None

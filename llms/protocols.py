@@ -51,7 +51,8 @@ PROTOCOLS: dict[str, UpstreamProtocol] = {
             "openai",
             adapter="openai",
             base_url="https://api.openai.com/v1",
-            extra_keys=("auth", "include_usage"),
+            # `responses`: the upstream serves POST /responses itself (native passthrough).
+            extra_keys=("auth", "include_usage", "responses"),
             answers_whole=True,
             bearer_key=True,
         ),

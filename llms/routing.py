@@ -31,6 +31,7 @@ from llms.errors import (
 )
 from llms.framing import BodyDecoder, EventStreamDecoder, NDJSONDecoder, SSEDecoder
 from llms.generation import Generation
+from llms.native import NativeRoute
 from llms.providers import CircuitBreaker, Providers
 from llms.telemetry.record import RequestRecord
 from llms.telemetry.redact import redact_error, secrets_of
@@ -134,6 +135,7 @@ class Router:
         *,
         whole: bool = False,
         record: RequestRecord | None = None,
+        native: NativeRoute | None = None,
     ) -> Generation:
         """Try providers until one commits, or raise the last error.
 
@@ -141,7 +143,14 @@ class Router:
         `whole` (a non-stream client), providers that can answer non-stream are asked to, and
         the whole answer is the commit; the attempts together then have `answer_s`. The
         committed generation fills `record` (its provider now, the rest as the answer goes).
+        `native`: the client's own request, for the providers that speak its API (passthrough,
+        llms/native.py); with a `refusal`, only those are tried.
         """
+        candidates = self.providers_for(meta.model)
+        if native is not None and native.refusal is not None:
+            candidates = tuple(p for p in candidates if native.serves(p))
+            if not candidates:
+                raise native.refusal
         routing_timeouts = self.config.routing.timeouts
         deadline = asyncio.get_running_loop().time() + (
             max(routing_timeouts.answer_s, routing_timeouts.first_token_s)
@@ -150,10 +159,10 @@ class Router:
         )
 
         def attempt(provider: ProviderConfig, deadline: float) -> Awaitable[Generation]:
-            return self._attempt(provider, request, meta, include_usage, deadline, whole)
+            return self._attempt(provider, request, meta, include_usage, deadline, whole, native)
 
         generation, provider = await self.route(
-            meta.model, self.providers_for(meta.model), deadline, attempt, on_status
+            meta.model, candidates, deadline, attempt, on_status
         )
         registry = self.providers
         generation.on_failure = functools.partial(
@@ -310,13 +319,18 @@ class Router:
         include_usage: bool,
         deadline: float,
         whole: bool = False,
+        native: NativeRoute | None = None,
     ) -> Generation:
         resolved = self.providers.resolve(provider)
         adapter = ADAPTERS[provider.type]
         answers_whole = WHOLE_ANSWERS.get(provider.type) if whole else None
         upstream_model = provider.models[meta.model]
         timeouts = provider.timeouts
-        if answers_whole is not None:
+        if native is not None and native.serves(provider):
+            # The client's own request, to an upstream that speaks its API (llms/native.py).
+            upstream_request = native.build_request(resolved, upstream_model, whole=whole)
+            first_s = timeouts.answer_s if whole else timeouts.first_token_s
+        elif answers_whole is not None:
             upstream_request = answers_whole.build_whole_request(request, resolved, upstream_model)
             first_s = timeouts.answer_s
         else:
@@ -334,9 +348,17 @@ class Router:
             await call.open(deadline)
             if call.status >= 300:
                 body = await call.read_error_body(deadline)
-                raise adapter.from_error_response(call.status, call.headers, body)
+                mapping = adapter if native is None or not native.serves(provider) else native
+                raise mapping.from_error_response(call.status, call.headers, body)
             context = StreamContext(meta, include_usage)
             decoder: SSEDecoder | NDJSONDecoder | BodyDecoder | EventStreamDecoder
+            if native is not None and native.serves(provider):
+                max_bytes = int(self.config.server.max_answer_mb * 2**20)
+                decoder = BodyDecoder(max_bytes) if whole else SSEDecoder()
+                passing = native.new_converter(meta, whole=whole)
+                generation = Generation(call, decoder, passing, provider, native=passing)
+                await generation.commit(deadline)
+                return generation
             if answers_whole is not None:
                 decoder = BodyDecoder(int(self.config.server.max_answer_mb * 2**20))
                 converter = answers_whole.new_whole_converter(context)

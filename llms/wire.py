@@ -59,6 +59,10 @@ class Chunk(TypedDict):
     system_fingerprint: NotRequired[str | None]
     service_tier: NotRequired[str | None]
     usage: NotRequired[Usage | None]
+    # A native attempt's chunk (llms/native.py): the upstream's own event it summarises, as
+    # (type, JSON), and whether that event is output with no chat equivalent. Never sent.
+    native: NotRequired[tuple[str, str]]
+    native_output: NotRequired[bool]
 
 
 class Message(TypedDict, total=False):

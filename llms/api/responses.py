@@ -260,6 +260,14 @@ class ResponseBuilder:
             self._response["status"] = "cancelled"
         return []
 
+    def adopt(self, response: dict[str, Any], sequence_number: int) -> None:
+        """Take an upstream's own Response object as this response (native passthrough,
+        api/responses_native.py): it is then what `response` shows and storage keeps;
+        `sequence_number` is the next event's."""
+        self._response = response
+        self._seq = sequence_number
+        self._announced = True
+
     def error_event(self, error: GatewayError) -> ResponseEvent:
         """The in-stream `error` event, in OpenAI's flat shape and Open Responses' nested one
         at once (each validator ignores the other's keys)."""

@@ -8,21 +8,22 @@ Errors are Anthropic's shape and statuses (server/middleware.py renders them by 
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
 
 from llms.api.messages import MessageBuilder, fold_message
+from llms.api.messages_native import MessagesRoute, serves
 from llms.api.messages_object import new_message_id
-from llms.api.messages_request import from_request
+from llms.api.messages_request import MessagesCall, from_request
 from llms.api.messages_stream import MessagesEncoder
 from llms.api.responses_stream import from_completion
 from llms.chunks import StreamMeta
-from llms.errors import GatewayError
+from llms.errors import GatewayError, InvalidRequest
 from llms.server import count_tokens, keys
 from llms.server.relay import relay
 from llms.server.requests import read_json_request
-from llms.server.routes import Tracked, complete, json_response
+from llms.server.routes import Tracked, complete_any, json_response
 from llms.wire import ChatRequest
 
 
@@ -33,7 +34,16 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         record = tracked.record
         server = app[keys.CONFIG].server
         body = await read_json_request(request)
-        call = from_request(body)
+        route = _native_route(app, body, request)
+        try:
+            call = from_request(body)
+        except InvalidRequest as error:
+            if route is None:
+                raise
+            # What only Anthropic can honour (a server tool, citations…): passed through to
+            # Anthropic providers; the others are not tried and would have said this.
+            route.refusal = error
+            call = MessagesCall(model=body["model"], chat={}, stream=body.get("stream") is True)
         router = tracked.admit(call.model)
         chat = cast(ChatRequest, call.chat)
         meta = StreamMeta(model=call.model)
@@ -41,7 +51,11 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         message_id = new_message_id()
         try:
             if not call.stream:
-                completion, provider = await complete(app, router, chat, meta, record)
+                completion, native, provider = await complete_any(
+                    app, router, chat, meta, record, route
+                )
+                if completion is None:
+                    return json_response(native, headers={"X-Provider": provider})
                 message = fold_message(
                     message_id,
                     call.model,
@@ -62,11 +76,32 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 shutting_down=app[keys.SHUTTING_DOWN],
                 record=record,
                 encoder=MessagesEncoder(builder),
+                native=route,
             )
         except GatewayError as error:
             # An adapter's 400 names a chat field: name the Messages field it came from.
             error.param = call.messages_param(error.param)
             raise
+
+
+def _native_route(
+    app: web.Application, body: dict[str, Any], request: web.Request
+) -> MessagesRoute | None:
+    """The request as Anthropic providers are sent it (passthrough, api/messages_native.py),
+    when one serves its model; None otherwise."""
+    model = body.get("model")
+    if not isinstance(model, str):
+        return None
+    if not any(serves(p) for p in app[keys.ROUTER].routes.get(model, ())):
+        return None
+    messages = body.get("messages")
+    if isinstance(messages, list) and any(
+        not isinstance(m, dict) or m.get("role") not in ("user", "assistant") for m in messages
+    ):
+        # Claude Code sends a `role: "system"` message after the user's turn to models it does
+        # not know by name; Anthropic refuses it, the translation places it: translated.
+        return None
+    return MessagesRoute(body, request.headers)
 
 
 def install(app: web.Application) -> None:

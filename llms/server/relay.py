@@ -26,6 +26,7 @@ from llms.api.chat import CHAT, DONE, StreamEncoder, error_event
 from llms.chunks import StreamMeta
 from llms.errors import GatewayError, ServiceUnavailable, UpstreamMalformed
 from llms.generation import Generation
+from llms.native import NativeRoute, NativeStream
 from llms.routing import Router
 from llms.server import keys
 from llms.server.slow import GOODBYE_S, WRITE_SLICE, SlowClient, bound_buffers, reset, slices
@@ -237,11 +238,14 @@ async def relay(
     record: RequestRecord,
     encoder: StreamEncoder = CHAT,
     on_end: Callable[[], Awaitable[None]] | None = None,
+    native: NativeRoute | None = None,
 ) -> web.StreamResponse:
     """Run one streaming request. Errors before anything was sent propagate as HTTP errors.
 
     `encoder` makes the client-facing API's events; `on_end` runs before the body ends (the
     Responses API stores its response there, so a client that reads to the end finds it).
+    `native`: the client's request for upstreams that speak its API (llms/native.py); an
+    attempt that commits natively is written by `NativeStream` instead of `encoder`.
     """
     headers = dict(STREAM_HEADERS)
     headers["X-Stream-Id"] = meta.id
@@ -250,7 +254,7 @@ async def relay(
     end = _Ending(out, encoder, on_end)
     try:
         try:
-            generation = await router.open(chat, meta, include_usage, record=record)
+            generation = await router.open(chat, meta, include_usage, record=record, native=native)
         except GatewayError as error:
             record.failed(error, status=200 if out.started else None)
             if not out.started:
@@ -291,8 +295,13 @@ async def _pump(
     """Write each batch of the committed generation (which keeps the record's chunks, first
     output, usage and finish reason); end the stream as it ended."""
     out = end.out
-    encoder = end.encoder
     failure: GatewayError | None = None
+    passing = generation.native
+    if passing is not None:
+        # Chosen now that the attempt committed: the upstream's own events, written as they are.
+        passing.committed()
+        end.encoder = NativeStream(passing)
+    encoder = end.encoder
     try:
         if not out.started:
             out.response.headers["X-Provider"] = generation.provider.name

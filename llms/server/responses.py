@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 
 from llms.api.responses import ResponseBuilder
+from llms.api.responses_native import ResponsesRoute, serves, translatable
 from llms.api.responses_object import (
     deleted,
     input_items_page,
@@ -39,7 +40,7 @@ from llms.server.bodies import BODIES
 from llms.server.fields import event_id
 from llms.server.relay import relay, relay_log
 from llms.server.requests import read_json_request
-from llms.server.routes import Tracked, complete, json_response
+from llms.server.routes import Tracked, complete_any, json_response
 from llms.server.siblings import Handler, asking_siblings
 from llms.store import ResponseStore, StoredResponse, new_response_store
 from llms.store.responses import ResponseTooLarge, StoreUnavailable
@@ -103,22 +104,28 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         body = await read_json_request(request)
         owner = tracked.key.name if tracked.key is not None else None
         history = await _history(app, body, owner)
-        call = await _translated(app, body, history)
+        natively = _served_natively(app, body)
+        call, refusal = await _translated_or_native(app, body, history, natively)
         router = tracked.admit(call.model)
         chat = cast(ChatRequest, call.chat)
         if call.background:
-            return await _background(request, tracked, call, chat, router, owner, history)
+            builder = ResponseBuilder(new_response_id(), call.model, now(), call, status="queued")
+            route = _route(natively, body, history, builder, refusal)
+            return await _background(request, tracked, call, builder, route, router, owner, history)
         store = app[STORED].store if call.store else None
         builder = ResponseBuilder(new_response_id(), call.model, now(), call)
+        route = _route(natively, body, history, builder, refusal)
         kept = None if store is None else _Kept(store, call, builder, owner, history)
         meta = StreamMeta(model=call.model)
         record.stream_id = meta.id
         try:
             if not call.stream:
-                completion, provider = await complete(app, router, chat, meta, record)
-                builder.start()
-                builder.feed([from_completion(completion)])
-                builder.finish(completed_at=now())
+                completion, _, provider = await complete_any(app, router, chat, meta, record, route)
+                if completion is not None:
+                    builder.start()
+                    builder.feed([from_completion(completion)])
+                    builder.finish(completed_at=now())
+                # else the builder holds the upstream's own Response (passthrough)
                 if kept is not None:
                     await kept.save()
                 return json_response(builder.response, headers={"X-Provider": provider})
@@ -136,6 +143,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                 record=record,
                 encoder=ResponsesEncoder(builder, now),
                 on_end=None if kept is None else kept.save,
+                native=route,
             )
         except GatewayError as error:
             # An adapter's 400 names a chat field: name the Responses field it came from.
@@ -158,11 +166,53 @@ async def _translated(
         return await asyncio.to_thread(from_request, body, history)
 
 
+def _served_natively(app: web.Application, body: dict[str, Any]) -> bool:
+    """Whether a provider of the request's model serves Responses itself (passthrough)."""
+    model = body.get("model")
+    if not isinstance(model, str):
+        return False
+    return any(serves(p) for p in app[keys.ROUTER].routes.get(model, ()))
+
+
+async def _translated_or_native(
+    app: web.Application,
+    body: dict[str, Any],
+    history: list[dict[str, Any]] | None,
+    natively: bool,
+) -> tuple[ResponsesCall, InvalidRequest | None]:
+    """The translated call, and why only a native provider can answer (None: any can).
+
+    A built-in tool is a 400 for translated providers only: with a provider that serves
+    Responses itself, the call is made of the request without it (for its checks and echoed
+    settings) and the request goes to that provider as the client wrote it."""
+    try:
+        return await _translated(app, body, history), None
+    except InvalidRequest as error:
+        if not natively or not (error.param or "").startswith(("tools", "tool_choice")):
+            raise
+        return await _translated(app, translatable(body), history), error
+
+
+def _route(
+    natively: bool,
+    body: dict[str, Any],
+    history: list[dict[str, Any]] | None,
+    builder: ResponseBuilder,
+    refusal: InvalidRequest | None,
+) -> ResponsesRoute | None:
+    if not natively:
+        return None
+    route = ResponsesRoute(body, history, builder)
+    route.refusal = refusal
+    return route
+
+
 async def _background(
     request: web.Request,
     tracked: Tracked,
     call: ResponsesCall,
-    chat: ChatRequest,
+    builder: ResponseBuilder,
+    route: ResponsesRoute | None,
     router: Router,
     owner: str | None,
     history: list[dict[str, Any]] | None,
@@ -181,7 +231,7 @@ async def _background(
             code="unsupported_parameter",
         )
     record = tracked.record
-    builder = ResponseBuilder(new_response_id(), call.model, now(), call, status="queued")
+    chat = cast(ChatRequest, call.chat)
     response_id = builder.response["id"]
     meta = StreamMeta(id=response_id, model=call.model)
     record.stream_id = response_id
@@ -199,6 +249,7 @@ async def _background(
         on_done=app[keys.TELEMETRY].finish,
         encoder=ResponsesLog(builder, now),
         hooks=hooks,
+        native=route,
     )
     tracked.handed_over = True
     pumping = stream.task

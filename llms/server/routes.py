@@ -7,6 +7,7 @@ import re
 import time
 from contextvars import Token
 from types import TracebackType
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -20,6 +21,7 @@ from llms.errors import (
     ServiceUnavailable,
     UpstreamTimeout,
 )
+from llms.native import NativeRoute
 from llms.routing import Router
 from llms.server import keys
 from llms.server.auth import KEY, authorize_model
@@ -32,7 +34,7 @@ from llms.server.requests import read_chat_request
 from llms.streams.pump import Cancelled, Stream
 from llms.telemetry.attempts import CURRENT_RECORD
 from llms.telemetry.record import RequestRecord
-from llms.wire import ChatRequest, Completion, ModelCard
+from llms.wire import ChatRequest, Chunk, Completion, ModelCard
 
 # A client-chosen stream id: long enough to be unguessable, safe in a URL and a Redis key.
 STREAM_ID = re.compile(r"[A-Za-z0-9_-]{16,80}")
@@ -182,6 +184,22 @@ async def complete(
     app: web.Application, router: Router, chat: ChatRequest, meta: StreamMeta, record: RequestRecord
 ) -> tuple[Completion, str]:
     """A non-stream answer: one chat.completion (asked whole of the upstream, or folded), and
+    the name of the provider that gave it (see `complete_any`)."""
+    completion, _, provider = await complete_any(app, router, chat, meta, record)
+    assert completion is not None  # no native route: always a completion
+    return completion, provider
+
+
+async def complete_any(
+    app: web.Application,
+    router: Router,
+    chat: ChatRequest,
+    meta: StreamMeta,
+    record: RequestRecord,
+    native: NativeRoute | None = None,
+) -> tuple[Completion | None, dict[str, Any] | None, str]:
+    """A non-stream answer: one chat.completion (asked whole of the upstream, or folded), or,
+    from an attempt that went native (llms/native.py), the upstream's own answer object; and
     the name of the provider that gave it.
 
     Bounded in size (`server.max_answer_mb`, else 502 `upstream_too_large`) and in time: the
@@ -193,8 +211,13 @@ async def complete(
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
-        generation = await router.open(chat, meta, include_usage=True, whole=True, record=record)
+        generation = await router.open(
+            chat, meta, include_usage=True, whole=True, record=record, native=native
+        )
         provider = generation.provider
+        passing = generation.native
+        if passing is not None:
+            passing.committed()
         # As routing bounds an answer asked whole: every attempt together, and this provider's
         # (never shorter than the first-token deadline its commit was given).
         routing, timeouts = config.routing.timeouts, provider.timeouts
@@ -205,7 +228,7 @@ async def complete(
         deadline = asyncio.timeout_at(started + answer_s)
         try:
             async with deadline:
-                await generation.collect(folding.add)
+                await generation.collect(folding.add if passing is None else _drop)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -220,10 +243,16 @@ async def complete(
             raise
         uncancel()
         raise ServiceUnavailable("The gateway shut down before the answer was ready.") from None
+    if passing is not None:
+        return None, passing.answer(), provider.name
     completion = folding.completion()
     if completion["usage"] is None and record.usage is not None:
         completion["usage"] = record.usage
-    return completion, provider.name
+    return completion, None, provider.name
+
+
+def _drop(batch: list[Chunk]) -> None:
+    """A native answer's chunks: its converter keeps the answer itself."""
 
 
 def _visible_models(request: web.Request) -> list[ModelCard]:

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from llms.chunks import StreamMeta
 from llms.errors import Conflict, GatewayError, NotFound
 from llms.generation import Generation, to_json_each
+from llms.native import NativeLog, NativeRoute
 from llms.routing import Router
 from llms.streams.log import EventLog
 from llms.streams.redis import RedisStreams
@@ -156,11 +157,13 @@ class StreamRegistry:
         chosen_id: bool = False,
         encoder: LogEncoder | None = None,
         hooks: PumpHooks | None = None,
+        native: NativeRoute | None = None,
     ) -> Stream:
         """Start pumping a new stream. `chosen_id`: the client named it (X-Stream-Id), so it
         may already be taken (ids the gateway makes are unguessable and never collide).
         `encoder`: the client-facing API's events (chat completions' by default); `hooks`:
-        told when the answer commits and before its terminal event is logged."""
+        told when the answer commits and before its terminal event is logged; `native`: the
+        client's request for upstreams that speak its API (logged by `NativeLog`)."""
         owner = record.key
         taken = meta.id in self._streams
         if chosen_id and not taken and self.remote is not None:
@@ -173,7 +176,9 @@ class StreamRegistry:
         if self.remote is not None:
             await self.remote.register(meta.id, owner)
         self._streams[meta.id] = stream
-        work = Work(router, chat, meta, include_usage, encoder or CHAT_LOG, hooks or PumpHooks())
+        work = Work(
+            router, chat, meta, include_usage, encoder or CHAT_LOG, hooks or PumpHooks(), native
+        )
         stream.task = asyncio.get_running_loop().create_task(
             pump(stream, work, record, on_done), name=f"pump {meta.id}"
         )
@@ -375,6 +380,7 @@ class Work:
     include_usage: bool
     encoder: LogEncoder
     hooks: PumpHooks
+    native: NativeRoute | None = None
 
 
 async def _told(stream: Stream, hook: Callable[[], Awaitable[None]]) -> None:
@@ -431,12 +437,22 @@ async def _generate(stream: Stream, work: Work, record: RequestRecord) -> None:
     try:
         try:
             generation = await work.router.open(
-                work.chat, work.meta, work.include_usage, on_status=on_status, record=record
+                work.chat,
+                work.meta,
+                work.include_usage,
+                on_status=on_status,
+                record=record,
+                native=work.native,
             )
         except GatewayError as error:
             record.failed(error, status=200 if started else None)
             await end(encoder.failed(error) if started else encoder.refused(error))
             return
+        passing = generation.native
+        if passing is not None:
+            # The attempt committed natively: the upstream's own events are logged.
+            passing.committed()
+            encoder = NativeLog(passing)
         try:
             # The generation keeps the record's provider, chunks, first output, usage, finish.
             stream.note_provider(generation.provider.name)

@@ -20,6 +20,9 @@ from tests.upstreams.openai import FakeOpenAI, Received, Script, transcript
 
 API_KEY = "sk-ant-test"
 VERSION = "2023-06-01"
+# The API versions the fake takes: the adapter's, and the one anthropic-python 2.x sends (a
+# passthrough forwards the client's `anthropic-version`).
+VERSIONS = frozenset((VERSION, "2026-10-21"))
 MODEL = "claude-sonnet-4-5"
 TRANSCRIPTS = (
     "text",
@@ -144,7 +147,7 @@ class FakeAnthropic(FakeOpenAI):
         self.received.append(Received(request.path, dict(request.headers), body, time.monotonic()))
         if request.headers.get("x-api-key") != API_KEY:
             return _error(401, "authentication_error", "invalid x-api-key")
-        if request.headers.get("anthropic-version") != VERSION:
+        if request.headers.get("anthropic-version") not in VERSIONS:
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         if not isinstance(body.get("messages"), list):
             return _error(400, "invalid_request_error", "messages: Field required")
@@ -163,7 +166,7 @@ class FakeAnthropic(FakeOpenAI):
         # The checks the real API makes before it streams anything.
         if request.headers.get("x-api-key") != API_KEY:
             return _error(401, "authentication_error", "invalid x-api-key")
-        if request.headers.get("anthropic-version") != VERSION:
+        if request.headers.get("anthropic-version") not in VERSIONS:
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         if not isinstance(body.get("max_tokens"), int):
             return _error(400, "invalid_request_error", "max_tokens: Field required")
@@ -172,12 +175,58 @@ class FakeAnthropic(FakeOpenAI):
         script = self.script_for(body.get("model", ""))
         self.active += 1
         try:
+            if body.get("stream") is not True and script.status == 200 and not script.fault:
+                # Asked non-stream: the Message the script's events make, sent whole.
+                message = message_of(script.writes)
+                if message is None:
+                    return _error(529, "overloaded_error", "Overloaded")
+                return web.json_response(message)
             return await self._play(request, script)
         except (asyncio.CancelledError, ConnectionResetError):
             self.gone.append(time.monotonic())
             raise
         finally:
             self.active -= 1
+
+
+def message_of(writes: Any) -> dict[str, Any] | None:
+    """The Message a stream of events makes (what Anthropic answers non-stream); None if the
+    stream holds an `error` event."""
+    message: dict[str, Any] = {}
+    partial: dict[int, str] = {}
+    for raw in writes:
+        for part in raw.split(b"\n\n"):
+            data = next(
+                (line[6:] for line in part.split(b"\n") if line.startswith(b"data: ")), None
+            )
+            if data is None:
+                continue
+            obj = orjson.loads(data)
+            kind = obj.get("type")
+            if kind == "error":
+                return None
+            if kind == "message_start":
+                message = dict(obj["message"], content=[])
+            elif kind == "content_block_start":
+                message["content"].append(dict(obj["content_block"]))
+            elif kind == "content_block_delta":
+                block, delta = message["content"][obj["index"]], obj["delta"]
+                if delta["type"] == "text_delta":
+                    block["text"] += delta["text"]
+                elif delta["type"] == "thinking_delta":
+                    block["thinking"] += delta["thinking"]
+                elif delta["type"] == "signature_delta":
+                    block["signature"] = delta["signature"]
+                elif delta["type"] == "citations_delta":
+                    block.setdefault("citations", []).append(delta["citation"])
+                elif delta["type"] == "input_json_delta":
+                    partial[obj["index"]] = partial.get(obj["index"], "") + delta["partial_json"]
+            elif kind == "message_delta":
+                message.update(obj["delta"])
+                message["usage"] = {**message.get("usage", {}), **obj.get("usage", {})}
+    for index, text in partial.items():
+        message["content"][index]["input"] = orjson.loads(text) if text else {}
+    return message
 
 
 def count_of(body: dict[str, Any]) -> int:
