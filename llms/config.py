@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from llms.config_auth import ProviderAuth, cloud_options, default_base_url
 from llms.config_checks import (
     REDIS_SCHEMES,
     header_problem,
@@ -25,7 +26,6 @@ from llms.config_checks import (
     url_problem,
     value_problem,
 )
-from llms.config_auth import ProviderAuth, cloud_options, default_base_url
 from llms.errors import ConfigError
 from llms.protocols import PROTOCOLS
 
@@ -594,6 +594,9 @@ def _provider(
     if "responses" in obj:
         # The upstream serves POST /responses itself: Responses requests pass through.
         options["responses"] = r.boolean(obj["responses"], f"{path}.responses")
+    if "completions" in obj:
+        # Whether the upstream serves POST /completions (legacy completions pass through).
+        options["completions"] = r.boolean(obj["completions"], f"{path}.completions")
     return ProviderConfig(
         name=name,
         type=kind,

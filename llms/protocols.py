@@ -51,8 +51,9 @@ PROTOCOLS: dict[str, UpstreamProtocol] = {
             "openai",
             adapter="openai",
             base_url="https://api.openai.com/v1",
-            # `responses`: the upstream serves POST /responses itself (native passthrough).
-            extra_keys=("auth", "include_usage", "responses"),
+            # `responses`: the upstream serves POST /responses itself (native passthrough);
+            # `completions`: it serves POST /completions (default true; false: through chat).
+            extra_keys=("auth", "include_usage", "responses", "completions"),
             answers_whole=True,
             bearer_key=True,
         ),
