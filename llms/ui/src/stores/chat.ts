@@ -271,11 +271,15 @@ export class ChatController {
     // The freshest copy: the run that ended saved its end; a closed tab's broadcast may be newer.
     let best = here;
     if (stored && (!isRunning(stored) || (stored.lastEventId ?? 0) > (here.lastEventId ?? 0))) best = stored;
-    if (!isRunning(best) || !resumable(best)) {
-      if (best !== here || isRunning(best)) {
-        thread.messages[index] = orphaned(best);
-        await threads.save(thread, { touch: false }).catch(() => undefined);
-      }
+    if (!isRunning(best)) {
+      // It ended where it ran (and was saved there): show that end.
+      if (best !== here) thread.messages[index] = best;
+      release();
+      return;
+    }
+    if (!resumable(best)) {
+      thread.messages[index] = orphaned(best);
+      await threads.save(thread, { touch: false }).catch(() => undefined);
       release();
       return;
     }
