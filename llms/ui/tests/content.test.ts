@@ -164,3 +164,10 @@ describe("highlighting", () => {
     expect(view.update("other")).toBe(false);
   });
 });
+
+describe("inline math spacing", () => {
+  it("puts no space between a formula and the punctuation after it", async () => {
+    await loadMath();
+    expect(renderMarkdown("a $x$, b")).toMatch(/<\/span>, b<\/p>/);
+  });
+});

@@ -31,7 +31,7 @@ export function loadMath(): Promise<unknown> {
 const OPTIONS: KatexOptions = { throwOnError: false, trust: false, strict: "ignore", output: "htmlAndMathml", maxExpand: 500 };
 
 interface MathToken extends Tokens.Generic {
-  type: "math";
+  type: "math" | "inlineMath";
   raw: string;
   tex: string;
   display: boolean;
@@ -47,12 +47,12 @@ const BLOCK = /^ {0,3}(?:\$\$((?:\\[\s\S]|[^\\$]|\$(?!\$))+?)\$\$|\\\[((?:\\(?!\
 function inlineMatch(src: string): MathToken | undefined {
   const display = DISPLAY.exec(src);
   if (display && !/\n[ \t]*\n/.test(display[0])) {
-    return { type: "math", raw: display[0], tex: (display[1] ?? display[2]!).trim(), display: true };
+    return { type: "inlineMath", raw: display[0], tex: (display[1] ?? display[2]!).trim(), display: true };
   }
   const paren = PAREN.exec(src);
-  if (paren) return { type: "math", raw: paren[0], tex: paren[1]!.trim(), display: false };
+  if (paren) return { type: "inlineMath", raw: paren[0], tex: paren[1]!.trim(), display: false };
   const dollar = DOLLAR.exec(src);
-  if (dollar) return { type: "math", raw: dollar[0], tex: dollar[1]!, display: false };
+  if (dollar) return { type: "inlineMath", raw: dollar[0], tex: dollar[1]!, display: false };
   return undefined;
 }
 
