@@ -66,6 +66,11 @@ async def test_math_is_typeset(stack: StartStack, fake_openai: FakeOpenAI) -> No
     assert len(set(round(b) for b in boxes)) > 1
     await s.screenshot("40-math")
 
+    # A stored answer after a reload: rendered before KaTeX is loaded, typeset when it is.
+    await s.page.reload()
+    await expect(s.answers.last.locator(".katex")).to_have_count(4)
+    await expect(s.answers.last.locator(".math-pending")).to_have_count(0)
+
 
 async def test_a_formula_being_written_is_not_garbage(
     stack: StartStack, fake_openai: FakeOpenAI
@@ -147,6 +152,11 @@ async def test_languages_load_on_first_use(stack: StartStack, fake_openai: FakeO
     assert any("/go-" in url for url in loaded) and any("/rust-" in url for url in loaded)
     assert not any("/python-" in url for url in loaded)  # only what the answer used
     await s.screenshot("43-code-languages")
+
+    await s.page.reload()  # a stored answer: highlighted once its languages are loaded again
+    await expect(
+        s.answers.last.locator("pre code").nth(1).locator(".hljs-keyword").first
+    ).to_have_text("fn")
 
 
 PYTHON = (
