@@ -19,7 +19,7 @@ from llms.errors import ConfigError, GatewayError, ServiceUnavailable
 from llms.local import LocalServer
 from llms.providers import Providers
 from llms.routing import Router
-from llms.server import embeddings, keys, messages, openapi, responses, routes
+from llms.server import completions, embeddings, keys, messages, openapi, responses, routes
 from llms.server.auth import KEY, authenticate, needs_key
 from llms.server.bodies import BODIES, BodyBudget
 from llms.server.cors import Cors
@@ -163,6 +163,7 @@ def create_app(
     responses.install(app, siblings)
     messages.install(app)
     embeddings.install(app)
+    completions.install(app)
     app.router.add_get("/v1/models", routes.list_models)
     app.router.add_get("/v1/models/{model:.+}", routes.retrieve_model)
     resume: Handler = routes.resume_stream
