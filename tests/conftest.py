@@ -96,6 +96,7 @@ PROCESS_MODULES = frozenset(
         "test_cli",
         "test_cli_check",
         "test_cluster",
+        "test_completions_node",
         "test_embeddings_node",
         "test_local",
         "test_long_stream",
