@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from bench.completions_load import CompletionsLoadClient
 from bench.figures import Report
 from bench.load import LoadClient, LoadSpec
 from bench.messages_load import MessagesLoadClient
-from bench.native import NATIVE, Protocol
+from bench.native import NATIVE, Protocol, public_model
 from bench.native_load import load_client
 from bench.procs import Child, CpuSample, self_cpu, tree_cpu
 from bench.redis_server import command_figures, commandstats
@@ -30,7 +31,11 @@ class Scenario:
     ``background: true``, read live like the resumable stream; ``store=False`` sends ``store:
     false``, else the response is stored, OpenAI's default); its direct run is the plain chat
     stream to the upstream, which knows no Responses API. ``api="messages"`` streams Anthropic's
-    ``POST /v1/messages`` through the gateway the same way (its direct run: the chat stream).
+    ``POST /v1/messages`` through the gateway the same way (its direct run: the chat stream);
+    with ``protocol="anthropic"`` to the Anthropic provider, which it is passed through to (its
+    direct run: Anthropic's stream from the upstream).
+    ``api="completions"`` streams legacy ``POST /v1/completions``, passed through to the
+    upstream, which serves it (its direct run: the same stream from the upstream).
     """
 
     name: str
@@ -43,7 +48,7 @@ class Scenario:
     resumable: bool = False
     mode: Literal["memory", "redis"] = "memory"
     protocol: Protocol = "openai"
-    api: Literal["chat", "responses", "messages"] = "chat"
+    api: Literal["chat", "responses", "messages", "completions"] = "chat"
     background: bool = False
     store: bool = True
 
@@ -67,6 +72,8 @@ NONSTREAM = Shape(20, 0, 0, 8)
 # to chat's.
 _BACKGROUND: dict[str, Any] = {"api": "responses", "background": True}
 _NOSTORE: dict[str, Any] = {"api": "responses", "store": False}
+# Messages to an anthropic provider: passed through (llms/native.py), not translated.
+_PASSTHROUGH: dict[str, Any] = {"api": "messages", "protocol": "anthropic"}
 FULL = (
     Scenario("latency", LATENCY, True, 200, 1, 120, 10),
     Scenario("throughput", THROUGHPUT, True, 2000, 64, 300, 64),
@@ -78,6 +85,8 @@ FULL = (
     Scenario("responses_nostore", THROUGHPUT, True, 2000, 64, 300, 64, **_NOSTORE),
     Scenario("responses_background", THROUGHPUT, True, 2000, 64, 300, 64, **_BACKGROUND),
     Scenario("messages", THROUGHPUT, True, 2000, 64, 300, 64, api="messages"),
+    Scenario("messages_native", THROUGHPUT, True, 2000, 64, 300, 64, **_PASSTHROUGH),
+    Scenario("completions", THROUGHPUT, True, 2000, 64, 300, 64, api="completions"),
 )
 QUICK = (
     Scenario("latency", LATENCY, True, 5, 1, 20, 1),
@@ -90,6 +99,8 @@ QUICK = (
     Scenario("responses_nostore", THROUGHPUT, True, 16, 8, 20, 8, **_NOSTORE),
     Scenario("responses_background", THROUGHPUT, True, 16, 8, 20, 8, **_BACKGROUND),
     Scenario("messages", THROUGHPUT, True, 16, 8, 20, 8, api="messages"),
+    Scenario("messages_native", THROUGHPUT, True, 16, 8, 20, 8, **_PASSTHROUGH),
+    Scenario("completions", THROUGHPUT, True, 16, 8, 20, 8, api="completions"),
 )
 RESUME_FULL = ResumeSettings(THROUGHPUT, 200, 5, 120)
 RESUME_QUICK = ResumeSettings(THROUGHPUT, 5, 1, 20)
@@ -156,7 +167,13 @@ async def measure(
             store=scenario.store,
         )
     elif scenario.api == "messages" and not direct:
-        client = MessagesLoadClient(replace(spec, url=f"{target.base_url}/v1/messages"), expected)
+        model = public_model(scenario.protocol, spec.model)
+        url = f"{target.base_url}/v1/messages"
+        client = MessagesLoadClient(replace(spec, url=url, model=model), expected)
+    elif scenario.api == "completions":
+        # The upstream serves legacy completions too: the direct run reads the same stream.
+        url = f"{target.base_url}/v1/completions"
+        client = CompletionsLoadClient(replace(spec, url=url), expected)
     else:
         client = load_client(scenario.protocol, spec, expected, direct=direct)
     async with client:

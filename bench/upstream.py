@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import orjson
 
 from bench.answers import Encoded, encode_completion, encode_json, encode_stream, error_body
+from bench.completions_load import encode_text_stream
 from bench.native import Protocol, encode_native, error_answer, request_problem, route
 from bench.shape import Shape, parse_model
 
@@ -123,6 +124,7 @@ class Upstream:
             ],
         }
         self._streams: dict[tuple[str, bool], Encoded] = {}
+        self._text: dict[tuple[str, bool], Encoded] = {}
         self._completions: dict[str, bytes] = {}
         self._native: dict[tuple[Protocol, str], Encoded] = {}
 
@@ -134,6 +136,16 @@ class Upstream:
             if len(self._streams) >= _MAX_CACHED:
                 self._streams.clear()
             encoded = self._streams[key] = encode_stream(shape, self.created, include_usage)
+        return encoded
+
+    def text_stream(self, shape: Shape, include_usage: bool) -> Encoded:
+        """The encoded legacy completions stream for a shape, built on first use."""
+        key = (shape.model, include_usage)
+        encoded = self._text.get(key)
+        if encoded is None:
+            if len(self._text) >= _MAX_CACHED:
+                self._text.clear()
+            encoded = self._text[key] = encode_text_stream(shape, self.created, include_usage)
         return encoded
 
     def native(self, protocol: Protocol, shape: Shape) -> Encoded:
@@ -208,6 +220,8 @@ class UpstreamProtocol(asyncio.Protocol):
             self._finish(encode_json(200, self._upstream.models_body, request.close), request)
         elif request.method == "POST" and request.path == "/v1/chat/completions":
             self._chat(request)
+        elif request.method == "POST" and request.path == "/v1/completions":
+            self._chat(request, text=True)
         elif (native := route(request.method, request.path)) is not None:
             self._native(request, *native)
         else:
@@ -220,8 +234,9 @@ class UpstreamProtocol(asyncio.Protocol):
         if request.close and self._transport is not None:
             self._transport.close()
 
-    def _chat(self, request: Request) -> None:
-        """Answer a chat completion, streamed or not, paced or at once."""
+    def _chat(self, request: Request, *, text: bool = False) -> None:
+        """Answer a chat completion, streamed or not, paced or at once; with ``text``, a
+        legacy completion (streamed only: bench.completions_load)."""
         try:
             payload = orjson.loads(request.body)
             model = payload["model"]
@@ -237,6 +252,9 @@ class UpstreamProtocol(asyncio.Protocol):
         stream = payload.get("stream") is True
         options = payload.get("stream_options") or {}
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        if text:
+            self._stream(self._upstream.text_stream(shape, include_usage), shape, request)
+            return
         if not stream:
             answer = self._upstream.completion(shape)
             if shape.first_ms or shape.delay_ms:

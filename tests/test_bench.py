@@ -26,7 +26,7 @@ def _run_bench(tmp_path: Path, *flags: str) -> dict[str, Any]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=150,  # the quick run takes ~90 s on 2 shared cores
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -42,8 +42,9 @@ def _positive(value: Any) -> bool:
 
 ADAPTERS = {"adapter_ollama", "adapter_anthropic", "adapter_gemini"}
 RESPONSES = {"responses", "responses_nostore", "responses_background"}
-MESSAGES = {"messages"}
-BASIC = {"latency", "throughput", "nonstream", *ADAPTERS, *RESPONSES, *MESSAGES}
+MESSAGES = {"messages", "messages_native"}
+COMPLETIONS = {"completions"}
+BASIC = {"latency", "throughput", "nonstream", *ADAPTERS, *RESPONSES, *MESSAGES, *COMPLETIONS}
 CLEAN_STOP = "stopped on SIGTERM with exit code 0"
 SCENARIO_CHUNKS = 50  # bench.scenarios.THROUGHPUT, the Responses and Messages scenarios' shape
 HAS_REDIS = shutil.which("redis-server") is not None
@@ -94,7 +95,9 @@ def test_bench_direct_only(tmp_path: Path) -> None:
         assert adapter["gateway_cpu_us_per_chunk"] is None, protocol
     assert set(fig["responses"]) == RESPONSES
     assert set(fig["messages"]) == MESSAGES
-    for name, responses in [*fig["responses"].items(), *fig["messages"].items()]:
+    assert set(fig["completions"]) == COMPLETIONS
+    apis = [*fig["responses"].items(), *fig["messages"].items(), *fig["completions"].items()]
+    for name, responses in apis:
         assert _positive(responses["rps_direct"]), name
         assert responses["gateway_cpu_us_per_chunk"] is None, name
         assert responses["ratio_to_chat"] is None, name
@@ -139,6 +142,19 @@ def _check_gateway_figures(fig: dict[str, Any]) -> None:
             assert _positive(adapter[name]), (protocol, name)
     _check_responses_figures(fig)
     _check_messages_figures(fig)
+    _check_completions_figures(fig)
+
+
+def _check_completions_figures(fig: dict[str, Any]) -> None:
+    """Legacy completions passed through error-free, its CPU per chunk next to chat's."""
+    assert set(fig["completions"]) == COMPLETIONS
+    completions = fig["completions"]["completions"]
+    assert completions["errors"] == 0
+    for figure in ("gateway_cpu_us_per_chunk", "ratio_to_chat", "rps_direct", "rps_gateway"):
+        assert _positive(completions[figure]), figure
+    # One chunk per piece and one with the finish reason; [DONE] is an event too.
+    assert completions["chunks_per_answer"] == SCENARIO_CHUNKS + 1
+    assert completions["events_per_answer"] == SCENARIO_CHUNKS + 2
 
 
 def _check_messages_figures(fig: dict[str, Any]) -> None:
@@ -272,7 +288,7 @@ def test_bench_through_the_gateway(tmp_path: Path) -> None:
     _check_scaling(report)
     markdown = (tmp_path / "latest.md").read_text()
     assert "## Many open streams" in markdown
-    for name in RESPONSES | MESSAGES:
+    for name in RESPONSES | MESSAGES | COMPLETIONS:
         assert f"| {name} (" in markdown, name
     scenarios = BASIC | {"resumable", "resumable_redis"} if HAS_REDIS else BASIC | {"resumable"}
     _check_runs(report, ("direct", "gateway"), scenarios)
