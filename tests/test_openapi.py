@@ -35,6 +35,7 @@ PATHS = {
     "/v1/responses/{id}": {"get", "delete"},
     "/v1/responses/{id}/input_items": {"get"},
     "/v1/responses/{id}/cancel": {"post"},
+    "/v1/embeddings": {"post"},
     "/v1/models": {"get"},
     "/v1/models/{model}": {"get"},
     "/v1/streams/{id}": {"get"},

@@ -190,6 +190,24 @@ _PATHS: Schema = {
             },
         }
     },
+    "/v1/embeddings": {
+        "post": {
+            "operationId": "createEmbeddings",
+            "summary": "Embeddings of a string, strings or token arrays; routed like chat.",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref("EmbeddingsRequest")}},
+            },
+            "responses": {
+                "200": {
+                    "description": "One embedding per input, in input order.",
+                    "headers": {"X-Provider": {"schema": string()}, **_REQUEST_ID},
+                    "content": {"application/json": {"schema": ref("Embeddings")}},
+                },
+                **_errors(*_CHAT_ERRORS),
+            },
+        }
+    },
     "/v1/models": {
         "get": {
             "operationId": "listModels",

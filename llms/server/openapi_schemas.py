@@ -356,8 +356,57 @@ MODEL = obj(
         "object": {"const": "model"},
         "created": {"type": "integer"},
         "owned_by": string(),
+        # Only on models the upstream says are embedding models (server/model_kinds.py).
+        "type": {"const": "embedding"},
     },
     ("id", "object", "created", "owned_by"),
+)
+_TOKENS = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    "minItems": 1,
+}
+_EMBEDDINGS_REQUEST = obj(
+    {
+        "model": string(),
+        "input": {
+            "anyOf": [
+                string(minLength=1),
+                {"type": "array", "items": string(minLength=1), "minItems": 1, "maxItems": 2048},
+                _TOKENS,
+                {"type": "array", "items": _TOKENS, "minItems": 1, "maxItems": 2048},
+            ]
+        },
+        "encoding_format": {"enum": ["float", "base64"]},
+        "dimensions": {"type": "integer", "minimum": 1, "maximum": 65536},
+        "user": string(),
+    },
+    ("model", "input"),
+)
+_EMBEDDINGS = obj(
+    {
+        "object": {"const": "list"},
+        "data": {
+            "type": "array",
+            "items": obj(
+                {
+                    "object": {"const": "embedding"},
+                    "index": {"type": "integer"},
+                    "embedding": {
+                        "anyOf": [{"type": "array", "items": {"type": "number"}}, string()],
+                        "description": "Numbers, or base64 of little-endian float32 values.",
+                    },
+                },
+                ("object", "index", "embedding"),
+            ),
+        },
+        "model": string(),
+        "usage": obj(
+            {"prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}},
+            ("prompt_tokens", "total_tokens"),
+        ),
+    },
+    ("object", "data", "model", "usage"),
 )
 SCHEMAS: dict[str, Schema] = {
     "ChatRequest": _CHAT_REQUEST,
@@ -367,5 +416,7 @@ SCHEMAS: dict[str, Schema] = {
     "Tool": _TOOL,
     "ChatCompletion": _CHAT_COMPLETION,
     "Model": MODEL,
+    "EmbeddingsRequest": _EMBEDDINGS_REQUEST,
+    "Embeddings": _EMBEDDINGS,
     "Error": _ERROR,
 }
