@@ -33,6 +33,9 @@ class Delta(TypedDict, total=False):
     function_call: FunctionDelta
     annotations: list[dict[str, Any]]
     audio: dict[str, Any]
+    # Reasoning that must go back to the upstream that made it (README: thinking_blocks):
+    # Anthropic's and Bedrock's signed or redacted thinking, Gemini's thought signatures.
+    thinking_blocks: list[dict[str, Any]]
 
 
 class ChunkChoice(TypedDict):

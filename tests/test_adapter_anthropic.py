@@ -571,15 +571,18 @@ def test_parallel_tool_calls_get_contiguous_gateway_indexes() -> None:
     assert finishes(chunks) == ["tool_calls"]
 
 
-def test_thinking_becomes_reasoning_content_and_signatures_are_dropped() -> None:
+def test_thinking_becomes_reasoning_content_and_its_signature_thinking_blocks() -> None:
     conv, chunks = replay("thinking")
     assert [d.get("reasoning_content") for d in deltas(chunks) if "reasoning_content" in d] == [
         "The user asks for 27 * 453. ",
         "27 * 453 = 12231.",
     ]
-    raw = orjson.dumps(chunks)
-    assert b"EqQBCgIYAhIM" not in raw
-    assert b"EmwKAhgBEgy3" not in raw
+    # The signed block whole (text and signature), then the redacted one (tests: signatures).
+    signed = [d["thinking_blocks"] for d in deltas(chunks) if "thinking_blocks" in d]
+    assert [block["type"] for blocks in signed for block in blocks] == [
+        "thinking",
+        "redacted_thinking",
+    ]
     message = fold(chunks, StreamMeta(model="claude"))["choices"][0]["message"]
     assert message["content"] == "27 * 453 = **12,231**"
     assert conv.usage is not None

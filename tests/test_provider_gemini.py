@@ -319,6 +319,9 @@ async def test_the_request_gemini_receives(fake: FakeGemini, client: openai.Asyn
     }
 
 
+SIGNATURE = "EpQCCpECAXLI2nxq5gk9mqf4PrN1kM0eYtWl0cQk"  # parallel_tools.sse's first call's
+
+
 async def test_tool_round_trip_on_gemini_3(fake: FakeGemini, client: openai.AsyncOpenAI) -> None:
     fake.scripts["gemini-3-flash-preview"] = transcript("parallel_tools.sse")
     first = await client.chat.completions.create(model="gemini-3", messages=MESSAGES, tools=TOOLS)
@@ -333,13 +336,18 @@ async def test_tool_round_trip_on_gemini_3(fake: FakeGemini, client: openai.Asyn
     answer = await client.chat.completions.create(model="gemini-3", messages=history, tools=TOOLS)
     assert answer.choices[0].finish_reason == "stop"
     contents = fake.received[-1].body["contents"]
+    # The signature Gemini gave the first call comes back on it (the `thinking_blocks` the
+    # SDK kept on the message); the parallel call carries none, as Gemini sends them.
+    assert message.model_dump()["thinking_blocks"] == [
+        {"type": "thinking", "thinking": "", "signature": SIGNATURE}
+    ]
     assert contents[1] == {
         "role": "model",
         "parts": [
             {"text": "Checking both cities now."},
             {
                 "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
-                "thoughtSignature": "skip_thought_signature_validator",
+                "thoughtSignature": SIGNATURE,
             },
             {"functionCall": {"name": "get_weather", "args": {"city": "Tokyo"}}},
         ],

@@ -3,6 +3,10 @@
 The request is built in `anthropic_request`. Streams: `text_delta` -> `content`,
 `thinking_delta` -> `reasoning_content`, client `tool_use` blocks -> tool calls numbered by the
 gateway, `stop_reason` -> `finish_reason`, usage with cached input counted as prompt tokens.
+A thinking block's `signature_delta` and a `redacted_thinking` block reach the client in the
+delta extension `thinking_blocks` (`{"type": "thinking", "thinking", "signature"}`, the block's
+whole text with its signature, or `{"type": "redacted_thinking", "data"}`), which
+`anthropic_request` replays: Anthropic wants them back before a tool_use when thinking is on.
 """
 
 from __future__ import annotations
@@ -153,6 +157,7 @@ class Converter:
         "_opened",
         "_stop",
         "_thinking",
+        "_thought",
         "_tools",
         "done",
         "usage",
@@ -169,6 +174,8 @@ class Converter:
         # The usage fields as last reported, checked when the usage is made of them.
         self._counts: dict[str, object] = dict.fromkeys(_COUNTS, 0)
         self._thinking: int | None = None
+        # The open thinking block's text, given back whole with its signature.
+        self._thought: list[str] = []
         self.done = False
         self.usage: Usage | None = None
 
@@ -238,9 +245,22 @@ class Converter:
             return self._emit({"tool_calls": [tool_call_delta(index, arguments=partial)]})
         if kind == "thinking_delta":
             thinking = delta.get("thinking")
-            return self._emit({"reasoning_content": thinking}) if thinking else []
-        # signature_delta and citations_delta: only needed to replay a turn to Anthropic.
+            if not thinking:
+                return []
+            self._thought.append(thinking)
+            return self._emit({"reasoning_content": thinking})
+        if kind == "signature_delta":
+            signature = delta.get("signature")
+            if not signature or not isinstance(signature, str):
+                return []
+            return self._emit({"thinking_blocks": [self._signed(signature)]})
+        # citations_delta: Anthropic's citations have no place in a chat message.
         return []
+
+    def _signed(self, signature: str) -> dict[str, Any]:
+        thought = "".join(self._thought)
+        self._thought = []
+        return {"type": "thinking", "thinking": thought, "signature": signature}
 
     def _block(self, obj: dict[str, Any]) -> list[Chunk]:
         block = obj.get("content_block")
@@ -266,9 +286,17 @@ class Converter:
             return self._emit({"tool_calls": [call]})
         if kind == "text" and block.get("text"):
             return self._emit({"content": block["text"]})
-        if kind == "thinking" and block.get("thinking"):
-            return self._emit({"reasoning_content": block["thinking"]})
-        # redacted_thinking and server tool blocks are not part of the OpenAI answer.
+        if kind == "thinking":
+            thinking, signature = block.get("thinking"), block.get("signature")
+            self._thought = [thinking] if thinking and isinstance(thinking, str) else []
+            delta: Delta = {"reasoning_content": self._thought[0]} if self._thought else {}
+            if signature and isinstance(signature, str):  # a whole block (not streamed)
+                delta["thinking_blocks"] = [self._signed(signature)]
+            return self._emit(delta) if delta else []
+        if kind == "redacted_thinking" and block.get("data"):
+            redacted = {"type": "redacted_thinking", "data": block["data"]}
+            return self._emit({"thinking_blocks": [redacted]})
+        # Server tool blocks are not part of the OpenAI answer.
         return []
 
     def _count(self, usage: dict[str, Any]) -> None:

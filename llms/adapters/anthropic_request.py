@@ -3,7 +3,9 @@
 System/developer messages become `system`; user, assistant and tool turns become content blocks
 (consecutive same-role turns merged, so the tool results of one turn share a user message);
 tools, tool_choice, stop, sampling and `reasoning_effort` (-> `thinking`) are translated; a
-parameter Anthropic cannot honour is refused with a 400 naming it (protocol.md §3.3).
+parameter Anthropic cannot honour is refused with a 400 naming it (protocol.md §3.3). An
+assistant message's signed and redacted thinking (`thinking_blocks`, or OpenRouter's
+`reasoning_details`) goes back first in its turn, as Anthropic requires during tool use.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from llms.adapters.messages import (
     from_arguments,
     from_data_url,
     invalid,
+    thinking_blocks,
     unsupported,
     unsupported_value,
 )
@@ -204,7 +207,9 @@ def from_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[
         if role == "user":
             blocks = _blocks(content, where, ("text", "image_url", "file"))
         elif role == "assistant":
-            blocks = _blocks(content, where, ("text", "refusal"))
+            # Signed thinking first: with thinking on, Anthropic wants it back before a tool_use.
+            blocks = thinking_blocks(message, where)
+            blocks += _blocks(content, where, ("text", "refusal"))
             blocks += _tool_uses(message.get("tool_calls") or (), where)
         elif role == "tool":
             result = content if isinstance(content, str) else _blocks(content, where, ("text",))

@@ -5,8 +5,11 @@
 `data: <GenerateContentResponse>` events into OpenAI chunks. Gemini has no `[DONE]`: a stream is
 complete when every candidate seen carried a `finishReason` (or the prompt was blocked) and the
 body then ends. Finish chunks go out when the reason arrives; the usage chunk waits for the end of
-the body, since `usageMetadata` may come in a later event. `thoughtSignature` values are dropped:
-OpenAI's format has no place for them.
+the body, since `usageMetadata` may come in a later event. The `thoughtSignature` of a
+`functionCall` part (Gemini 3 wants it back with that call) reaches the client with the call, in
+the delta extension `thinking_blocks` (`{"type": "thinking", "thinking": "", "signature"}`), as
+Anthropic's signed thinking does; `gemini_request` puts it back on the call's part. Signatures
+of text parts are optional to replay and left out.
 """
 
 from __future__ import annotations
@@ -235,7 +238,16 @@ class Converter:
                     arguments=orjson.dumps({} if args is None else args).decode(),
                 )
                 self._tools[index] += 1
-                out.append(delta_chunk(meta, {"tool_calls": [delta]}, index=index))
+                signature = part.get("thoughtSignature")
+                if signature and isinstance(signature, str):
+                    signed = {"type": "thinking", "thinking": "", "signature": signature}
+                    out.append(
+                        delta_chunk(
+                            meta, {"thinking_blocks": [signed], "tool_calls": [delta]}, index=index
+                        )
+                    )
+                else:
+                    out.append(delta_chunk(meta, {"tool_calls": [delta]}, index=index))
         reason = candidate.get("finishReason")
         if reason:
             self._finish(index, self._finish_reason(reason, index), out)

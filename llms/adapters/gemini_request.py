@@ -4,7 +4,10 @@ System/developer messages become `systemInstruction`; user turns become text, `i
 `fileData` parts; assistant tool calls become `functionCall` parts and tool results
 `functionResponse` parts named after the call they answer; sampling, stop, `n`,
 `response_format` and `reasoning_effort` move into `generationConfig`. What Gemini cannot honour
-is refused with a 400 naming it.
+is refused with a 400 naming it. A step's first `functionCall` gets back its `thoughtSignature`:
+from the call's `extra_content.google.thought_signature` (Google's OpenAI layer), else from the
+message's `thinking_blocks` (what the gateway gave the client), else Google's documented
+stand-in for Gemini 3, which refuses a call without one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from llms.adapters.base import UpstreamRequest
 from llms.adapters.messages import (
     from_data_url,
     invalid,
+    thinking_blocks,
     tool_name,
     unsupported,
     unsupported_value,
@@ -228,6 +232,12 @@ def _assistant_parts(message: Message, where: str, signatures: bool) -> list[dic
     parts: list[dict[str, Any]] = [
         {"text": text} for text in _text_of(message.get("content"), where, ("text", "refusal"))
     ]
+    # The thought signature the gateway gave the client with the step's first call.
+    signed = [
+        block["signature"]
+        for block in thinking_blocks(message, where)
+        if block["type"] == "thinking" and block["signature"]
+    ]
     for k, call in enumerate(message.get("tool_calls") or ()):
         at = f"{where}.tool_calls[{k}]"
         function = call.get("function") if isinstance(call, dict) else None
@@ -245,11 +255,23 @@ def _assistant_parts(message: Message, where: str, signatures: bool) -> list[dic
                 f"'{at}.function.arguments' must be a JSON object encoded as a string.",
             )
         part: dict[str, Any] = {"functionCall": {"name": function["name"], "args": args}}
-        if signatures and k == 0:
+        signature = _signature_of(call) or (signed[-1] if signed and k == 0 else None)
+        if signature is None and signatures and k == 0:
             # Only the first call of a step carries a signature (parallel calls share it).
-            part["thoughtSignature"] = _SIGNATURE_SENTINEL
+            signature = _SIGNATURE_SENTINEL
+        if signature is not None:
+            part["thoughtSignature"] = signature
         parts.append(part)
     return parts
+
+
+def _signature_of(call: Mapping[str, Any]) -> str | None:
+    """The signature on a tool call in Google's own OpenAI layer's shape:
+    `extra_content.google.thought_signature`."""
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
 
 
 def _function_response(message: Message, where: str, called: str | None) -> dict[str, Any]:

@@ -78,3 +78,55 @@ def tool_name(messages: Sequence[Mapping[str, Any]], before: int, call_id: Any) 
                 if isinstance(name, str):
                     return name
     return None
+
+
+def thinking_blocks(message: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    """An assistant message's reasoning to replay, as Anthropic's blocks: the gateway's
+    `thinking_blocks` extension (`{"type": "thinking", "thinking", "signature"}`,
+    `{"type": "redacted_thinking", "data"}`), else OpenRouter's `reasoning_details`
+    (`reasoning.text` with a signature, `reasoning.encrypted`). A thinking block without its
+    text takes the message's `reasoning_content` when it is the message's only one."""
+    blocks = message.get("thinking_blocks")
+    field = "thinking_blocks"
+    if blocks is None:
+        blocks, field = _from_reasoning_details(message.get("reasoning_details")), ""
+    if not isinstance(blocks, list):
+        raise invalid(f"{where}.thinking_blocks", "`thinking_blocks` must be an array of blocks.")
+    out: list[dict[str, Any]] = []
+    for j, block in enumerate(blocks):
+        at = f"{where}.{field}[{j}]" if field else f"{where}.reasoning_details"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "thinking" and isinstance(block.get("signature"), str):
+            text = block.get("thinking")
+            out.append({"type": "thinking", "thinking": text if isinstance(text, str) else ""})
+            out[-1]["signature"] = block["signature"]
+        elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            out.append({"type": "redacted_thinking", "data": block["data"]})
+        else:
+            raise invalid(
+                at,
+                'Expected {"type": "thinking", "thinking", "signature"} or '
+                '{"type": "redacted_thinking", "data"}.',
+            )
+    thoughts = [block for block in out if block["type"] == "thinking"]
+    reasoning = message.get("reasoning_content")
+    if len(thoughts) == 1 and not thoughts[0]["thinking"] and isinstance(reasoning, str):
+        thoughts[0]["thinking"] = reasoning
+    return out
+
+
+def _from_reasoning_details(details: Any) -> list[Any]:
+    """OpenRouter's `reasoning_details` as thinking blocks; entries without a signature or
+    encrypted data (plain summaries) have nothing to replay."""
+    if not isinstance(details, list):
+        return []
+    blocks: list[Any] = []
+    for detail in details:
+        if not isinstance(detail, dict):
+            blocks.append(detail)
+        elif detail.get("type") == "reasoning.text" and detail.get("signature"):
+            text = detail.get("text") or ""
+            blocks.append({"type": "thinking", "thinking": text, "signature": detail["signature"]})
+        elif detail.get("type") == "reasoning.encrypted" and detail.get("data"):
+            blocks.append({"type": "redacted_thinking", "data": detail["data"]})
+    return blocks
