@@ -249,6 +249,7 @@ async def relay(
     """
     headers = dict(STREAM_HEADERS)
     headers["X-Stream-Id"] = meta.id
+    headers["X-Heartbeat-Interval"] = f"{heartbeat_s:g}"  # the web UI's watchdog reads it
     # The API's own heartbeat (Messages: `event: ping`), else a `: keep-alive` comment.
     out = ClientStream(request, headers, heartbeat_s, getattr(encoder, "heartbeat", KEEPALIVE))
     end = _Ending(out, encoder, on_end)
@@ -406,6 +407,7 @@ async def relay_log(
     """
     headers = dict(STREAM_HEADERS)
     headers["X-Stream-Id"] = stream.id
+    headers["X-Heartbeat-Interval"] = f"{heartbeat_s:g}"
     out = ClientStream(request, headers, heartbeat_s)
     stream.attach()
     seq = after

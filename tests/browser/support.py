@@ -206,6 +206,7 @@ class CuttableProxy:
         self.connections = 0
         self.cuts = 0
         self._live: set[asyncio.StreamWriter] = set()
+        self._frozen: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> str:
@@ -237,6 +238,8 @@ class CuttableProxy:
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if writer in self._frozen:
+                    continue  # silent, not closed: only a watchdog notices
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -251,6 +254,11 @@ class CuttableProxy:
             writer.transport.abort()
         self.cuts += 1
         return len(live) // 2
+
+    def freeze(self) -> None:
+        """Let nothing more through the connections open now, without closing them (a proxy
+        that dropped the flow); new connections pass."""
+        self._frozen |= self._live
 
     async def close(self) -> None:
         if self.server is not None:

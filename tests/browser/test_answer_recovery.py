@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from playwright.async_api import expect
 
-from tests.browser.support import SCREENSHOTS, Stack, words
+from tests.browser.support import SCREENSHOTS, CuttableProxy, Stack, words
 from tests.upstreams.openai import FakeOpenAI, text_script
 
 StartStack = Callable[..., Awaitable[Stack]]
@@ -98,3 +99,27 @@ async def test_a_second_tab_takes_over_when_the_first_closes(
     assert len(fake_openai.received) == 1
     await other.screenshot(path=str(SCREENSHOTS / "21-taken-over.png"), caret="hide")
     await other.close()
+
+
+async def test_a_silent_connection_is_noticed_after_three_heartbeats(
+    stack: StartStack, fake_openai: FakeOpenAI
+) -> None:
+    pieces = words(100)
+    fake_openai.scripts["up"] = text_script(pieces, delay_s=0.08)  # about 8 s
+    s = await stack(server={"heartbeat_s": 1})  # the UI's watchdog: 5 s (at least), not 45 s
+    proxy = CuttableProxy(urlsplit(s.url).port or 0)
+    via_proxy = await proxy.start()
+    try:
+        await s.open(base=via_proxy)
+        answer = await s.send("Count to a hundred.")
+        await expect(answer.get_by_test_id("message-content")).to_contain_text("w5")
+        proxy.freeze()  # nothing more arrives, and nothing closes
+        # Noticed within seconds (with the old fixed 45 s it would still be waiting).
+        await expect(answer.get_by_test_id("status-line")).to_contain_text(
+            "Reconnecting", timeout=9_000
+        )
+        await s.settled(answer)
+    finally:
+        await proxy.close()
+    assert await s.answer_text(answer) == "".join(pieces).strip()
+    assert len(fake_openai.received) == 1

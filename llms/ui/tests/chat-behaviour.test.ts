@@ -3,11 +3,12 @@
  * in plain words, a max-tokens cut continued, versions instead of deletions, answers followed
  * again after a reload or from another tab, and a key asked for again when refused.
  */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { computed, reactive } from "vue";
-import type { RunEvent, RunOptions, RunOutcome } from "../src/api/chat";
+import { runChat, type RunEvent, type RunOptions, type RunOutcome } from "../src/api/chat";
 import { Gateway } from "../src/api/client";
 import { ApiError } from "../src/api/errors";
+import { heartbeatOf, watchdogFor } from "../src/api/watchdog";
 import type { FrameScheduler } from "../src/lib/frame";
 import { explainError } from "../src/lib/failure";
 import { AuthStore } from "../src/stores/auth";
@@ -19,7 +20,7 @@ import { ModelsStore } from "../src/stores/models";
 import { DEFAULTS, SETTINGS_KEY, loadSettings, saveSettings } from "../src/stores/settings";
 import { ThreadStore, type ChannelLike } from "../src/stores/threads";
 import { branch, switchVersion, versionOf } from "../src/stores/versions";
-import { chunk } from "./fake-gateway";
+import { FakeGateway, chunk } from "./fake-gateway";
 
 type Run = (options: RunOptions) => Promise<RunOutcome>;
 
@@ -364,5 +365,38 @@ describe("the chat list", () => {
     await later.load();
     expect(later.state.threads.map((m) => m.id).sort()).toEqual([prompted.id, used.id, recent.id].sort());
     expect(await db.get(empty.id)).toBeNull();
+  });
+});
+
+describe("the watchdog", () => {
+  it("follows the heartbeat the gateway names (X-Heartbeat-Interval), not a fixed 45 s", async () => {
+    expect(heartbeatOf(new Headers({ "X-Heartbeat-Interval": "2.5" }))).toBe(2.5);
+    expect(heartbeatOf(new Headers({ "X-Heartbeat-Interval": "soon" }))).toBeNull();
+    expect(heartbeatOf(new Headers())).toBeNull();
+    expect(watchdogFor(15)).toBe(45_000);
+    expect(watchdogFor(60)).toBe(180_000);
+
+    const fake = new FakeGateway(["a", "b", "c"]);
+    fake.plans = [{ deliver: 2, then: "hang", headers: { "X-Heartbeat-Interval": "2" } }, {}];
+    const events: RunEvent[] = [];
+    vi.useFakeTimers();
+    try {
+      const running = runChat({
+        gateway: new Gateway({ fetch: fake.fetch }),
+        request: { model: "m", messages: [] },
+        streaming: true,
+        signal: new AbortController().signal,
+        emit: (event) => events.push(event),
+        random: () => 0.5,
+      });
+      await vi.advanceTimersByTimeAsync(5_000);
+      expect(fake.connections).toHaveLength(1); // three heartbeats (6 s) have not been missed yet
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(await running).toEqual({ kind: "done" });
+      expect(fake.connections).toHaveLength(2);
+      expect(events.find((e) => e.type === "reconnecting")).toMatchObject({ reason: expect.stringMatching(/for 6 s/) });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -17,7 +17,7 @@ import { Gateway, networkMessage } from "./client";
 import { ApiError, errorBodyOf, retryAfterOf } from "./errors";
 import { readSSE } from "./sse";
 import type { ChatChunk, ChatCompletion, ChatRequest, StreamStatus } from "./types";
-import { Watchdog } from "./watchdog";
+import { Watchdog, heartbeatOf, watchdogFor } from "./watchdog";
 
 export type RunMode = "stream" | "resume" | "complete";
 
@@ -93,6 +93,9 @@ export interface RunOptions {
 }
 
 export const WATCHDOG_MS = 45_000;
+
+/** The watchdog the gateway's last named heartbeat calls for (until one is named: 45 s). */
+let learnedWatchdogMs: number | null = null;
 
 /** The connection went away (closed early, a network error, the watchdog, offline). */
 class Drop extends Error {
@@ -233,7 +236,7 @@ class ChatRun {
     const onStop = (): void => controller.abort(signal.reason);
     if (signal.aborted) controller.abort(signal.reason);
     else signal.addEventListener("abort", onStop, { once: true });
-    const watchdogMs = this.options.watchdogMs ?? WATCHDOG_MS;
+    let watchdogMs = this.options.watchdogMs ?? learnedWatchdogMs ?? WATCHDOG_MS;
     const watchdog = new Watchdog(watchdogMs, () =>
       controller.abort(new Drop(`Nothing arrived from the gateway for ${Math.round(watchdogMs / 1000)} s.`)),
     );
@@ -284,6 +287,12 @@ class ChatRun {
       throw new ApiError("The gateway answered without an event stream.", { status: response.status });
     }
     watchdog.kick();
+    const heartbeat = heartbeatOf(response.headers);
+    if (heartbeat !== null && this.options.watchdogMs === undefined) {
+      // The gateway says how often it writes when there is nothing to say: three of those.
+      learnedWatchdogMs = watchdogMs = watchdogFor(heartbeat);
+      watchdog.setTimeoutMs(watchdogMs);
+    }
     return { response, controller, watchdog, release };
   }
 
