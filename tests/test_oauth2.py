@@ -8,17 +8,21 @@ is the real app; the client is the official openai SDK, or raw HTTP to read exac
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
 import openai
 import orjson
 import pytest
+from aiohttp import web
 
-from llms.config import Config
+from llms.adapters.base import UpstreamRequest
+from llms.config import Config, Timeouts
 from llms.errors import ConfigError
+from llms.upstream import fetch, new_session
 from tests.conftest import Gateway, gateway_config
 from tests.upstreams.oauth import BearerOpenAI, FakeTokenEndpoint, root_of, serve
 from tests.upstreams.openai import FakeOpenAI, text_script
@@ -289,3 +293,55 @@ def test_auth_only_where_a_bearer_token_means_something() -> None:
     both = {"type": "openai", "api_key": "sk-123456", "auth": auth, "models": ["m"]}
     with pytest.raises(ConfigError, match=r"providers[.]p[.]auth: give either api_key or auth"):
         gateway_config({"p": both})
+
+
+class Signer:
+    """An authoriser that signs the request as built (the way SigV4 does): a digest of the
+    method, final URL and body, in a header the upstream recomputes."""
+
+    def __init__(self) -> None:
+        self.seen: list[UpstreamRequest] = []
+
+    async def authorise(
+        self, session: aiohttp.ClientSession, request: UpstreamRequest
+    ) -> dict[str, str]:
+        self.seen.append(request)
+        return {"X-Signature": _digest(request.method, request.url, request.body)}
+
+    def rejected(self, sent: Mapping[str, str]) -> bool:
+        return False  # a signature is not cached: a 401 to it is final
+
+
+def _digest(method: str, url: str, body: bytes) -> str:
+    return hashlib.sha256(b"%s %s\n%s" % (method.encode(), url.encode(), body)).hexdigest()
+
+
+async def test_the_hook_signs_the_request_as_built() -> None:
+    """The auth hook's contract (llms/upstream.Authoriser): the built request's method, final
+    URL and body, its headers added; a 401 with `rejected` False is not sent again."""
+    statuses: list[int] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await request.read()
+        ok = request.headers.get("X-Signature") == _digest(request.method, str(request.url), body)
+        status = 200 if ok and request.headers["X-Kept"] == "yes" else 401
+        statuses.append(status)
+        return web.Response(status=status, text="signed" if ok else "bad signature")
+
+    app = web.Application()
+    app.router.add_post("/sign/{tail:.*}", handler)
+    server = await serve(app)
+    url = root_of(server) + "/sign/model:x?a=1"
+    signer = Signer()
+    try:
+        async with new_session() as session:
+            request = UpstreamRequest("POST", url, {"X-Kept": "yes"}, b'{"q": 1}')
+            status, _, body = await fetch(session, request, Timeouts(), signer)
+            assert (status, body) == (200, b"signed")
+            bad = UpstreamRequest("POST", url, {"X-Kept": "no"}, b"{}")
+            status, _, _ = await fetch(session, bad, Timeouts(), signer)
+            assert status == 401
+    finally:
+        await server.close()
+    assert statuses == [200, 401]  # the refused one was not sent twice
+    assert [r.url for r in signer.seen] == [url, url]
