@@ -257,3 +257,13 @@ async def test_resumable_passthrough_failing_after_output(gateway: str, fakes: F
     assert orjson.loads(data[0])["choices"][0]["text"] == "Once"
     assert "error" in orjson.loads(data[1])
     assert data[2:] == [b"[DONE]"]
+
+
+async def test_a_chat_error_about_the_messages_names_the_prompt(gateway: str, fakes: Fakes) -> None:
+    # llama.cpp's 500 for input the model cannot take is a 400 naming the chat messages.
+    unsupported = {"error": {"code": 500, "message": "image input is not supported"}}
+    fakes.openai.scripts["up-chat"] = error_script(500, unsupported)
+    status, _, raw = await post(gateway, {"model": "chatty", "prompt": "Hi"})
+    assert status == 400
+    error = orjson.loads(raw)["error"]
+    assert (error["param"], error["code"]) == ("prompt", "unsupported_value")
