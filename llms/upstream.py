@@ -145,6 +145,7 @@ class UpstreamCall:
         "_protocol",
         "_request",
         "_response",
+        "_sent",
         "_session",
         "_timeouts",
         "watchdog",
@@ -161,6 +162,7 @@ class UpstreamCall:
         self._request = request
         self._timeouts = timeouts
         self._authoriser = authoriser
+        self._sent: Mapping[str, str] = {}  # the authoriser's headers on the request sent
         self._response: aiohttp.ClientResponse | None = None
         self._content: aiohttp.StreamReader | None = None
         self._protocol: ResponseHandler | None = None
@@ -190,7 +192,7 @@ class UpstreamCall:
             self._response = await self._send(self._request, deadline)
         else:
             for _ in range(2):
-                sent = await self._authorised(authoriser, deadline)
+                sent = self._sent = await self._authorised(authoriser, deadline)
                 request = dataclasses.replace(
                     self._request, headers={**self._request.headers, **sent}
                 )
@@ -343,7 +345,13 @@ class UpstreamCall:
                 size += len(data)
         except UpstreamError:
             pass
-        return b"".join(parts)[:ERROR_BODY_LIMIT]
+        body = b"".join(parts)[:ERROR_BODY_LIMIT]
+        # An upstream may quote the credential it refused: a token never reaches a client.
+        for value in self._sent.values():
+            for secret in (value, value.partition(" ")[2]):
+                if len(secret) >= 6:
+                    body = body.replace(secret.encode(), b"[redacted]")
+        return body
 
     def close(self) -> None:
         """Close the connection now; the provider sees the disconnect and stops generating."""

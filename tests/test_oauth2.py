@@ -25,7 +25,7 @@ from llms.errors import ConfigError
 from llms.upstream import fetch, new_session
 from tests.conftest import Gateway, gateway_config
 from tests.upstreams.oauth import BearerOpenAI, FakeTokenEndpoint, root_of, serve
-from tests.upstreams.openai import FakeOpenAI, text_script
+from tests.upstreams.openai import FakeOpenAI, error_script, text_script
 
 SECRET = "s3cret-client-secret"
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
@@ -345,3 +345,17 @@ async def test_the_hook_signs_the_request_as_built() -> None:
         await server.close()
     assert statuses == [200, 401]  # the refused one was not sent twice
     assert [r.url for r in signer.seen] == [url, url]
+
+
+async def test_an_upstream_quoting_the_token_does_not_pass_it_on(
+    upstream: BearerOpenAI, make_gateway: Gateway
+) -> None:
+    tokens = upstream.tokens
+    tokens.prefix = "eyJhbGciOiJSUzI1NiJ9.token-"
+    quoted = {"error": {"message": f"Token {tokens.prefix}1 lacks the scope", "code": "scope"}}
+    upstream.scripts["up-model"] = error_script(400, quoted)
+    client = client_of(await make_gateway(oauth_config(tokens, upstream)))
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="m", messages=MESSAGES)
+    assert caught.value.body["message"] == "Token [redacted] lacks the scope"  # type: ignore[index]
+    assert upstream.received[0].headers["Authorization"] == f"Bearer {tokens.prefix}1"

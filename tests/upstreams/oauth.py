@@ -8,9 +8,9 @@ what was sent: the gateway must not pass it on). `POST /google/token` is Google'
 grant (RFC 7523): the assertion is VERIFIED with the service account's public key (RS256, `aud`
 the token URL, `iss` the account, the cloud-platform scope, at most an hour), as Google does.
 
-Tokens are `tok-1`, `tok-2`…; `valid` holds those not revoked, which the fake upstreams accept.
-Every request's form is recorded in `requests`; `delay_s` holds each answer back (so that
-concurrent requests overlap), `fail` answers a scripted (status, body) instead.
+Tokens are `tok-1`, `tok-2`… (`prefix`); `valid` holds those not revoked, which the fake
+upstreams accept. Every request's form is recorded in `requests`; `delay_s` holds each answer
+back (so that concurrent requests overlap), `fail` answers a scripted (status, body) instead.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ class FakeTokenEndpoint:
         public_key: Any = None,
         account: str = "gateway@proj.iam.gserviceaccount.com",
         key_id: str | None = None,
+        prefix: str = "tok-",
     ) -> None:
+        self.prefix = prefix
         self.client_id = client_id
         self.client_secret = client_secret
         self.scope = scope
@@ -130,7 +132,7 @@ class FakeTokenEndpoint:
         return self._issue()
 
     def _issue(self) -> web.Response:
-        token = f"tok-{len(self.issued) + 1}"
+        token = f"{self.prefix}{len(self.issued) + 1}"
         self.issued.append(token)
         self.valid.add(token)
         body: dict[str, Any] = {"access_token": token, "token_type": "Bearer"}
