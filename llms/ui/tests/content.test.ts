@@ -171,3 +171,20 @@ describe("inline math spacing", () => {
     expect(renderMarkdown("a $x$, b")).toMatch(/<\/span>, b<\/p>/);
   });
 });
+
+describe("a load that fails", () => {
+  it("leaves the piece plain and is not asked for again", async () => {
+    const { need, once, takeWaits } = await import("../src/lib/lazy");
+    let calls = 0;
+    const broken = once(async () => {
+      calls++;
+      throw new Error("chunk gone");
+    });
+    need(broken.get());
+    await takeWaits(); // settles, does not throw
+    expect(broken.failed()).toBe(true);
+    expect(broken.value()).toBeNull();
+    await broken.get().catch(() => undefined);
+    expect(calls).toBe(1);
+  });
+});

@@ -8,6 +8,7 @@ let waits: Promise<unknown>[] = [];
 
 /** Record that the render under way needs `load` to be done for its final look. */
 export function need(load: Promise<unknown>): void {
+  load.catch(() => undefined); // a failed load leaves the piece plain; it is no page error
   waits.push(load);
 }
 
