@@ -224,3 +224,27 @@ async def test_bundled_font_and_compressed_assets(stack: StartStack) -> None:
             assert await resp.text() == "User-agent: *\nDisallow: /\n"
     await s.page.goto(s.url + "/robots.txt")
     assert (await s.page.locator("body").inner_text()).strip() == "User-agent: *\nDisallow: /"
+
+
+async def test_math_code_and_tasks_in_the_dark_theme(
+    stack: StartStack, fake_openai: FakeOpenAI
+) -> None:
+    text = MATH + "\n" + MARKDOWN + f"\n```python\n{PYTHON}```\n"
+    fake_openai.scripts["up"] = text_script(pieces_of(text, 11), delay_s=0.003)
+    s = await stack(
+        page_options={"color_scheme": "dark", "viewport": {"width": 1280, "height": 1200}}
+    )
+    await s.open()
+    answer = await s.send("Everything, in the dark")
+    await s.settled(answer)
+    content = answer.get_by_test_id("message-content")
+    await expect(content.locator(".katex")).to_have_count(4)
+    await expect(content.locator(".hljs-keyword").first).to_have_text("def")
+    # Formulas take the text's colour, not KaTeX's black.
+    colours = await content.evaluate(
+        """(root) => [getComputedStyle(root.querySelector("p")).color,
+                      getComputedStyle(root.querySelector(".katex")).color]"""
+    )
+    assert colours[0] == colours[1]
+    assert colours[0] != "rgb(0, 0, 0)"
+    await s.screenshot("45-content-dark", full_page=True)
