@@ -147,8 +147,9 @@ async def test_anthropic_has_no_embeddings_a_400_that_spares_its_circuit(
         error_script(500, {"error": {"message": "boom", "type": "server_error"}}),
         error_script(429, {"error": {"message": "slow down"}}, {"retry-after": "30"}),
         Script(fault="reset"),
+        Script(fault="stall"),  # until the provider's answer_s (3 s)
     ],
-    ids=["500", "429", "reset"],
+    ids=["500", "429", "reset", "stall"],
 )
 async def test_a_failing_upstream_falls_back(
     client: openai.AsyncOpenAI, fakes: Fakes, gateway: str, failure: Script
