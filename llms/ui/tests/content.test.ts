@@ -80,6 +80,7 @@ describe("markdown extras", () => {
       ["checkbox", false, true],
       ["checkbox", true, true],
     ]);
+    expect([...boxes].map((b) => b.getAttribute("aria-label"))).toEqual(["Not done", "Done"]);
   });
 
   it("never lets the model's own inputs through", () => {

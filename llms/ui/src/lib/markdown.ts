@@ -40,6 +40,11 @@ const marked = new Marked({
         `<pre><code${cls}>${html}</code></pre></div>\n`
       );
     },
+    checkbox({ checked }: Tokens.Checkbox): string {
+      // Read-only; named for screen readers and accessibility checks (the item's text follows).
+      const state = checked ? 'checked="" aria-label="Done"' : 'aria-label="Not done"';
+      return `<input type="checkbox" disabled="" ${state}> `;
+    },
     image({ href, text }: Tokens.Image): string {
       // Remote images would be blocked by the CSP and could track the reader: show a link.
       if (/^data:image\/(png|jpe?g|gif|webp);/i.test(href)) {
