@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.completions_report import completions_figures
+from bench.embeddings_report import embeddings_figures
 from bench.messages_report import messages_figures
 from bench.native_report import adapter_figures
 from bench.responses_report import responses_figures
@@ -91,6 +92,7 @@ def figures(scenarios: Report, resume: Report) -> Report:
         "adapters": adapter_figures(scenarios),
         "responses": responses_figures(scenarios),
         "messages": messages_figures(scenarios),
+        "embeddings": embeddings_figures(scenarios),
         "completions": completions_figures(scenarios),
         "errors": sum(_errors(runs) for runs in scenarios.values()) + _errors(resume),
     }

@@ -254,6 +254,10 @@ class LoadClient:
         """Read and check one streamed answer (bench.native_load reads other protocols)."""
         return await read_stream(resp, self.spec.model, self.expected, start, self.spec.resumable)
 
+    async def read_whole(self, resp: aiohttp.ClientResponse) -> int:
+        """Read and check one non-streamed answer (bench.embeddings_load reads embeddings)."""
+        return await _read_completion(resp, self.spec.model, self.expected)
+
     async def _one(self, result: LoadResult) -> None:
         """Send one request, check its answer and record it in ``result``."""
         assert self._session is not None
@@ -269,7 +273,7 @@ class LoadClient:
                 if self.spec.stream:
                     state, size = await self.read_stream(resp, start)
                 else:
-                    size = await _read_completion(resp, self.spec.model, self.expected)
+                    size = await self.read_whole(resp)
         except Failure as exc:
             result.fail(exc.kind, str(exc))
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench.completions_report import completions_rows
 from bench.dedicated_markdown import dedicated_markdown
+from bench.embeddings_report import embeddings_rows
 from bench.figures import RESUME_RUNS, Report, get
 from bench.figures import fmt as _fmt
 from bench.messages_report import messages_rows
@@ -122,6 +123,7 @@ def to_markdown(report: Report) -> str:
     lines += adapter_rows(fig.get("adapters") or {})
     lines += responses_rows(fig.get("responses") or {})
     lines += messages_rows(fig.get("messages") or {})
+    lines += embeddings_rows(fig.get("embeddings") or {})
     lines += completions_rows(fig.get("completions") or {})
     lines += [f"| errors | {fig['errors']} |", "", _runs_table(report), ""]
     redis_run = get(report, "scenarios", "resumable_redis", "gateway")
@@ -159,6 +161,8 @@ def _settings(s: Report) -> str:
         mode += "" if s.get("store", True) else " store:false"
     elif s.get("api") == "messages":
         mode += " /v1/messages"
+    elif s.get("api") == "embeddings":
+        mode += " /v1/embeddings"
     elif s.get("api") == "completions":
         mode += " /v1/completions"
     elif "api" in s and s.get("protocol", "openai") == "openai":

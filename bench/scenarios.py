@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from bench.completions_load import CompletionsLoadClient
+from bench.embeddings_load import EmbeddingsLoadClient
 from bench.figures import Report
 from bench.load import LoadClient, LoadSpec
 from bench.messages_load import MessagesLoadClient
@@ -36,6 +37,8 @@ class Scenario:
     direct run: Anthropic's stream from the upstream).
     ``api="completions"`` streams legacy ``POST /v1/completions``, passed through to the
     upstream, which serves it (its direct run: the same stream from the upstream).
+    ``api="embeddings"`` asks ``POST /v1/embeddings`` (bench.embeddings_load), non-stream: its
+    direct run asks the upstream's own ``/v1/embeddings``; bracketed by non-stream chat.
     """
 
     name: str
@@ -48,7 +51,7 @@ class Scenario:
     resumable: bool = False
     mode: Literal["memory", "redis"] = "memory"
     protocol: Protocol = "openai"
-    api: Literal["chat", "responses", "messages", "completions"] = "chat"
+    api: Literal["chat", "responses", "messages", "completions", "embeddings"] = "chat"
     background: bool = False
     store: bool = True
 
@@ -85,6 +88,7 @@ FULL = (
     Scenario("responses_nostore", THROUGHPUT, True, 2000, 64, 300, 64, **_NOSTORE),
     Scenario("responses_background", THROUGHPUT, True, 2000, 64, 300, 64, **_BACKGROUND),
     Scenario("messages", THROUGHPUT, True, 2000, 64, 300, 64, api="messages"),
+    Scenario("embeddings", NONSTREAM, False, 1000, 32, 120, 32, api="embeddings"),
     Scenario("messages_native", THROUGHPUT, True, 2000, 64, 300, 64, **_PASSTHROUGH),
     Scenario("completions", THROUGHPUT, True, 2000, 64, 300, 64, api="completions"),
 )
@@ -99,6 +103,7 @@ QUICK = (
     Scenario("responses_nostore", THROUGHPUT, True, 16, 8, 20, 8, **_NOSTORE),
     Scenario("responses_background", THROUGHPUT, True, 16, 8, 20, 8, **_BACKGROUND),
     Scenario("messages", THROUGHPUT, True, 16, 8, 20, 8, api="messages"),
+    Scenario("embeddings", NONSTREAM, False, 16, 8, 20, 8, api="embeddings"),
     Scenario("messages_native", THROUGHPUT, True, 16, 8, 20, 8, **_PASSTHROUGH),
     Scenario("completions", THROUGHPUT, True, 16, 8, 20, 8, api="completions"),
 )
@@ -166,6 +171,9 @@ async def measure(
             background=scenario.background,
             store=scenario.store,
         )
+    elif scenario.api == "embeddings":
+        url = f"{target.base_url}/v1/embeddings"
+        client = EmbeddingsLoadClient(replace(spec, url=url), expected)
     elif scenario.api == "messages" and not direct:
         model = public_model(scenario.protocol, spec.model)
         url = f"{target.base_url}/v1/messages"

@@ -26,6 +26,7 @@ import orjson
 
 from bench.answers import Encoded, encode_completion, encode_json, encode_stream, error_body
 from bench.completions_load import encode_text_stream
+from bench.embeddings_load import embeddings_answer
 from bench.native import Protocol, encode_native, error_answer, request_problem, route
 from bench.shape import Shape, parse_model
 
@@ -127,6 +128,7 @@ class Upstream:
         self._text: dict[tuple[str, bool], Encoded] = {}
         self._completions: dict[str, bytes] = {}
         self._native: dict[tuple[Protocol, str], Encoded] = {}
+        self._embeddings: dict[tuple[str, int, str, bool], bytes] = {}
 
     def stream(self, shape: Shape, include_usage: bool) -> Encoded:
         """The encoded streamed answer for a shape, built on first use."""
@@ -156,6 +158,17 @@ class Upstream:
             if len(self._native) >= _MAX_CACHED:
                 self._native.clear()
             encoded = self._native[key] = encode_native(protocol, shape)
+        return encoded
+
+    def embeddings(self, model: str, count: int, encoding: str, close: bool) -> bytes:
+        """The encoded embeddings answer for a model, input count and encoding."""
+        key = (model, count, encoding, close)
+        encoded = self._embeddings.get(key)
+        if encoded is None:
+            if len(self._embeddings) >= _MAX_CACHED:
+                self._embeddings.clear()
+            answer = embeddings_answer(model, count, encoding)
+            encoded = self._embeddings[key] = encode_json(200, answer, close)
         return encoded
 
     def completion(self, shape: Shape) -> bytes:
@@ -220,6 +233,8 @@ class UpstreamProtocol(asyncio.Protocol):
             self._finish(encode_json(200, self._upstream.models_body, request.close), request)
         elif request.method == "POST" and request.path == "/v1/chat/completions":
             self._chat(request)
+        elif request.method == "POST" and request.path == "/v1/embeddings":
+            self._embeddings(request)
         elif request.method == "POST" and request.path == "/v1/completions":
             self._chat(request, text=True)
         elif (native := route(request.method, request.path)) is not None:
@@ -263,6 +278,19 @@ class UpstreamProtocol(asyncio.Protocol):
                 self._finish(self._closing(answer, request), request)
             return
         self._stream(self._upstream.stream(shape, include_usage), shape, request)
+
+    def _embeddings(self, request: Request) -> None:
+        """Answer an embeddings request (bench.embeddings_load), from the cache."""
+        try:
+            payload = orjson.loads(request.body)
+            model, inputs = payload["model"], payload["input"]
+            encoding = payload.get("encoding_format", "float")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            body = error_body("body must be JSON with a model and an input", "invalid_body")
+            self._finish(encode_json(400, body, request.close), request)
+            return
+        count = len(inputs) if isinstance(inputs, list) else 1
+        self._finish(self._upstream.embeddings(model, count, encoding, request.close), request)
 
     def _native(
         self, request: Request, protocol: Protocol, path_model: str | None, streamed: bool

@@ -43,8 +43,18 @@ def _positive(value: Any) -> bool:
 ADAPTERS = {"adapter_ollama", "adapter_anthropic", "adapter_gemini"}
 RESPONSES = {"responses", "responses_nostore", "responses_background"}
 MESSAGES = {"messages", "messages_native"}
+EMBEDDINGS = {"embeddings"}
 COMPLETIONS = {"completions"}
-BASIC = {"latency", "throughput", "nonstream", *ADAPTERS, *RESPONSES, *MESSAGES, *COMPLETIONS}
+BASIC = {
+    "latency",
+    "throughput",
+    "nonstream",
+    *ADAPTERS,
+    *RESPONSES,
+    *MESSAGES,
+    *COMPLETIONS,
+    *EMBEDDINGS,
+}
 CLEAN_STOP = "stopped on SIGTERM with exit code 0"
 SCENARIO_CHUNKS = 50  # bench.scenarios.THROUGHPUT, the Responses and Messages scenarios' shape
 HAS_REDIS = shutil.which("redis-server") is not None
@@ -102,6 +112,10 @@ def test_bench_direct_only(tmp_path: Path) -> None:
         assert responses["gateway_cpu_us_per_chunk"] is None, name
         assert responses["ratio_to_chat"] is None, name
         assert responses["chat_before_after_us_per_chunk"] == [None, None], name
+    embeddings = fig["embeddings"]["embeddings"]
+    assert _positive(embeddings["rps_direct"])
+    assert embeddings["gateway_cpu_us_per_request"] is None
+    assert embeddings["chat_before_after_us_per_request"] == [None, None]
 
 
 def _check_gateway_figures(fig: dict[str, Any]) -> None:
@@ -142,6 +156,7 @@ def _check_gateway_figures(fig: dict[str, Any]) -> None:
             assert _positive(adapter[name]), (protocol, name)
     _check_responses_figures(fig)
     _check_messages_figures(fig)
+    _check_embeddings_figures(fig)
     _check_completions_figures(fig)
 
 
@@ -155,6 +170,26 @@ def _check_completions_figures(fig: dict[str, Any]) -> None:
     # One chunk per piece and one with the finish reason; [DONE] is an event too.
     assert completions["chunks_per_answer"] == SCENARIO_CHUNKS + 1
     assert completions["events_per_answer"] == SCENARIO_CHUNKS + 2
+
+
+def _check_embeddings_figures(fig: dict[str, Any]) -> None:
+    """Embeddings answered error-free, the gateway's CPU per request next to non-stream chat's
+    just before and after, and to the nonstream scenario's."""
+    assert set(fig["embeddings"]) == EMBEDDINGS
+    embeddings = fig["embeddings"]["embeddings"]
+    assert embeddings["errors"] == 0
+    for figure in (
+        "gateway_cpu_us_per_request",
+        "chat_gateway_cpu_us_per_request",
+        "ratio_to_chat",
+        "ratio_to_nonstream",
+        "rps_direct",
+        "rps_gateway",
+    ):
+        assert _positive(embeddings[figure]), figure
+    assert all(_positive(chat) for chat in embeddings["chat_before_after_us_per_request"])
+    nonstream = fig["gateway_cpu_us_per_request_nonstream"]
+    assert embeddings["nonstream_gateway_cpu_us_per_request"] == nonstream
 
 
 def _check_messages_figures(fig: dict[str, Any]) -> None:
