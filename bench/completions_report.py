@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.responses_report import responses_figures, responses_rows
+from bench.responses_report import responses_figures
 
 __all__ = ["SCENARIOS", "completions_figures", "completions_rows"]
 
@@ -24,6 +24,21 @@ def completions_figures(scenarios: dict[str, Any]) -> dict[str, Any]:
     return responses_figures(scenarios, SCENARIOS)
 
 
+def fmt(value: Any, digits: int) -> str:
+    """A table cell: thousands separators, fixed digits, a dash for None."""
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}" if isinstance(value, float) else str(value)
+
+
 def completions_rows(figures: dict[str, Any]) -> list[str]:
-    """One summary-table row per Completions scenario that ran."""
-    return responses_rows(figures, SCENARIOS, ())
+    """One summary-table row per Completions scenario that ran (no target: no verdict)."""
+    return [
+        f"| {name} ({SCENARIOS[name]}): gateway CPU per relayed chunk vs chat's just before "
+        "and after (ratio; x throughput's) · per request · events per answer · errors | "
+        f"{fmt(f['gateway_cpu_us_per_chunk'], 2)} µs vs chat "
+        f"{fmt(f['chat_gateway_cpu_us_per_chunk'], 2)} µs ({fmt(f['ratio_to_chat'], 3)}x; "
+        f"{fmt(f['ratio_to_throughput'], 3)}x) · {fmt(f['gateway_cpu_us_per_request'], 1)} µs · "
+        f"{fmt(f['events_per_answer'], 0)} · {f['errors']} |"
+        for name, f in figures.items()
+    ]
