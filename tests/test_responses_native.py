@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import gateway_config
+from tests.telemetry_app import samples, scrape, until, value
 from tests.upstreams.openai import FakeOpenAI, error_script
 from tests.upstreams.responses import ENCRYPTED, UPSTREAM_MODEL, frame, responses_events
 from tests.upstreams.responses import responses_script as script
@@ -296,3 +297,24 @@ async def test_a_background_response_on_a_native_provider_resumes(
     assert stored.status == "completed" and stored.output_text == "abc"
     assert stored.output[0].type == "reasoning"
     assert "background" not in upstream.received[0].body
+
+
+async def test_usage_is_recorded_from_the_upstream_response_completed(
+    upstream: FakeOpenAI, make_gateway: Gateway, tmp_path: Path
+) -> None:
+    """Metrics count the tokens of the upstream's `response.completed` (12 in, 7 out)."""
+    upstream.response_scripts[UPSTREAM_MODEL] = script(["Hi"])
+    base = await gateway_for(make_gateway, {"up": native(upstream)}, tmp_path)
+    status, _ = await post(base, {"model": "test-model", "input": "hi", "stream": True})
+    assert status == 200
+    root = base.removesuffix("/v1")
+
+    async def counted() -> bool:
+        async with aiohttp.ClientSession() as session:
+            found = samples(await scrape(session, root))
+        prompt = value(found, "llms_tokens_total", model="test-model", kind="prompt")
+        return prompt == 12 and (
+            value(found, "llms_tokens_total", model="test-model", kind="completion") == 7
+        )
+
+    await until(counted)
