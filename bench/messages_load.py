@@ -206,7 +206,7 @@ class MessagesLoadClient(LoadClient):
         super().__init__(spec, expected)
         if not spec.stream or spec.resumable:
             raise ValueError("Messages are benchmarked streamed, without X-Stream-Resumable")
-        shape = parse_model(spec.model)
+        shape = parse_model(spec.model.removeprefix("anthropic-"))  # passed through: native
         if shape is None:
             raise ValueError(f"not a bench model: {spec.model}")
         self.usage = (PROMPT_TOKENS, completion_tokens(shape))

@@ -17,7 +17,10 @@ from bench.responses_report import TARGET_RATIO, responses_figures, responses_ro
 
 __all__ = ["SCENARIOS", "TARGET_RATIO", "messages_figures", "messages_rows"]
 
-SCENARIOS = {"messages": "Anthropic Messages stream, POST /v1/messages"}
+SCENARIOS = {
+    "messages": "Anthropic Messages stream, POST /v1/messages",
+    "messages_native": "Messages passed through to an anthropic provider (llms/native.py)",
+}
 
 
 def messages_figures(scenarios: dict[str, Any]) -> dict[str, Any]:
