@@ -19,7 +19,9 @@ from aiohttp.test_utils import TestServer
 
 from llms.probe import probe
 from tests.conftest import gateway_config
+from tests.test_responses_api import started
 from tests.upstreams.bedrock import ACCESS_KEY, SECRET_KEY, FakeBedrock, Turn, text_turn
+from tests.upstreams.openai import FakeOpenAI
 
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
@@ -386,3 +388,58 @@ async def test_llms_check_probes_it(fake: FakeBedrock) -> None:
     fake.secret_key = "another/Secret+Key/0123456789abcdefghijk"
     failed = await probe(config, config.providers[0])
     assert not failed.ok and "credentials" in failed.detail
+
+
+async def ready(gateway: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{gateway.removesuffix('/v1')}/ready") as response,
+    ):
+        providers: dict[str, Any] = (await response.json())["providers"]
+        return providers
+
+
+@pytest.mark.parametrize(
+    ("fail", "fell_back"),
+    [
+        (("throttlingException", "Too many requests"), True),
+        (("serviceUnavailableException", "Try again"), True),
+        (("validationException", "maxTokens exceeds the model's limit"), False),
+    ],
+)
+async def test_throttling_falls_back_a_client_mistake_does_not(
+    fail: tuple[str, str], fell_back: bool, fake: FakeBedrock, make_gateway: Gateway
+) -> None:
+    fake.turns[MODEL] = Turn([{"text": "never"}], fail=fail, fail_after=1)
+    backup = FakeOpenAI()
+    async for url in started(backup):
+        config = gateway_config(
+            {
+                "br": provider(fake),
+                "backup": {"type": "openai", "base_url": url, "models": {"claude-br": "m"}},
+            },
+            routing={"max_attempts": 2},
+        )
+        gateway = str(await make_gateway(config))
+        client = client_of(gateway)
+        # The stream's exception message, then /converse's HTTP error.
+        if fell_back:
+            chunks = await client.chat.completions.create(
+                model="claude-br", messages=MESSAGES, stream=True
+            )
+            text = "".join([c.delta.content or "" async for i in chunks for c in i.choices])
+            completion = await client.chat.completions.create(model="claude-br", messages=MESSAGES)
+            assert text == completion.choices[0].message.content == "Hello, world!"
+        else:
+            with pytest.raises(openai.BadRequestError, match="maxTokens exceeds"):
+                await client.chat.completions.create(
+                    model="claude-br", messages=MESSAGES, stream=True
+                )
+            with pytest.raises(openai.BadRequestError, match="maxTokens exceeds"):
+                await client.chat.completions.create(model="claude-br", messages=MESSAGES)
+        assert len(backup.received) == (2 if fell_back else 0)
+        assert len(fake.received) == 2
+        states = await ready(gateway)
+        # Throttling and a client's mistake never count against Bedrock's circuit.
+        failures = 2 if fail[0] == "serviceUnavailableException" else 0
+        assert states["br"]["consecutive_failures"] == failures

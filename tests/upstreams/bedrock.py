@@ -172,6 +172,13 @@ _AUTH = re.compile(
     r"(?P<service>[^/]+)/aws4_request, SignedHeaders=(?P<signed>[a-z0-9;-]+), "
     r"Signature=(?P<signature>[0-9a-f]{64})$"
 )
+_STATUSES = {
+    "throttlingException": 429,
+    "serviceUnavailableException": 503,
+    "validationException": 400,
+    "modelStreamErrorException": 424,
+    "internalServerException": 500,
+}
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~/")
 
 
@@ -244,6 +251,10 @@ class FakeBedrock:
         if turn.http_error is not None:
             return aws_error(*turn.http_error)
         if action == "converse":
+            if turn.fail is not None:  # what a stream's exception is as a whole answer's error
+                kind, text = turn.fail
+                name = kind[0].upper() + kind[1:]
+                return aws_error(_STATUSES.get(kind, 500), name, text)
             return web.json_response(turn.whole())
         response = web.StreamResponse(
             headers={"Content-Type": "application/vnd.amazon.eventstream"}
