@@ -27,6 +27,7 @@ from llms.errors import (
     ModelNotFound,
     ServiceUnavailable,
     UpstreamError,
+    UpstreamHTTPError,
     UpstreamMalformed,
 )
 from llms.framing import BodyDecoder, EventStreamDecoder, NDJSONDecoder, SSEDecoder
@@ -271,6 +272,7 @@ class Router:
         build: Callable[[ProviderConfig, str], UpstreamRequest],
         parse: Callable[[ProviderConfig, bytes], T],
         content: Mapping[str, Any],
+        refine: Callable[[int, UpstreamHTTPError], UpstreamHTTPError] | None = None,
     ) -> tuple[T, ProviderConfig]:
         """A request answered whole (not a chat stream: embeddings), routed as chat is.
 
@@ -279,7 +281,9 @@ class Router:
         one it cannot use, which moves on to the next provider); a non-2xx answer is the
         provider's adapter's error. The attempts together have `routing.timeouts.answer_s`, each
         its provider's `answer_s` (and `total_s`); the answer is bounded by
-        `server.max_answer_mb`. `content` is the request, for the observer.
+        `server.max_answer_mb`. `content` is the request, for the observer. `refine(status,
+        error)` may replace the adapter's error for an upstream status this request reads
+        otherwise.
         """
         loop = asyncio.get_running_loop()
         routing_timeouts = self.config.routing.timeouts
@@ -300,9 +304,10 @@ class Router:
                     await call.open(deadline)
                     if call.status >= 300:
                         error = await call.read_error_body(deadline)
-                        raise ADAPTERS[provider.type].from_error_response(
+                        mapped = ADAPTERS[provider.type].from_error_response(
                             call.status, call.headers, error
                         )
+                        raise mapped if refine is None else refine(call.status, mapped)
                     return parse(provider, await _read_whole(call, deadline, limit))
             except GatewayError as exc:
                 redact_error(exc, self._secrets)
@@ -422,4 +427,5 @@ def counts_against_provider(error: GatewayError) -> bool:
         return True
     if not isinstance(error, UpstreamError) or not (error.retryable or error.next_provider):
         return False
-    return error.status not in (404, 429)
+    # 4xx: not the provider's health (404, 429, a request this provider cannot serve).
+    return error.status >= 500

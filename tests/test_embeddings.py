@@ -279,3 +279,35 @@ async def test_models_say_which_are_embedding_models(gateway: str) -> None:
         "owned_by": "gm",
         "type": "embedding",
     }
+
+
+NO_EMBEDDINGS = error_script(
+    501,
+    {
+        "error": {
+            "code": 501,
+            "message": "This server does not support embeddings. Start it with `--embeddings`",
+            "type": "not_supported_error",
+        }
+    },
+)
+
+
+async def test_an_upstream_without_embeddings_is_passed_over_not_blamed(
+    client: openai.AsyncOpenAI, fakes: Fakes, gateway: str
+) -> None:
+    """llama.cpp's server started without embeddings answers 501: the next provider is asked,
+    and alone it is the client's 400; neither counts against the provider's circuit."""
+    fakes.openai.scripts["oa-fb"] = NO_EMBEDDINGS
+    fakes.openai.scripts["text-embedding-3-small"] = NO_EMBEDDINGS
+    for _ in range(3):  # more than the circuit's failures
+        raw = await client.embeddings.with_raw_response.create(model="fb", input="x")
+        assert raw.headers["X-Provider"] == "ol"
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.embeddings.create(model="emb", input="x")
+        error = caught.value.body
+        assert isinstance(error, dict)
+        assert (error["param"], error["code"]) == ("model", "model_not_supported")
+        assert "does not support embeddings" in error["message"]
+    state = (await ready(gateway))["oa"]
+    assert state["circuit"] == "closed" and state["consecutive_failures"] == 0

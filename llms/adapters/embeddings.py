@@ -26,7 +26,7 @@ from llms.adapters.base import UpstreamRequest
 from llms.adapters.ollama_request import to_headers
 from llms.adapters.usage import from_count
 from llms.config import ProviderConfig
-from llms.errors import UpstreamMalformed
+from llms.errors import UpstreamHTTPError, UpstreamMalformed
 
 # A vector as a list of numbers, or as base64 little-endian float32 (as the upstream sent it).
 Vector = list[float] | str
@@ -78,6 +78,23 @@ def _vectors(items: Any, count: int, who: str, *, text_ok: bool = False) -> list
         if not ((isinstance(item, list) and item) or (text_ok and isinstance(item, str))):
             raise UpstreamMalformed(f"{who} sent an embedding that is not a list of numbers.")
     return items
+
+
+def refine_error(status: int, error: UpstreamHTTPError) -> UpstreamHTTPError:
+    """An upstream that does not serve embeddings (501: llama.cpp's server started without
+    them) is no failure of its health: a 400 naming `model`, tried on the model's next provider
+    and never counted against this one's circuit."""
+    if status != 501:
+        return error
+    refused = UpstreamHTTPError(
+        f"The upstream does not serve embeddings for this model ({error.message})",
+        status=400,
+        type="invalid_request_error",
+        param="model",
+        code="model_not_supported",
+    )
+    refused.next_provider = True
+    return refused
 
 
 # --- OpenAI-compatible ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from llms.adapters.base import UpstreamRequest
-from llms.adapters.embeddings import EMBEDDERS, Embedder
+from llms.adapters.embeddings import EMBEDDERS, Embedder, refine_error
 from llms.api.embeddings import from_request, to_answer
 from llms.config import ProviderConfig
 from llms.errors import InvalidRequest, ServiceUnavailable
@@ -87,7 +87,7 @@ async def embeddings(request: web.Request) -> web.Response:
 
         try:
             (answer, tokens), provider = await router.exchange(
-                model, candidates, build, parse, body
+                model, candidates, build, parse, body, refine_error
             )
         except asyncio.CancelledError:
             if not app[keys.SHUTTING_DOWN].is_set():
