@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import orjson
 import pytest
 
 from tests.embeddings_support import (
@@ -311,3 +312,31 @@ async def test_an_upstream_without_embeddings_is_passed_over_not_blamed(
         assert "does not support embeddings" in error["message"]
     state = (await ready(gateway))["oa"]
     assert state["circuit"] == "closed" and state["consecutive_failures"] == 0
+
+
+async def test_answers_in_the_other_encoding_or_order_are_converted(
+    gateway: str, fakes: Fakes
+) -> None:
+    """A server that ignores `encoding_format` (floats for base64) and sends `data` out of
+    order: the client gets base64 in input order, as it asked."""
+    floats = {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": 1, "embedding": [0.5, -0.25]},
+            {"object": "embedding", "index": 0, "embedding": [1.0, 0.125]},
+        ],
+        "model": "text-embedding-3-small",
+        "usage": {"prompt_tokens": 2, "total_tokens": 2},
+    }
+    fakes.openai.scripts["text-embedding-3-small"] = Script(
+        writes=[orjson.dumps(floats)], content_type="application/json"
+    )
+    body = {"model": "emb", "input": ["a", "b"], "encoding_format": "base64"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{gateway}/embeddings", json=body) as resp,
+    ):
+        answer = await resp.json()
+    vectors = [base64.b64decode(item["embedding"]) for item in answer["data"]]
+    assert [list(struct.unpack("<2f", raw)) for raw in vectors] == [[1.0, 0.125], [0.5, -0.25]]
+    assert [item["index"] for item in answer["data"]] == [0, 1]
