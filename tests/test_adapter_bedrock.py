@@ -501,3 +501,34 @@ def test_aws_http_errors(
     headers = {"x-amzn-ErrorType": f"{kind}:http://internal.amazon.com/coral/"} if kind else {}
     error = bedrock.from_error_response(status, headers, body)
     assert (error.status, error.code, error.retryable) == expected
+
+
+def test_signed_reasoning_is_replayed_as_reasoning_content() -> None:
+    details = [
+        {"type": "reasoning.text", "text": "Hm.", "signature": "sig-1"},
+        {"type": "reasoning.summary", "summary": "thought"},
+        {"type": "reasoning.encrypted", "data": "ZW5j"},
+    ]
+    messages: list[Any] = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": "A.", "reasoning_details": details},
+        {"role": "user", "content": "y"},
+        {
+            "role": "assistant",
+            "content": "B.",
+            "reasoning_content": "Its text, for the block without it.",
+            "thinking_blocks": [{"type": "thinking", "signature": "sig-2"}],
+        },
+    ]
+    sent = body_of({"model": "m", "messages": messages})["messages"]
+    assert sent[1]["content"] == [
+        {"reasoningContent": {"reasoningText": {"text": "Hm.", "signature": "sig-1"}}},
+        {"reasoningContent": {"redactedContent": "ZW5j"}},
+        {"text": "A."},
+    ]
+    text = {"text": "Its text, for the block without it.", "signature": "sig-2"}
+    assert sent[3]["content"] == [{"reasoningContent": {"reasoningText": text}}, {"text": "B."}]
+    bad = [*messages[:3], {"role": "assistant", "content": "C.", "thinking_blocks": [{"x": 1}]}]
+    with pytest.raises(InvalidRequest) as caught:
+        body_of({"model": "m", "messages": bad})
+    assert caught.value.param == "messages[3].thinking_blocks[0]"

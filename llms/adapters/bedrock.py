@@ -17,7 +17,7 @@ Reasoning signatures and redacted reasoning reach the client in the delta extens
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -258,11 +258,11 @@ class Converter:
             signature = reasoning.get("signature")
             if isinstance(signature, str) and signature:
                 block = {"type": "thinking", "thinking": "", "signature": signature}
-                return cast(Delta, {"thinking_blocks": [block]})
+                return {"thinking_blocks": [block]}
             redacted = reasoning.get("redactedContent")
             if isinstance(redacted, str) and redacted:
                 block = {"type": "redacted_thinking", "data": redacted}
-                return cast(Delta, {"thinking_blocks": [block]})
+                return {"thinking_blocks": [block]}
         return None
 
     def close(self) -> list[Chunk]:

@@ -2,13 +2,14 @@
 
 System/developer messages become `system` text blocks; user, assistant and tool turns become
 Converse content blocks (`text`, `image` and `document` with their bytes base64, `toolUse`,
-`toolResult`, and `reasoningContent` from an assistant message's `thinking_blocks` extension,
-signatures intact), consecutive same-role turns merged; `max_tokens`, `temperature`, `top_p` and
-`stop` go in `inferenceConfig`; tools and `tool_choice` in `toolConfig`; `reasoning_effort` and
-`top_k` for an Anthropic model in `additionalModelRequestFields` (Claude's `thinking`). A
-parameter Converse cannot honour is refused with a 400 naming it. A Bedrock API key (`api_key`)
-goes in as a bearer token; with access keys the request leaves here unsigned, and is signed with
-the time just before it is sent (llms/credentials_aws.py).
+`toolResult`, and `reasoningContent` from an assistant message's `thinking_blocks` extension or
+`reasoning_details`, signatures intact), consecutive same-role turns merged; `max_tokens`,
+`temperature`, `top_p` and `stop` go in `inferenceConfig`; tools and `tool_choice` in
+`toolConfig`; `reasoning_effort` and `top_k` for an Anthropic model in
+`additionalModelRequestFields` (Claude's `thinking`). A parameter Converse cannot honour is
+refused with a 400 naming it. A Bedrock API key (`api_key`) goes in as a bearer token; with
+access keys the request leaves here unsigned, and is signed with the time just before it is
+sent (llms/credentials_aws.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from llms.adapters.messages import (
     from_arguments,
     from_data_url,
     invalid,
+    thinking_blocks,
     unsupported,
     unsupported_value,
 )
@@ -224,7 +226,7 @@ def from_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[
         if role == "user":
             blocks = _blocks(content, where, ("text", "image_url", "file"))
         elif role == "assistant":
-            blocks = _reasoning(message.get("thinking_blocks"), where)
+            blocks = _reasoning(message, where)
             blocks += _blocks(content, where, ("text", "refusal"))
             blocks += _tool_uses(message.get("tool_calls") or (), where)
         elif role == "tool":
@@ -302,21 +304,16 @@ def _document(file: Any, param: str, number: int) -> dict[str, Any]:
     return {"document": {"format": "pdf", "name": f"document {number}", "source": {"bytes": data}}}
 
 
-def _reasoning(blocks: Any, where: str) -> list[dict[str, Any]]:
-    """An assistant turn's `thinking_blocks` (Anthropic's shape) as `reasoningContent` blocks."""
+def _reasoning(message: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    """An assistant turn's signed reasoning (`thinking_blocks`, or `reasoning_details`) as
+    Converse `reasoningContent` blocks, signatures and redacted bytes intact."""
     out: list[dict[str, Any]] = []
-    for j, block in enumerate(blocks or ()):
-        at = f"{where}.thinking_blocks[{j}]"
-        kind = block.get("type") if isinstance(block, Mapping) else None
-        if kind == "thinking":
-            text: dict[str, Any] = {"text": block.get("thinking") or ""}
-            if block.get("signature"):
-                text["signature"] = block["signature"]
+    for block in thinking_blocks(message, where):
+        if block["type"] == "thinking":
+            text = {"text": block["thinking"], "signature": block["signature"]}
             out.append({"reasoningContent": {"reasoningText": text}})
-        elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
-            out.append({"reasoningContent": {"redactedContent": block["data"]}})
         else:
-            raise invalid(at, "Expected a `thinking` or `redacted_thinking` block.")
+            out.append({"reasoningContent": {"redactedContent": block["data"]}})
     return out
 
 
