@@ -198,3 +198,11 @@ class NativeLog:
 
     def cancelled(self, reason: GatewayError) -> list[tuple[str, bytes]]:
         return self._items(self._converter.cancel_events(reason))
+
+
+def passed_through(
+    route: NativeRoute | None, providers: tuple[ProviderConfig, ...], name: str | None
+) -> bool:
+    """Whether the provider named `name` (the last one tried) was asked natively: its errors
+    already name the client's own fields."""
+    return route is not None and any(p.name == name and route.serves(p) for p in providers)

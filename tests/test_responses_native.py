@@ -318,3 +318,20 @@ async def test_usage_is_recorded_from_the_upstream_response_completed(
         )
 
     await until(counted)
+
+
+async def test_an_upstream_400_names_the_clients_own_field(
+    upstream: FakeOpenAI, make_gateway: Gateway, tmp_path: Path
+) -> None:
+    """A passthrough upstream's `param` is already the client's field: never renamed as a
+    translated request's would be."""
+    error = {"message": "Invalid name.", "type": "invalid_request_error", "param": "tools[1].name"}
+    upstream.response_scripts[UPSTREAM_MODEL] = error_script(400, {"error": error})
+    base = await gateway_for(make_gateway, {"up": native(upstream)}, tmp_path)
+    tools: Any = [
+        {"type": "web_search"},
+        {"type": "function", "name": "f", "parameters": {"type": "object"}},
+    ]
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client_of(base).responses.create(model="test-model", input="hi", tools=tools)
+    assert refused.value.param == "tools[1].name" and "Invalid name." in refused.value.message

@@ -33,6 +33,7 @@ from llms.api.responses_request import ResponsesCall, from_request
 from llms.api.responses_stream import ResponsesEncoder, ResponsesLog, from_completion
 from llms.chunks import StreamMeta
 from llms.errors import GatewayError, InvalidRequest, NotFound
+from llms.native import passed_through
 from llms.routing import Router
 from llms.server import keys
 from llms.server.auth import KEY
@@ -147,7 +148,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             )
         except GatewayError as error:
             # An adapter's 400 names a chat field: name the Responses field it came from.
-            error.param = call.responses_param(error.param)
+            if not passed_through(route, router.providers_for(call.model), record.provider):
+                error.param = call.responses_param(error.param)
             raise
 
 
