@@ -20,6 +20,7 @@ from llms.api.messages_stream import MessagesEncoder
 from llms.api.responses_stream import from_completion
 from llms.chunks import StreamMeta
 from llms.errors import GatewayError, InvalidRequest
+from llms.native import passed_through
 from llms.server import count_tokens, keys
 from llms.server.relay import relay
 from llms.server.requests import read_json_request
@@ -43,7 +44,11 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             # What only Anthropic can honour (a server tool, citations…): passed through to
             # Anthropic providers; the others are not tried and would have said this.
             route.refusal = error
-            call = MessagesCall(model=body["model"], chat={}, stream=body.get("stream") is True)
+            call = MessagesCall(
+                model=body["model"],
+                chat={"model": body["model"], "messages": []},  # never sent: only Anthropic is
+                stream=body.get("stream") is True,
+            )
         router = tracked.admit(call.model)
         chat = cast(ChatRequest, call.chat)
         meta = StreamMeta(model=call.model)
@@ -80,7 +85,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             )
         except GatewayError as error:
             # An adapter's 400 names a chat field: name the Messages field it came from.
-            error.param = call.messages_param(error.param)
+            if not passed_through(route, router.providers_for(call.model), record.provider):
+                error.param = call.messages_param(error.param)
             raise
 
 
