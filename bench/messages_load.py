@@ -121,6 +121,7 @@ def check_event(event: SSEEvent, now: float, model: str, state: MessagesStream) 
         if message.get("content") != [] or not isinstance(message.get("usage"), dict):
             raise Failure("shape", f"message_start content/usage: {str(message)[:120]}")
         state.message_id = message.get("id")
+        state.usage = dict(message["usage"])
         state.roles += 1
     elif kind == BLOCK_START:
         index = obj.get("index")
@@ -136,7 +137,9 @@ def check_event(event: SSEEvent, now: float, model: str, state: MessagesStream) 
     elif kind == MESSAGE_DELTA:
         state.stop_reason = (obj.get("delta") or {}).get("stop_reason")
         usage = obj.get("usage")
-        state.usage = usage if isinstance(usage, dict) else None
+        # Cumulative, and a field it leaves out stands as message_start had it (Anthropic's
+        # own message_delta, passed through, carries output_tokens alone).
+        state.usage = {**(state.usage or {}), **usage} if isinstance(usage, dict) else None
         state.finishes.append(str(state.stop_reason))
     elif kind == STOP:
         state.done = True
