@@ -258,7 +258,7 @@ async def test_a_session_token_is_signed(fake: FakeBedrock, make_gateway: Gatewa
 
 
 async def test_a_wrong_secret_is_502_upstream_auth_failed_without_the_secret(
-    fake: FakeBedrock, make_gateway: Gateway
+    fake: FakeBedrock, make_gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     wrong = "wrong/Secret+Key/0123456789abcdefghijklmn"
     base = await gateway_of(make_gateway, fake, secret_access_key=wrong)
@@ -272,6 +272,7 @@ async def test_a_wrong_secret_is_502_upstream_auth_failed_without_the_secret(
         body = await response.text()
     assert json.loads(body)["error"]["code"] == "upstream_auth_failed"
     assert wrong not in body and "Secret" not in body
+    assert wrong not in caplog.text and "signature" not in body.lower()
     assert fake.signatures == [] and len(fake.raw_paths) == 1
 
 
