@@ -32,7 +32,10 @@ def aws_options(r: _Reader, obj: dict[str, Any], path: str) -> dict[str, Any]:
     from llms.config import _MissingEnv
 
     options: dict[str, Any] = {"region": region_of(r, obj, path)}
-    if "access_key_id" not in obj and "secret_access_key" not in obj and "api_key" in obj:
+    keys = "access_key_id" in obj or "secret_access_key" in obj
+    if "api_key" in obj:
+        if keys:
+            raise r.fail(f"{path}.api_key", "give either api_key or the access keys, not both")
         return options
     for key in ("access_key_id", "secret_access_key", "session_token"):
         value = obj.get(key)

@@ -74,6 +74,7 @@ def test_config_keys_and_the_default_url() -> None:
         ({"access_key_id": None}, "providers.br.access_key_id"),
         ({"secret_access_key": "line\nbreak"}, "providers.br.secret_access_key"),
         ({"profile": "default"}, "providers.br.profile"),
+        ({"api_key": "ABSK-key"}, "providers.br.api_key"),
     ],
 )
 def test_config_mistakes_name_the_path(entry: dict[str, Any], path: str) -> None:
