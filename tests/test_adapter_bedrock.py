@@ -533,3 +533,9 @@ def test_signed_reasoning_is_replayed_as_reasoning_content() -> None:
     with pytest.raises(InvalidRequest) as caught:
         body_of({"model": "m", "messages": bad})
     assert caught.value.param == "messages[3].thinking_blocks[0]"
+
+
+def test_an_empty_answer_still_opens_with_the_role() -> None:
+    chunks = converse([ev("messageStop", {"stopReason": "end_turn"}), ev("metadata", {})], False)
+    assert deltas(chunks) == [{"role": "assistant", "content": ""}, {}]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"

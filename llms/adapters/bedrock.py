@@ -56,6 +56,8 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter",
 }
+# The events before which the role chunk goes out (metadata alone carries no answer).
+_STARTS = frozenset(("messageStart", "contentBlockStart", "contentBlockDelta", "messageStop"))
 # AWS error names (HTTP `x-amzn-ErrorType`, or a stream's `:exception-type`, lower-cased, without
 # `exception`) -> the HTTP status Bedrock gives them.
 STATUSES = {
@@ -204,7 +206,7 @@ class Converter:
             return []
         out: list[Chunk] = []
         meta = self._ctx.meta
-        if not self._started and name in ("messageStart", "contentBlockStart", "contentBlockDelta"):
+        if not self._started and name in _STARTS:
             self._started = True
             out.append(role_chunk(meta))
         if name == "contentBlockStart":
