@@ -5,6 +5,7 @@ field, and resumable mode (`X-Stream-Resumable`), passthrough and translated."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -267,3 +268,28 @@ async def test_a_chat_error_about_the_messages_names_the_prompt(gateway: str, fa
     assert status == 400
     error = orjson.loads(raw)["error"]
     assert (error["param"], error["code"]) == ("prompt", "unsupported_value")
+
+
+@pytest.mark.parametrize("resumable", [False, True])
+async def test_a_client_that_leaves_stops_the_passthrough_upstream(
+    gateway: str, fakes: Fakes, resumable: bool
+) -> None:
+    script = _cut("up-instruct")
+    script.fault = "stall"  # one chunk, then silence for an hour
+    fakes.openai.completion_scripts["up-instruct"] = script
+    body = {"model": "davinci", "prompt": "Go", "stream": True}
+    # Resumable mode keeps generating for the grace period: cancel it explicitly instead.
+    headers = {"X-Stream-Resumable": "true"} if resumable else {}
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(f"{gateway}/completions", json=body, headers=headers)
+        assert b'"text":"Once"' in await resp.content.readuntil(b"\n\n")
+        stream_id = resp.headers["X-Stream-Id"]
+        resp.close()
+        if resumable:
+            async with session.post(f"{gateway}/streams/{stream_id}/cancel") as cancel:
+                assert (await cancel.json())["status"] == "cancelled"
+    for _ in range(500):
+        if fakes.openai.gone:
+            break
+        await asyncio.sleep(0.01)
+    assert fakes.openai.gone, "the upstream never saw the gateway leave"

@@ -13,6 +13,7 @@ A model with a script in `fake.completion_scripts` plays that script's exact byt
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -154,6 +155,9 @@ async def openai_completions(fake: FakeOpenAI, request: web.Request) -> web.Stre
         fake.active += 1
         try:
             return await fake._play(request, script)
+        except (asyncio.CancelledError, ConnectionResetError):
+            fake.gone.append(time.monotonic())
+            raise
         finally:
             fake.active -= 1
     if not body.get("prompt"):
