@@ -83,6 +83,8 @@ class ServerConfig:
     max_bodies_in_flight_mb: float = 256.0
     max_json_nodes: int = 500_000
     max_answer_mb: float = 16.0
+    # Enables the admin API (/admin/keys: managed keys); None: no admin API, no managed keys.
+    admin_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class StateConfig:
     request_log_queue: int = 10_000
     log_content: bool = False
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    # Managed keys, their counters and spend (with `server.admin_key`; Redis when redis_url).
+    keys_store: str = "sqlite:~/.llms/keys.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +314,7 @@ def _server(r: _Reader, value: Any, notes: list[str]) -> ServerConfig:
         "max_bodies_in_flight_mb",
         "max_json_nodes",
         "max_answer_mb",
+        "admin_key",
     )
     obj = r.obj(value, "server", keys)
     api_keys: list[ApiKey] = []
@@ -348,7 +353,21 @@ def _server(r: _Reader, value: Any, notes: list[str]) -> ServerConfig:
             obj.get("max_json_nodes", defaults.max_json_nodes), "server.max_json_nodes"
         ),
         max_answer_mb=number("max_answer_mb"),
+        admin_key=_admin_key(r, obj.get("admin_key"), notes),
     )
+
+
+def _admin_key(r: _Reader, value: Any, notes: list[str]) -> str | None:
+    if value is None:
+        return None
+    try:
+        key = r.string(value, "server.admin_key")
+    except _MissingEnv as missing:
+        notes.append(f"server.admin_key: ${missing.var} is not set; the admin API is off")
+        return None
+    if len(key) < 16:
+        raise r.fail("server.admin_key", "expected at least 16 characters")
+    return key
 
 
 def _open_metrics(r: _Reader, value: Any) -> bool | str:
@@ -413,6 +432,7 @@ def _state(r: _Reader, value: Any) -> StateConfig:
             "log_content",
             "finished_streams_mb",
             "responses",
+            "keys_store",
         ),
     )
     defaults = StateConfig()
@@ -449,7 +469,15 @@ def _state(r: _Reader, value: Any) -> StateConfig:
             "state.finished_streams_mb",
         ),
         responses=_responses(r, obj.get("responses", {})),
+        keys_store=_keys_store(r, obj.get("keys_store", defaults.keys_store)),
     )
+
+
+def _keys_store(r: _Reader, value: Any) -> str:
+    store = r.string(value, "state.keys_store")
+    if not store.startswith("sqlite:") or store == "sqlite:":
+        raise r.fail("state.keys_store", f'expected "sqlite:<path>", got {_show(store)}')
+    return store
 
 
 def _responses(r: _Reader, value: Any) -> ResponsesConfig:

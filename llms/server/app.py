@@ -17,9 +17,10 @@ from llms.adapters import ollama
 from llms.config import Config, ProviderConfig
 from llms.errors import ConfigError, GatewayError, ServiceUnavailable
 from llms.local import LocalServer
+from llms.managed import gate
 from llms.providers import Providers
 from llms.routing import Router
-from llms.server import completions, embeddings, keys, messages, openapi, responses, routes
+from llms.server import admin, completions, embeddings, keys, messages, openapi, responses, routes
 from llms.server.auth import KEY, authenticate, needs_key
 from llms.server.bodies import BODIES, BodyBudget
 from llms.server.cors import Cors
@@ -55,11 +56,34 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     assign_request_id(request)
     app = request.app
     server = app[keys.CONFIG].server
+    if server.admin_key is not None:
+        return await _managed_auth(request, handler, server.admin_key)
     if server.api_keys and needs_key(request, server.open_metrics, app[keys.PUBLIC]):
         key = authenticate(server.api_keys, request)
         if key is not None:
             request[KEY] = key
     return await handler(request)
+
+
+async def _managed_auth(
+    request: web.Request, handler: Handler, admin_key: str
+) -> web.StreamResponse:
+    """With the admin API on: /admin takes only the admin key; elsewhere a managed key or a
+    config key (a model request of a managed key holds a lease, freed if no handler took it)."""
+    app = request.app
+    server = app[keys.CONFIG].server
+    if admin.is_admin_path(request.path):
+        await admin.check_admin(request, admin_key, server.api_keys)
+        return await handler(request)
+    if not needs_key(request, server.open_metrics, app[keys.PUBLIC]):
+        return await handler(request)
+    key = await gate.authenticate(request, lambda: authenticate(server.api_keys, request))
+    if key is not None:
+        request[KEY] = key
+    try:
+        return await handler(request)
+    finally:
+        gate.release_unadopted(request)
 
 
 def server_options(config: Config) -> dict[str, Any]:
@@ -179,6 +203,9 @@ def create_app(
     app.router.add_get("/metrics", api.metrics)
     app.router.add_get("/api/usage", api.usage)
     app.router.add_get("/openapi.json", openapi.document)
+    if server.admin_key is not None:
+        gate.install(app, config)  # managed keys: their store, limits and spend
+        admin.install(app)
     before = len(app.router.resources())
     add_ui_routes(app, ui_dist)
     # The web UI's static pages need no key: the page asks for one, its API calls send it.

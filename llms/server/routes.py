@@ -21,6 +21,7 @@ from llms.errors import (
     ServiceUnavailable,
     UpstreamTimeout,
 )
+from llms.managed.gate import LEASE
 from llms.native import NativeRoute
 from llms.routing import Router
 from llms.server import keys
@@ -74,6 +75,10 @@ class Tracked:
         )
         self.handed_over = False
         self.lease: Lease = UNLIMITED
+        managed = request.get(LEASE)
+        if managed is not None:  # a managed key's request, counted when it was authenticated
+            managed.adopt(self.record)
+            self.lease = managed
         task = asyncio.current_task()
         assert task is not None
         self._task = task
@@ -119,7 +124,8 @@ class Tracked:
         authorize_model(key, model)
         router = self.app[keys.ROUTER]
         router.providers_for(model)
-        self.lease = self.app[keys.LIMITS].admit(key)
+        if self.lease is UNLIMITED:
+            self.lease = self.app[keys.LIMITS].admit(key)
         return router
 
 
