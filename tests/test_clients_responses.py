@@ -392,12 +392,6 @@ def anthropic_thinking_call(call_id: str, name: str, args: Args) -> Script:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the gateway drops Anthropic's thinking signature (adapters/anthropic.py), so a "
-    "tool-use turn is replayed without the thinking block Anthropic requires back with "
-    "thinking on (its extended-thinking docs: 'preserving thinking blocks' during tool use)",
-)
 async def test_agents_sdk_with_reasoning_replays_claude_thinking_before_its_tool_use(
     upstreams: Callable[..., Awaitable[Upstream]],
 ) -> None:

@@ -84,8 +84,9 @@ def thinking_blocks(message: Mapping[str, Any], where: str) -> list[dict[str, An
     """An assistant message's reasoning to replay, as Anthropic's blocks: the gateway's
     `thinking_blocks` extension (`{"type": "thinking", "thinking", "signature"}`,
     `{"type": "redacted_thinking", "data"}`), else OpenRouter's `reasoning_details`
-    (`reasoning.text` with a signature, `reasoning.encrypted`). A thinking block without its
-    text takes the message's `reasoning_content` when it is the message's only one."""
+    (`reasoning.text` with a signature, `reasoning.encrypted`). Unsigned thinking is left out; a
+    thinking block without its text takes the message's `reasoning_content` when it is the
+    message's only one."""
     blocks = message.get("thinking_blocks")
     field = "thinking_blocks"
     if blocks is None:
@@ -96,6 +97,8 @@ def thinking_blocks(message: Mapping[str, Any], where: str) -> list[dict[str, An
     for j, block in enumerate(blocks):
         at = f"{where}.{field}[{j}]" if field else f"{where}.reasoning_details"
         kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "thinking" and block.get("signature") in (None, ""):
+            continue  # unsigned thinking (another model's): nothing an upstream could verify
         if kind == "thinking" and isinstance(block.get("signature"), str):
             text = block.get("thinking")
             out.append({"type": "thinking", "thinking": text if isinstance(text, str) else ""})

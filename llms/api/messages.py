@@ -177,14 +177,20 @@ class MessageBuilder:
         if reasoning and isinstance(reasoning, str):
             self._add_text(events, "thinking", reasoning)
         blocks = delta.get("thinking_blocks")
-        if blocks and isinstance(blocks, list):
+        if not (blocks and isinstance(blocks, list)):
+            blocks = None
+        elif reasoning:
+            # A signature signs the thinking before it (a whole answer: before its text too).
             self._add_thinking_blocks(events, blocks)
+            blocks = None
         content = delta.get("content")
         if content and isinstance(content, str):
             self._add_text(events, "text", content)
         refusal = delta.get("refusal")
         if refusal and isinstance(refusal, str):
             self._add_text(events, "text", refusal)
+        if blocks is not None:  # else it is the signature of the call that follows (Gemini)
+            self._add_thinking_blocks(events, blocks)
         for call in delta.get("tool_calls") or ():
             self._add_call(events, call.get("index", 0), call)
         legacy = delta.get("function_call")

@@ -90,9 +90,17 @@ class MessagesCall:
     ignored: tuple[str, ...] = ()
 
     def chat_with_thinking(self) -> dict[str, Any]:
-        """`chat` whose assistant messages carry their thinking blocks (signatures intact) in
-        the `thinking_blocks` extension field, for an adapter that replays them."""
-        return {**self.chat, "messages": with_thinking_blocks(self.chat["messages"], self.thinking)}
+        """`chat` whose assistant messages carry their signed and redacted thinking blocks
+        (signatures intact) in the `thinking_blocks` extension field, for an adapter that
+        replays them; unsigned thinking (another model's) is left out."""
+        signed = {
+            index: kept
+            for index, blocks in self.thinking.items()
+            if (kept := [block for block in blocks if block.get("signature") or "data" in block])
+        }
+        if not signed:
+            return self.chat
+        return {**self.chat, "messages": with_thinking_blocks(self.chat["messages"], signed)}
 
     def messages_param(self, param: str | None) -> str | None:
         """The Messages field a chat request's `param` came from (for a 400 an adapter raised

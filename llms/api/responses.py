@@ -6,7 +6,10 @@ the message's `output_text` (and `refusal`) parts, one `function_call` item per 
 item opened with `output_item.added` and closed with balanced `.done` events, `sequence_number`
 +1 per event. The Response object it keeps (`.response`) holds the very item dicts the events
 described, so streamed ids and the final output never differ; it is the non-stream answer,
-what `GET /v1/responses/{id}` shows and what storage keeps.
+what `GET /v1/responses/{id}` shows and what storage keeps. Signed thinking (Anthropic's,
+Bedrock's, Gemini's thought signatures: the `thinking_blocks` delta extension) is a reasoning
+item's `encrypted_content`, always sent, so a client that replays its reasoning items (the
+Agents SDK, Codex) gives it back to the upstream that needs it.
 
 Pure: the caller gives the id, the creation time and the completion time.
 """
@@ -19,7 +22,7 @@ from typing import Any, Literal
 
 import orjson
 
-from llms.api.responses_input import new_item_id
+from llms.api.responses_input import new_item_id, signed_thinking
 from llms.api.responses_object import (
     ResponseEvent,
     custom_input,
@@ -202,6 +205,9 @@ class ResponseBuilder:
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                 if reasoning and isinstance(reasoning, str):
                     self._add_text(events, "reasoning", reasoning, _NO_LOGPROBS)
+                signed = delta.get("thinking_blocks")
+                if signed and isinstance(signed, list):
+                    self._add_signed(events, signed)
                 content = delta.get("content")
                 if content and isinstance(content, str):
                     logprobs = from_logprobs(choice) if choice.get("logprobs") else _NO_LOGPROBS
@@ -329,6 +335,29 @@ class ResponseBuilder:
             open_.logprobs += logprobs
             body += b',"logprobs":' + (orjson.dumps(logprobs) if logprobs else b"[]")
         events.append(self._delta(open_.delta_type, body))
+
+    def _add_signed(self, events: list[ResponseEvent], blocks: list[Any]) -> None:
+        """Signed or redacted thinking (the `thinking_blocks` delta extension) as a reasoning
+        item's `encrypted_content`, closing the item: the signature on the open reasoning item
+        (whose text it signs), else on an item of its own (redacted thinking, Gemini's
+        signature of a call); `signed_thinking` says how it goes back upstream."""
+        for block in blocks:
+            encrypted = signed_thinking(block) if isinstance(block, Mapping) else None
+            if encrypted is None:
+                continue
+            open_ = self._text
+            if (
+                block["type"] != "thinking"
+                or open_ is None
+                or open_.item["type"] != "reasoning"
+                or "encrypted_content" in open_.item
+            ):
+                self._blank, self._blank_kind = [], ""
+                self._close_text(events, "completed")
+                self._close_calls(events, "completed")
+                open_ = self._open_text(events, "reasoning")
+            open_.item["encrypted_content"] = encrypted
+            self._close_text(events, "completed")
 
     def _add_annotations(self, events: list[ResponseEvent], annotations: list[Any]) -> None:
         """Chat `annotations` (web search citations) on the open text part; dropped when no

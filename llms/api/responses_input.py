@@ -9,7 +9,9 @@ The mapping (docs: responses-and-messages.md §1.2): `developer` -> `system`; `f
 items join the assistant message just before them (its text included) as `tool_calls`, keyed by
 `call_id`; `function_call_output` -> a `tool` message, its output flattened to text (images and
 files in an output follow the tool messages as one user message, since a tool message holds
-text only); `reasoning` and built-in tool items are kept in the items but never sent as text.
+text only); `reasoning` and built-in tool items are kept in the items but never sent as text. A
+reasoning item with `encrypted_content` the gateway made (`signed_thinking`) goes to the next
+assistant message's `thinking_blocks`, for the upstream that signed it.
 """
 
 from __future__ import annotations
@@ -301,6 +303,36 @@ def to_chat_part(part: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "text", "text": part.get("text", part.get("refusal", ""))}
 
 
+# A reasoning item's `encrypted_content` for redacted thinking: the prefix, then the data. A
+# signed thinking block's is its bare signature (Anthropic's and Google's are base64: no colon).
+REDACTED = "redacted_thinking:"
+
+
+def signed_thinking(block: Mapping[str, Any]) -> str | None:
+    """The `encrypted_content` for a `thinking_blocks` entry; None if it holds nothing to
+    replay."""
+    kind = block.get("type")
+    value = block.get("signature" if kind == "thinking" else "data")
+    if not value or not isinstance(value, str):
+        return None
+    if kind == "thinking":
+        return value
+    return REDACTED + value if kind == "redacted_thinking" else None
+
+
+def thinking_block(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The `thinking_blocks` entry a normalised reasoning item stands for; None without
+    `encrypted_content`. Its text is its content (raw reasoning), else its summary."""
+    encrypted = item.get("encrypted_content")
+    if not isinstance(encrypted, str) or not encrypted:
+        return None
+    if encrypted.startswith(REDACTED):
+        return {"type": "redacted_thinking", "data": encrypted.removeprefix(REDACTED)}
+    parts = item.get("content") or item.get("summary") or ()
+    text = "".join(part["text"] for part in parts)
+    return {"type": "thinking", "thinking": text, "signature": encrypted}
+
+
 @dataclass(slots=True)
 class _Chat:
     """Normalised items -> chat messages, keeping every tool message paired with its call."""
@@ -313,10 +345,17 @@ class _Chat:
     calls: set[str] = field(default_factory=set)
     media: list[dict[str, Any]] = field(default_factory=list)
     media_where: str = ""
+    # Signed thinking of reasoning items, for the assistant message that follows them.
+    thinking: list[dict[str, Any]] = field(default_factory=list)
 
     def _append(self, message: dict[str, Any], where: str) -> None:
         self.messages.append(message)
         self.origins.append(where)
+
+    def _sign(self, message: dict[str, Any]) -> None:
+        if self.thinking:
+            message.setdefault("thinking_blocks", []).extend(self.thinking)
+            self.thinking = []
 
     def add(self, item: Mapping[str, Any], where: str) -> None:
         kind = item["type"]
@@ -333,21 +372,31 @@ class _Chat:
             ):
                 texts = [joined["content"], message["content"]]
                 joined["content"] = "\n".join(text for text in texts if text)
+                self._sign(joined)
                 return
             self._flush_media()
             self._append(message, where)
             self.assistant = message if message["role"] == "assistant" else None
+            if self.assistant is not None:
+                self._sign(self.assistant)
+            else:
+                self.thinking = []  # a user turn: the thinking of earlier turns is not needed
         elif kind in CALLS:
             self._call(item, where)
         elif kind in OUTPUTS:
             self._output(item, where)
-        # reasoning and built-in tool items: no chat equivalent, never sent as text
+        elif kind == "reasoning":
+            block = thinking_block(item)
+            if block is not None:
+                self.thinking.append(block)
+        # other built-in tool items: no chat equivalent, never sent as text
 
     def _call(self, item: Mapping[str, Any], where: str) -> None:
         if self.assistant is None:
             self._flush_media()
             self.assistant = {"role": "assistant", "content": None}
             self._append(self.assistant, where)
+        self._sign(self.assistant)
         arguments = item["arguments"] if item["type"] == "function_call" else _custom_args(item)
         self.assistant.setdefault("tool_calls", []).append(
             {

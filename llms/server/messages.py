@@ -50,7 +50,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 stream=body.get("stream") is True,
             )
         router = tracked.admit(call.model)
-        chat = cast(ChatRequest, call.chat)
+        chat = cast(ChatRequest, call.chat_with_thinking())
         meta = StreamMeta(model=call.model)
         record.stream_id = meta.id
         message_id = new_message_id()

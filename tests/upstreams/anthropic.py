@@ -133,9 +133,28 @@ class FakeAnthropic(FakeOpenAI):
     def __init__(self) -> None:
         super().__init__()
         self.default = recorded("text")
+        # The thinking the fake signed (signature -> text), and the tool_use ids of answers
+        # that thought first, from the answers it sent.
+        self.signed: dict[str, str] = {}
+        self.thought: set[str] = set()
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1/messages", self._messages)
         self.app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+
+    def _learn(self, writes: Any) -> None:
+        try:
+            message = message_of(writes) or {}
+        except (ValueError, KeyError, IndexError, TypeError):
+            return  # a script of faults or garbage signs nothing
+        content = message.get("content", ())
+        signed = {
+            block["signature"]: block.get("thinking", "")
+            for block in content
+            if block.get("type") == "thinking" and block.get("signature")
+        }
+        self.signed.update(signed)
+        if signed or any(block.get("type") == "redacted_thinking" for block in content):
+            self.thought.update(b["id"] for b in content if b.get("type") == "tool_use")
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
         """`count_tokens`: the same checks, then `{"input_tokens": N}` (`count_of`); a model
@@ -172,7 +191,11 @@ class FakeAnthropic(FakeOpenAI):
             return _error(400, "invalid_request_error", "max_tokens: Field required")
         if any(m.get("role") not in ("user", "assistant") for m in body.get("messages", ())):
             return _error(400, "invalid_request_error", "messages: Unexpected role")
+        problem = thinking_problem(body, self.signed, self.thought)
+        if problem is not None:
+            return _error(400, "invalid_request_error", problem)
         script = self.script_for(body.get("model", ""))
+        self._learn(script.writes)
         self.active += 1
         try:
             if body.get("stream") is not True and script.status == 200 and not script.fault:
@@ -227,6 +250,42 @@ def message_of(writes: Any) -> dict[str, Any] | None:
     for index, text in partial.items():
         message["content"][index]["input"] = orjson.loads(text) if text else {}
     return message
+
+
+def thinking_problem(body: dict[str, Any], signed: dict[str, str], thought: set[str]) -> str | None:
+    """What the real API says when thinking is on and the assistant turn whose tool_use the
+    last user message answers does not start with its thinking block, or the block's signature
+    is not one it made over that text; None when the request is fine. The real API always
+    thinks first with thinking on, the fake only when its script does: a turn is held to the
+    rule when the fake's answer with its tool_use (`thought`) started with thinking."""
+    thinking = body.get("thinking")
+    messages = body.get("messages") or []
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled" or len(messages) < 2:
+        return None
+    *_, assistant, last = messages
+    content, results = assistant.get("content"), last.get("content")
+    if assistant.get("role") != "assistant" or not isinstance(content, list) or not content:
+        return None
+    if not isinstance(results, list) or not any(b.get("type") == "tool_result" for b in results):
+        return None
+    if not any(b.get("type") == "tool_use" and b.get("id") in thought for b in content):
+        return None
+    at = f"messages.{len(messages) - 2}.content"
+    first = content[0]
+    if first.get("type") not in ("thinking", "redacted_thinking"):
+        return (
+            f"{at}.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{first.get('type')}`. When `thinking` is enabled, a final `assistant` message "
+            "must start with a thinking block (preceeding the lastmost set of `tool_use` and "
+            "`tool_result` blocks). We recommend you include thinking blocks from previous "
+            "turns. To avoid this requirement, disable `thinking`."
+        )
+    for j, block in enumerate(content):
+        if block.get("type") == "thinking" and (
+            signed.get(block.get("signature") or "") != block.get("thinking")
+        ):
+            return f"{at}.{j}: Invalid `signature` in `thinking` block"
+    return None
 
 
 def count_of(body: dict[str, Any]) -> int:

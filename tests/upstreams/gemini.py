@@ -121,6 +121,42 @@ def _problem(body: Any) -> str | None:
     return None
 
 
+SIGNATURE_SENTINEL = "skip_thought_signature_validator"  # Google's documented stand-in
+
+
+def signature_problem(model: str, body: dict[str, Any], signed: set[bytes]) -> str | None:
+    """Gemini 3 and later: in the current turn (the contents after the last user text), the
+    first functionCall part of each model step must carry a thoughtSignature the API gave out
+    (or Google's stand-in); 1.x and 2.x models do not check."""
+    if not model.startswith("gemini-") or model.startswith(("gemini-1", "gemini-2")):
+        return None
+    contents = body.get("contents") or []
+    start = 0
+    for i, content in enumerate(contents):
+        parts = content.get("parts") or []
+        if content.get("role") == "user" and any("text" in part for part in parts):
+            start = i + 1
+    for i in range(start, len(contents)):
+        parts = contents[i].get("parts") or []
+        calls = [(j, part) for j, part in enumerate(parts) if "functionCall" in part]
+        if contents[i].get("role") != "model" or not calls:
+            continue
+        j, first = calls[0]
+        signature = first.get("thoughtSignature")
+        if signature is None:
+            name = first["functionCall"].get("name")
+            return (
+                "Function call is missing a thought_signature in functionCall parts. This is "
+                "required for tools to work correctly, and missing thought_signature may lead "
+                f"to degraded model performance. Additional data, function call `{name}` , "
+                f"position {j + 1}. Please refer to "
+                "https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+            )
+        if signature != SIGNATURE_SENTINEL and signature.encode() not in signed:
+            return f"Corrupted thought signature. (contents[{i}].parts[{j}])"
+    return None
+
+
 class FakeGemini(FakeOpenAI):
     """Serves `:streamGenerateContent`; scripts are chosen by the model in the path."""
 
@@ -128,6 +164,8 @@ class FakeGemini(FakeOpenAI):
         super().__init__()
         self.api_key = api_key
         self.default = transcript("text.sse")
+        # The thought signatures the fake gave out (Gemini 3 checks the ones it gets back).
+        self.signed: set[bytes] = set()
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1beta/models/{target}", self._generate)
         self.app.router.add_get("/v1beta/models/{target}", self._model)
@@ -159,10 +197,11 @@ class FakeGemini(FakeOpenAI):
             from tests.upstreams.embeddings import gemini_embed
 
             return await gemini_embed(self, request, model, method, body)
-        problem = _problem(body)
-        if problem is not None:
-            return _error(400, "INVALID_ARGUMENT", problem)
+        refused = _problem(body) or signature_problem(model, body, self.signed)
+        if refused is not None:
+            return _error(400, "INVALID_ARGUMENT", refused)
         script = self.script_for(model)
+        self.signed.update(re.findall(rb'"thoughtSignature": ?"([^"]+)"', b"".join(script.writes)))
         if request.query.get("alt") != "sse" and script.status == 200:
             script = _as_json_array(script)
         self.active += 1
