@@ -22,6 +22,7 @@ from tests.completions_support import (
     running_fakes,
     text_of,
 )
+from tests.telemetry_app import samples, scrape, until, value
 from tests.upstreams.completions import CONTINUATION, stream_writes
 from tests.upstreams.ollama import text_script as ollama_text
 from tests.upstreams.openai import Script, error_script
@@ -293,3 +294,26 @@ async def test_a_client_that_leaves_stops_the_passthrough_upstream(
             break
         await asyncio.sleep(0.01)
     assert fakes.openai.gone, "the upstream never saw the gateway leave"
+
+
+async def test_usage_is_recorded_even_when_the_client_did_not_ask(gateway: str) -> None:
+    """Passthrough asks the upstream for usage and keeps it for the metrics (and the request
+    log), without sending it to a client that did not ask; translated answers too."""
+    root = gateway.removesuffix("/v1")
+    for model in ("davinci", "llama"):
+        _, _, raw = await post(gateway, {"model": model, "prompt": "Go", "stream": True})
+        assert all("usage" not in chunk for chunk in chunks_of(raw))
+    found: dict[Any, float] = {}
+
+    async def counted() -> float:
+        # The record is finished as the handler returns, just after the body's last byte.
+        nonlocal found
+        async with aiohttp.ClientSession() as session:
+            found = samples(await scrape(session, root))
+        return value(found, "llms_requests_total", model="llama")
+
+    await until(counted)
+    # The fake continues with 5 tokens; Ollama's fake reports some for "Hello, world!".
+    assert value(found, "llms_tokens_total", model="davinci", kind="completion") == 5
+    assert value(found, "llms_tokens_total", model="davinci", kind="prompt") == 1
+    assert value(found, "llms_tokens_total", model="llama", kind="completion") > 0
