@@ -27,6 +27,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.board import board_errors, run_board
 from bench.dedicated import NAMES as DEDICATED
 from bench.dedicated import dedicated_errors, run_dedicated
 from bench.figures import Report, figures
@@ -152,10 +153,22 @@ async def run(args: argparse.Namespace, results_dir: Path) -> Report:
                 module=args.gateway_module,
                 start_timeout=args.start_timeout,
             )
+            # The boards' methods and the streams-sustained ramp, against the Python floor.
+            if not args.direct_only and (args.only is None or "board" in args.only):
+                await run_board(
+                    report,
+                    upstream=upstream,
+                    quick=args.quick,
+                    tmp=Path(tmp),
+                    results_dir=results_dir,
+                    module=args.gateway_module,
+                    start_timeout=args.start_timeout,
+                )
+                print("board: done", file=sys.stderr, flush=True)
         finally:
             await stop_fleet(fleet, report)
     report["figures"] = figures(report["scenarios"], report["resume"])
-    report["figures"]["errors"] += dedicated_errors(report)
+    report["figures"]["errors"] += dedicated_errors(report) + board_errors(report)
     return report
 
 
@@ -190,12 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         metavar="NAMES",
         help="comma-separated scenarios to run (and `resume` for the resume rounds, "
-        "`open_streams`, `scaling`); default all",
+        "`open_streams`, `scaling`, `board`); default all",
     )
     args = parser.parse_args(argv)
     if args.only is not None:
         args.only = set(filter(None, args.only.split(",")))
-        known = {s.name for s in (*QUICK, *FULL)} | {"resume", *DEDICATED}
+        known = {s.name for s in (*QUICK, *FULL)} | {"resume", "board", *DEDICATED}
         if not args.only or args.only - known:
             parser.error(f"--only: unknown {sorted(args.only - known)}; known {sorted(known)}")
     args.results_dir.mkdir(parents=True, exist_ok=True)

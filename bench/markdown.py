@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.board_markdown import board_markdown
 from bench.completions_report import completions_rows
 from bench.dedicated_markdown import dedicated_markdown
 from bench.embeddings_report import embeddings_rows
@@ -132,6 +133,7 @@ def to_markdown(report: Report) -> str:
     if report.get("resume"):
         lines += [_resume_table(report["resume"]), ""]
     lines += dedicated_markdown(report)
+    lines += board_markdown(report)
     samples = [
         f"- {name}/{run}: {sample}"
         for name, runs in report["scenarios"].items()
