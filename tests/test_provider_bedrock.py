@@ -215,9 +215,21 @@ async def test_messages_api_thinking_with_its_signature_and_back(
     assert message.stop_reason == "end_turn"
     assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 7)
 
-    # Replayed to Bedrock through chat completions' `thinking_blocks` extension, signature intact
-    # (the Messages API keeps a turn's thinking blocks only for Anthropic upstreams today).
+    # The Messages API replays the turn's thinking block to Bedrock, signature intact.
     fake.turns[MODEL] = text_turn("Yes.")
+    replay: list[Any] = [
+        {"role": "user", "content": "Capital?"},
+        {"role": "assistant", "content": [b.model_dump() for b in message.content]},
+        {"role": "user", "content": "Sure?"},
+    ]
+    again = await client.messages.create(model="claude-br", max_tokens=2000, messages=replay)
+    assert again.content[0].type == "text" and again.content[0].text == "Yes."
+    assert fake.received[1].body["messages"][1] == {
+        "role": "assistant",
+        "content": [{"reasoningContent": {"reasoningText": thought}}, {"text": "Paris."}],
+    }
+
+    # And through chat completions' `thinking_blocks` extension, redacted reasoning too.
     chat = client_of(f"{base}/v1")
     thinking_blocks = [{"type": "thinking", **{"thinking": thought["text"]}}]
     thinking_blocks[0]["signature"] = thought["signature"]
@@ -226,12 +238,12 @@ async def test_messages_api_thinking_with_its_signature_and_back(
         "content": "Paris.",
         "thinking_blocks": [*thinking_blocks, {"type": "redacted_thinking", "data": "ZW5j"}],
     }
-    again = await chat.chat.completions.create(
+    chat_again = await chat.chat.completions.create(
         model="claude-br",
         messages=[*MESSAGES, assistant_turn, {"role": "user", "content": "Sure?"}],
     )
-    assert again.choices[0].message.content == "Yes."
-    assert fake.received[1].body["messages"][1] == {
+    assert chat_again.choices[0].message.content == "Yes."
+    assert fake.received[2].body["messages"][1] == {
         "role": "assistant",
         "content": [
             {"reasoningContent": {"reasoningText": thought}},
