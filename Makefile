@@ -99,6 +99,7 @@ check: lint typecheck test
 
 bench: setup
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.keys
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

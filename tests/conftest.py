@@ -91,6 +91,8 @@ def client(gateway: str) -> openai.AsyncOpenAI:
 # nginx, node) or run for minutes; `browser` tests drive Chromium. `make test-fast` runs the rest.
 PROCESS_MODULES = frozenset(
     {
+        "test_admin_keys_replicas",
+        "test_admin_keys_workers",
         "test_bench",
         "test_bench_native",
         "test_cli",
