@@ -85,3 +85,83 @@ async def test_no_serious_violations_light_and_dark(
         await s.screenshot(f"a11y-usage-{theme}")
         await s.page.go_back()
         await expect(s.answers).to_have_count(1)
+
+
+async def test_the_api_key_dialog_is_accessible(stack: StartStack) -> None:
+    s = await stack(server={"api_keys": ["sk-right"]}, page_options=AXE_PAGE)
+    await s.page.goto(s.url + "/")
+    dialog = s.page.get_by_test_id("api-key-dialog")
+    await expect(dialog.get_by_label("API key")).to_be_focused()
+    await assert_accessible(s, "the API-key dialog")
+    await s.screenshot("a11y-api-key-dialog")
+
+
+async def test_tab_stays_in_the_open_settings_panel(stack: StartStack) -> None:
+    s = await stack()
+    await s.open()
+    toggle = s.page.get_by_test_id("settings-toggle")
+    await toggle.focus()
+    await s.page.keyboard.press("Enter")
+    panel = s.page.locator("#settings-panel")
+    await expect(panel).to_be_visible()
+    await expect(panel.get_by_role("button", name="Close settings")).to_be_focused()
+    inside = "() => document.getElementById('settings-panel').contains(document.activeElement)"
+    seen: set[str] = set()
+    for _ in range(20):  # more presses than the panel has controls: it wraps around
+        await s.page.keyboard.press("Tab")
+        assert await s.page.evaluate(inside), "Tab left the open Settings panel"
+        seen.add(await s.page.evaluate("document.activeElement.outerHTML.slice(0, 60)"))
+    assert len(seen) >= 5, seen  # it went through the panel's fields, not stuck on one
+    for _ in range(20):
+        await s.page.keyboard.press("Shift+Tab")
+        assert await s.page.evaluate(inside), "Shift+Tab left the open Settings panel"
+    await s.screenshot("a11y-settings-focus")
+    await s.page.keyboard.press("Escape")
+    await expect(panel).to_have_count(0)
+    await expect(toggle).to_be_focused()  # back where it came from
+
+
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "has_touch": True,
+    "is_mobile": True,
+    **AXE_PAGE,
+}
+
+SMALL_TARGETS = """() => Array.from(document.querySelectorAll(
+    'button, select, input, textarea, a[href], [role=button], summary'))
+  .filter(el => !el.closest('.markdown'))  // links inside the answer's text are inline
+  .filter(el => { const r = el.getBoundingClientRect();
+    const style = getComputedStyle(el);
+    return r.width > 0 && r.height > 0 && style.visibility !== 'hidden'
+      && r.bottom > 0 && r.top < innerHeight && r.right > 0 && r.left < innerWidth; })
+  .map(el => { const r = el.getBoundingClientRect();
+    return [el.outerHTML.slice(0, 80), Math.round(r.width), Math.round(r.height)]; })
+  .filter(([, w, h]) => w < 44 || h < 44)"""
+
+
+async def test_a_phone_has_44px_targets_and_a_new_chat_button(
+    stack: StartStack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.scripts["up"] = text_script([ANSWER])
+    s = await stack(page_options=PHONE)
+    await a_chat_with_an_answer(s)
+    small = await s.page.evaluate(SMALL_TARGETS)
+    assert small == [], "\n".join(map(str, small))
+    await assert_accessible(s, "the chat on a phone")
+    await s.screenshot("a11y-phone-chat")
+
+    new_chat = s.page.get_by_test_id("new-chat-top")
+    await expect(new_chat).to_be_in_viewport()
+    await new_chat.tap()
+    await expect(s.answers).to_have_count(0)
+    await expect(s.page).to_have_url(s.url + "/")
+    await expect(s.page.get_by_test_id("composer")).to_be_focused()
+
+    await s.page.get_by_role("button", name="Show the chat list").tap()
+    await expect(s.page.get_by_test_id("thread-item")).to_be_in_viewport()
+    await s.page.wait_for_timeout(300)  # the drawer has slid in
+    small = await s.page.evaluate(SMALL_TARGETS)
+    assert small == [], "\n".join(map(str, small))
+    await assert_accessible(s, "the chat list on a phone")
+    await s.screenshot("a11y-phone-sidebar")
