@@ -60,8 +60,12 @@ class StreamContext:
 class Converter(Protocol):
     """Turns one provider stream into OpenAI chunks; one instance per upstream attempt."""
 
-    usage: Usage | None
-    done: bool
+    # Read-only to the gateway: a converter may keep them as attributes or properties.
+    @property
+    def usage(self) -> Usage | None: ...
+
+    @property
+    def done(self) -> bool: ...
 
     def feed(self, event: Any) -> list[Chunk]:
         """Chunks for one decoded event. Raises UpstreamStreamError / UpstreamMalformed."""
