@@ -13,6 +13,9 @@ a redis-server the Redis scenarios are reported as skipped.
 Last, on gateways of their own (bench.dedicated): many open streams (1 000 then 10 000 streams of
 one chunk a second; memory per open stream, added gap, errors; 10 000 need ``--workers 2`` when
 the fd limit is below 2 per stream) and scaling with workers (``--workers 1`` vs ``2``).
+Then the boards' methods (bench.board): added p99 at one client, the 64 x 20 ms stream test and
+the streams-sustained ramp, for every client-facing API, direct, through the Python floor (a bare
+aiohttp relay) and through the gateway (in a quick run only with ``--only board``).
 ``--only NAMES`` runs a subset, e.g. ``--only open_streams,scaling``.
 """
 
@@ -153,8 +156,10 @@ async def run(args: argparse.Namespace, results_dir: Path) -> Report:
                 module=args.gateway_module,
                 start_timeout=args.start_timeout,
             )
-            # The boards' methods and the streams-sustained ramp, against the Python floor.
-            if not args.direct_only and (args.only is None or "board" in args.only):
+            # The boards' methods and the streams-sustained ramp, against the Python floor. A
+            # quick run does it only if named (`--only board`): tests/test_bench_board.py.
+            board = not args.quick if args.only is None else "board" in args.only
+            if board and not args.direct_only:
                 await run_board(
                     report,
                     upstream=upstream,
