@@ -54,7 +54,7 @@ class BoardSettings:
     stream_shape: Shape = STREAM
 
 
-FULL = BoardSettings(200, 12, 5, 120.0, RAMP_FULL)
+FULL = BoardSettings(200, 12, 2, 120.0, RAMP_FULL)
 # The quick run (tests): 8 deltas 20 ms apart instead of 64, so that it stays short.
 QUICK = BoardSettings(6, 2, 1, 30.0, RAMP_QUICK, Shape(8, 20, 20, 8))
 
