@@ -311,3 +311,13 @@ async def test_spend_survives_a_restart_and_secrets_stay_hidden(
 
 def files_text(folder: Path, pattern: str) -> str:
     return b"".join(p.read_bytes() for p in folder.glob(pattern)).decode("latin-1")
+
+
+async def test_concurrent_requests_get_exactly_the_limit(
+    fake_openai: FakeOpenAI, make_gateway: Gateway, tmp_path: Path
+) -> None:
+    # Admissions arriving together share transactions (group commit) and still count one by one.
+    base = await make_gateway(config(fake_openai, tmp_path))
+    made = await create(base, rpm=5)
+    statuses = await asyncio.gather(*(chat(base, made["secret"]) for _ in range(12)))
+    assert sorted(status for status, _, _ in statuses) == [200] * 5 + [429] * 7

@@ -1,13 +1,15 @@
 """Managed keys in one SQLite file (WAL) that every worker of `llms serve --workers N` opens.
 
-Each admission is one `BEGIN IMMEDIATE` transaction: look the key up by its hash, check it
-(expiry, rpm, tpm, concurrent streams, budget) and count the request, so two workers never both
-take the last slot: the limits are exact to the request. Each release is another (free the
-stream slot, add the tokens and the spend). Both run in this process's one SQLite thread as a
-single hop off the event loop (plain sqlite3 in a one-thread executor: aiosqlite would hop once
-per statement). rpm and tpm are per-second buckets summed over the last 60 s. A stream slot is a
-row naming its process: a process that died is found out when the next one starts, and any slot
-older than an hour is given up.
+Each admission is one step of a `BEGIN IMMEDIATE` transaction: look the key up by its hash,
+check it (expiry, rpm, tpm, concurrent streams, budget) and count the request, so two workers
+never both take the last slot: the limits are exact to the request. Each release is another step
+(free the stream slot, add the tokens and the spend). The steps run in this process's one SQLite
+thread, a single hop off the event loop per transaction (plain sqlite3 in a one-thread executor:
+aiosqlite would hop once per statement), and the steps that arrive while a transaction runs
+share the next one (group commit): under load a transaction and a hop serve many requests.
+rpm and tpm are per-second buckets summed over the last 60 s. A stream slot is a row naming its
+process: a process that died is found out when the next one starts, and any slot older than an
+hour is given up.
 
 Revocation needs no cache to expire: every request of a managed key reads its row, so a deleted
 key is refused by the next request on every worker.
@@ -28,7 +30,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from llms.errors import AuthenticationFailed, Conflict
+from llms.errors import AuthenticationFailed, Conflict, GatewayError
 from llms.managed import model
 from llms.managed.model import LEASE_TTL_S, WINDOW_S, Admitted
 
@@ -75,11 +77,57 @@ class SqliteKeys:
         self.clock = clock
         self._db: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llms-keys")
+        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._draining = False
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db
         assert db is not None, "the key store is not started"
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, db)
+
+    async def _batched(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in the next write transaction: the admissions and releases that wait while
+        one transaction runs share the next (group commit), each seeing the ones before it."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((fn, future))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                running = loop.run_in_executor(self._thread, self._batch, batch)
+                await asyncio.wait([running])
+                failure = running.exception()
+                # A transaction that failed (rolled back) failed every step in it.
+                results = [(False, failure)] * len(batch) if failure else running.result()
+                for (_, future), (ok, value) in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._draining = False
+
+    def _batch(
+        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+    ) -> list[tuple[bool, Any]]:
+        db = self._db
+        assert db is not None, "the key store is not started"
+        out: list[tuple[bool, Any]] = []
+        with _transaction(db):
+            for fn, _ in batch:
+                try:
+                    out.append((True, fn(db)))
+                except GatewayError as refusal:  # raised before the step wrote anything
+                    out.append((False, refusal))
+        return out
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -212,52 +260,52 @@ class SqliteKeys:
                     f"SELECT {COLUMNS} FROM keys WHERE hash = ?", (secret_hash,)
                 ).fetchone()
                 return None if found is None else _admitted(_row(found), now, None)
-            with _transaction(db):
-                found = db.execute(
-                    f"SELECT {COLUMNS} FROM keys WHERE hash = ?", (secret_hash,)
-                ).fetchone()
-                if found is None:
-                    return None
-                row = _row(found)
-                _admitted(row, now, None)  # expired: refused before anything is counted
-                _check(db, row, now)
-                key_id = row["id"]
-                db.execute(
-                    "INSERT INTO win VALUES (?, ?, 1, 0) ON CONFLICT (key_id, second)"
-                    " DO UPDATE SET requests = requests + 1",
-                    (key_id, math.floor(now)),
-                )
-                lease = db.execute(
-                    "INSERT INTO leases (key_id, pid, started) VALUES (?, ?, ?)",
-                    (key_id, pid, now),
-                ).lastrowid
-                db.execute("UPDATE keys SET last_used_at = ? WHERE id = ?", (int(now), key_id))
+            found = db.execute(
+                f"SELECT {COLUMNS} FROM keys WHERE hash = ?", (secret_hash,)
+            ).fetchone()
+            if found is None:
+                return None
+            row = _row(found)
+            _admitted(row, now, None)  # expired: refused before anything is counted
+            _check(db, row, now)
+            key_id = row["id"]
+            db.execute(
+                "INSERT INTO win VALUES (?, ?, 1, 0) ON CONFLICT (key_id, second)"
+                " DO UPDATE SET requests = requests + 1",
+                (key_id, math.floor(now)),
+            )
+            lease = db.execute(
+                "INSERT INTO leases (key_id, pid, started) VALUES (?, ?, ?)",
+                (key_id, pid, now),
+            ).lastrowid
+            db.execute("UPDATE keys SET last_used_at = ? WHERE id = ?", (int(now), key_id))
             return _admitted(row, now, str(lease))
 
-        return await self._run(admit)
+        if not count:
+            return await self._run(admit)
+        return await self._batched(admit)
 
     async def release(self, admitted: Admitted, tokens: int, cost: float) -> None:
         now = self.clock()
         period = model.period_of(admitted.budget_period, now)
 
         def release(db: sqlite3.Connection) -> None:
-            with _transaction(db):
-                db.execute("DELETE FROM leases WHERE id = ?", (int(admitted.lease or 0),))
-                if tokens:
+            db.execute("DELETE FROM leases WHERE id = ?", (int(admitted.lease or 0),))
+            if tokens:
+                db.execute(
+                    "INSERT INTO win VALUES (?, ?, 0, ?) ON CONFLICT (key_id, second)"
+                    " DO UPDATE SET tokens = tokens + excluded.tokens",
+                    (admitted.id, math.floor(now), tokens),
+                )
+            if cost > 0:
+                for bucket in {period, "all"}:
                     db.execute(
-                        "INSERT INTO win VALUES (?, ?, 0, ?) ON CONFLICT (key_id, second)"
-                        " DO UPDATE SET tokens = tokens + excluded.tokens",
-                        (admitted.id, math.floor(now), tokens),
+                        "INSERT INTO spend VALUES (?, ?, ?) ON CONFLICT (key_id, period)"
+                        " DO UPDATE SET usd = usd + excluded.usd",
+                        (admitted.id, bucket, cost),
                     )
-                if cost > 0:
-                    for bucket in {period, "all"}:
-                        db.execute(
-                            "INSERT INTO spend VALUES (?, ?, ?) ON CONFLICT (key_id, period)"
-                            " DO UPDATE SET usd = usd + excluded.usd",
-                            (admitted.id, bucket, cost),
-                        )
 
-        await self._run(release)
+        await self._batched(release)
 
 
 def _check(db: sqlite3.Connection, row: dict[str, Any], now: float) -> None:
