@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import sqlite3
@@ -30,11 +31,12 @@ from typing import Any, TypeVar
 
 import orjson
 
-from llms.errors import AuthenticationFailed, Conflict, GatewayError
+from llms.errors import AuthenticationFailed, Conflict, GatewayError, ServiceUnavailable
 from llms.managed import model
 from llms.managed.model import LEASE_TTL_S, WINDOW_S, Admitted
 
 T = TypeVar("T")
+log = logging.getLogger("llms.keys")
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE,"
     " name TEXT NOT NULL UNIQUE, models TEXT, rpm INTEGER, tpm INTEGER, max_streams INTEGER,"
@@ -83,7 +85,10 @@ class SqliteKeys:
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db
         assert db is not None, "the key store is not started"
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, db)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, db)
+        except sqlite3.Error as exc:
+            raise _unavailable(exc) from None
 
     async def _batched(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in the next write transaction: the admissions and releases that wait while
@@ -93,7 +98,10 @@ class SqliteKeys:
         if not self._draining:
             self._draining = True
             asyncio.get_running_loop().create_task(self._drain())
-        return await future
+        try:
+            return await future
+        except sqlite3.Error as exc:
+            raise _unavailable(exc) from None
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -372,6 +380,14 @@ def _admitted(row: dict[str, Any], now: float, lease: str | None) -> Admitted:
         models=None if models is None else frozenset(models),
         budget_period=row["budget_period"],
         lease=lease,
+    )
+
+
+def _unavailable(exc: sqlite3.Error) -> ServiceUnavailable:
+    # A full disk, a file another program locked for over 5 s: the client may try again.
+    log.warning("managed keys: SQLite failed: %s", exc)
+    return ServiceUnavailable(
+        "The gateway's key store is not answering.", headers={"Retry-After": "1"}
     )
 
 
