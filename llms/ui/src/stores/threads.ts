@@ -131,6 +131,16 @@ export class ThreadStore {
     this.state.loaded = true;
   }
 
+  /** Every stored thread, whole, newest first (for an export). */
+  async everything(): Promise<Thread[]> {
+    const out: Thread[] = [];
+    for (const meta of await this.db.list()) {
+      const thread = await this.db.get(meta.id);
+      if (thread) out.push(thread);
+    }
+    return out;
+  }
+
   /** A new, empty thread, saved and opened. */
   async create(init: { systemPrompt?: string; model?: string | null } = {}): Promise<Thread> {
     const now = this.now();
