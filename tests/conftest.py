@@ -91,6 +91,7 @@ def client(gateway: str) -> openai.AsyncOpenAI:
 # nginx, node) or run for minutes; `browser` tests drive Chromium. `make test-fast` runs the rest.
 PROCESS_MODULES = frozenset(
     {
+        "test_admin_keys_redis",
         "test_admin_keys_replicas",
         "test_admin_keys_workers",
         "test_bench",

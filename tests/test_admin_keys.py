@@ -22,12 +22,16 @@ from tests.upstreams.openai import FakeOpenAI, Script, sse, text_script
 from tests.upstreams.openai import chunk as up_chunk
 
 ADMIN = "adm-0123456789abcdef"
+# Set by tests/test_admin_keys_redis.py, which runs these tests again on a real Redis.
+REDIS_URL: str | None = None
 Gateway = Callable[..., Awaitable[str]]
 MSG = [{"role": "user", "content": "hi"}]
 
 
 def config(fake: FakeOpenAI, tmp: Path, *, request_log: bool = False, **server: Any) -> Any:
     state: dict[str, Any] = {"keys_store": f"sqlite:{tmp / 'keys.db'}"}
+    if REDIS_URL is not None:
+        state["redis_url"] = REDIS_URL
     if request_log:
         state["request_log"] = f"sqlite:{tmp / 'requests.db'}"
     return gateway_config(
@@ -321,3 +325,19 @@ async def test_concurrent_requests_get_exactly_the_limit(
     made = await create(base, rpm=5)
     statuses = await asyncio.gather(*(chat(base, made["secret"]) for _ in range(12)))
     assert sorted(status for status, _, _ in statuses) == [200] * 5 + [429] * 7
+
+
+async def test_tpm_counts_the_usage_each_answer_reports(
+    fake_openai: FakeOpenAI, make_gateway: Gateway, tmp_path: Path
+) -> None:
+    fake_openai.scripts["up-model"] = text_script(["a", "b", "c", "d"])  # 5 + 4 = 9 tokens
+    base = await make_gateway(config(fake_openai, tmp_path))
+    made = await create(base, tpm=20)
+    for n in (1, 2, 3):  # 0, 9, 18 tokens used before each: under 20, admitted
+        assert (await chat(base, made["secret"], stream=n == 2))[0] == 200
+        await spend_of(base, made["id"], at_least=n * 0.000013)  # its release was written
+    status, headers, raw = await chat(base, made["secret"])
+    assert status == 429
+    error = assert_error_shape(status, headers, raw)
+    assert "20 tokens per minute (tpm); 27 were used in the last 60 s" in error["message"]
+    assert 1 <= int(headers["Retry-After"]) <= 61
