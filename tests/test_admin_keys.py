@@ -16,6 +16,8 @@ import aiohttp
 import orjson
 import pytest
 
+from llms.config import parse_config
+from llms.errors import ConfigError
 from tests.conftest import gateway_config
 from tests.test_http_errors import assert_error_shape, request
 from tests.upstreams.openai import FakeOpenAI, Script, sse, text_script
@@ -341,3 +343,22 @@ async def test_tpm_counts_the_usage_each_answer_reports(
     error = assert_error_shape(status, headers, raw)
     assert "20 tokens per minute (tpm); 27 were used in the last 60 s" in error["message"]
     assert 1 <= int(headers["Retry-After"]) <= 61
+
+
+def test_config_admin_key_and_keys_store() -> None:
+    providers = {"p": {"type": "openai", "base_url": "http://127.0.0.1:1/v1", "models": ["m"]}}
+
+    def parse(server: dict[str, Any], state: dict[str, Any] | None = None) -> Any:
+        data = {"providers": providers, "server": server, "state": state or {}}
+        return parse_config(data, source="c", env={"ADMIN": ADMIN})
+
+    config = parse({"admin_key": "$ADMIN"})
+    assert (config.server.admin_key, config.state.keys_store) == (ADMIN, "sqlite:~/.llms/keys.db")
+    assert parse({}).server.admin_key is None  # off unless asked
+    unset = parse({"admin_key": "$NOT_SET"})
+    assert unset.server.admin_key is None
+    assert "server.admin_key: $NOT_SET is not set; the admin API is off" in unset.notes
+    with pytest.raises(ConfigError, match=r"server\.admin_key: expected at least 16"):
+        parse({"admin_key": "short"})
+    with pytest.raises(ConfigError, match=r"state\.keys_store: expected \"sqlite:<path>\""):
+        parse({}, {"keys_store": "postgres://x"})
