@@ -47,7 +47,14 @@ def config(fake: FakeOpenAI, tmp: Path, *, request_log: bool = False, **server: 
                 "price_out": 2.0,
             }
         },
-        server={"admin_key": ADMIN, "api_keys": [{"key": "sk-config", "name": "cfg"}], **server},
+        server={
+            "admin_key": ADMIN,
+            "api_keys": [
+                {"key": "sk-config", "name": "cfg"},
+                {"key": "sk-llms-a-config-key-of-that-shape", "name": "shaped"},
+            ],
+            **server,
+        },
         routing={"max_attempts": 1},
         state=state,
     )
@@ -148,6 +155,7 @@ async def test_create_list_get_patch_delete(
         assert status == 404
         assert assert_error_shape(status, headers, raw)["param"] == "id"
     assert (await chat(base, "sk-config"))[0] == 200  # config keys keep working
+    assert (await chat(base, "sk-llms-a-config-key-of-that-shape"))[0] == 200
 
 
 @pytest.mark.parametrize(

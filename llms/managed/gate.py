@@ -9,6 +9,7 @@ config keys pays no I/O per request for this.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ MODEL_PATHS = frozenset(
         "/v1/messages",
         "/v1/embeddings",
         "/v1/completions",
+        "/v1/messages/count_tokens",
     )
 )
 STOP_TIMEOUT_S = 5.0
@@ -146,6 +148,9 @@ async def authenticate(
     managed = request.app.get(MANAGED)
     secret = presented_key(request)
     if managed is not None and secret is not None and model.looks_managed(secret):
+        if request.app[_CONFIG_KEYS]:  # a config key may have that shape too
+            with contextlib.suppress(AuthenticationFailed):
+                return config_check()
         key = await managed.authenticate(request, secret)
         if key is not None:
             return key
