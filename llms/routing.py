@@ -94,8 +94,14 @@ class RouteObserver(Protocol):
     def sending(self, provider: ProviderConfig, request: Mapping[str, Any]) -> None:
         """An attempt's upstream request (the client's: chat, or embeddings) is about to be sent."""
 
-    def failed(self, model: str, provider: ProviderConfig, follower: ProviderConfig) -> None:
-        """An attempt failed and `follower` is tried next (the same provider: a retry)."""
+    def failed(
+        self,
+        model: str,
+        provider: ProviderConfig,
+        follower: ProviderConfig,
+        error: GatewayError | None = None,
+    ) -> None:
+        """An attempt failed (`error`) and `follower` is tried next (the same provider: a retry)."""
 
     def committed(self, generation: Generation) -> None:
         """An attempt committed: its first output is in `generation.first`."""
@@ -235,7 +241,7 @@ class Router:
                         break
                     delay = wait
                 if observer is not None:
-                    observer.failed(model, provider, follower)
+                    observer.failed(model, provider, follower, error)
                 log.info(
                     "provider %s failed (%s); attempt %d", provider.name, error.message, attempts
                 )

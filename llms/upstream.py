@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -37,6 +37,9 @@ from llms.errors import (
 log = logging.getLogger("llms.upstream")
 
 ERROR_BODY_LIMIT = 64 * 1024
+# Headers every request sent upstream carries besides its own: set only while tracing is on
+# (llms/telemetry/tracing.py: the current attempt's W3C `traceparent`), else None and no cost.
+trace_headers: Callable[[], Mapping[str, str] | None] | None = None
 
 
 class Watchdog:
@@ -222,11 +225,14 @@ class UpstreamCall:
         timeouts = self._timeouts
         timeout = _client_timeout(timeouts.connect_s)
         self.watchdog.expect_by(deadline)
+        headers = request.headers
+        if trace_headers is not None:
+            headers = {**headers, **(trace_headers() or {})}
         try:
             return await self._session.request(
                 request.method,
                 request.url,
-                headers=request.headers,
+                headers=headers,
                 data=request.body,
                 timeout=timeout,
                 allow_redirects=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ from llms.telemetry.attempts import RouteTelemetry
 from llms.telemetry.logs import AccessLog, quiet_malformed_requests
 from llms.telemetry.metrics import Metrics
 from llms.telemetry.record import Sink, Sinks
+from llms.telemetry.tracing import Tracing
 from llms.telemetry.usage import RequestLog
 from llms.upstream import fetch, new_session
 
@@ -127,6 +129,9 @@ def create_app(
     if cors is not None:
         middlewares.append(cors.middleware())
     middlewares.append(auth_middleware)
+    tracing = Tracing.from_env(os.environ)  # None (nothing imported) unless OTEL_* asks
+    if tracing is not None:
+        tracing.install(middlewares)
     app = web.Application(
         client_max_size=int(server.max_body_mb * 1024 * 1024), middlewares=middlewares
     )
@@ -169,6 +174,10 @@ def create_app(
     if request_log is not None:
         sinks.append(request_log)
         app.cleanup_ctx.append(_request_log(request_log))
+    if tracing is not None:
+        sinks.append(tracing)
+        app[keys.TRACING] = tracing
+        app.cleanup_ctx.append(tracing.lifetime)
     app[keys.TELEMETRY] = Sinks(sinks)
     if worker is None:
         app.cleanup_ctx.append(_local_models)
@@ -255,7 +264,11 @@ def _replica_header(
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
     session = new_session()
     app[keys.SESSION] = session
-    observer = RouteTelemetry(app[keys.METRICS], log_content=app[keys.CONFIG].state.log_content)
+    observer = RouteTelemetry(
+        app[keys.METRICS],
+        log_content=app[keys.CONFIG].state.log_content,
+        tracing=app.get(keys.TRACING),
+    )
     app[keys.ROUTER] = Router(app[keys.PROVIDERS], session, observer)
     yield
     await session.close()

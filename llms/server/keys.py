@@ -15,6 +15,7 @@ from llms.server.limits import Limits
 from llms.streams.pump import StreamRegistry
 from llms.telemetry.metrics import Metrics
 from llms.telemetry.record import Sinks
+from llms.telemetry.tracing import Tracing
 from llms.telemetry.usage import RequestLog
 
 CONFIG = web.AppKey("config", Config)
@@ -28,6 +29,7 @@ STARTED_AT = web.AppKey("started_at", int)
 STREAMS = web.AppKey("streams", StreamRegistry)
 TELEMETRY = web.AppKey("telemetry", Sinks)
 METRICS = web.AppKey("metrics", Metrics)
+TRACING = web.AppKey("tracing", Tracing)  # only with OTEL_EXPORTER_OTLP_ENDPOINT
 REQUEST_LOG: web.AppKey[RequestLog | None] = web.AppKey("request_log")
 LIMITS = web.AppKey("limits", Limits)
 # Router resources that need no key (the web UI's static pages).

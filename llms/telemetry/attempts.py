@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from llms.config import ProviderConfig
+from llms.errors import GatewayError
 from llms.generation import Generation
 from llms.telemetry.metrics import Metrics
 from llms.telemetry.record import RequestRecord
 from llms.wire import Chunk
+
+if TYPE_CHECKING:
+    from llms.telemetry.tracing import Tracing
 
 CURRENT_RECORD: ContextVar[RequestRecord | None] = ContextVar("llms_record", default=None)
 
@@ -25,9 +29,12 @@ CURRENT_RECORD: ContextVar[RequestRecord | None] = ContextVar("llms_record", def
 class RouteTelemetry:
     """The Router's observer: fills the current request's record and counts retries."""
 
-    def __init__(self, metrics: Metrics, *, log_content: bool = False) -> None:
+    def __init__(
+        self, metrics: Metrics, *, log_content: bool = False, tracing: Tracing | None = None
+    ) -> None:
         self.metrics = metrics
         self.log_content = log_content
+        self.tracing = tracing  # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     def sending(self, provider: ProviderConfig, request: Mapping[str, Any]) -> None:
         record = CURRENT_RECORD.get()
@@ -37,6 +44,8 @@ class RouteTelemetry:
         record.attempts += 1
         record.attempt_sent = now
         record.provider = provider.name  # the last one tried, for requests that fail
+        if self.tracing is not None:
+            self.tracing.sending(record, provider, now)
         if record.upstream_sent is None:
             record.upstream_sent = now
             if self.log_content:
@@ -44,8 +53,18 @@ class RouteTelemetry:
                 prompt = request["messages"] if "messages" in request else request.get("input")
                 record.prompt_content = orjson.dumps(prompt).decode()
 
-    def failed(self, model: str, provider: ProviderConfig, follower: ProviderConfig) -> None:
+    def failed(
+        self,
+        model: str,
+        provider: ProviderConfig,
+        follower: ProviderConfig,
+        error: GatewayError | None = None,
+    ) -> None:
         self.metrics.retried(model, provider.name, fallback=follower is not provider)
+        if self.tracing is not None:
+            record = CURRENT_RECORD.get()
+            if record is not None:
+                self.tracing.failed(record, error, asyncio.get_running_loop().time())
 
     def committed(self, generation: Generation) -> None:
         record = CURRENT_RECORD.get()
