@@ -30,8 +30,15 @@ Gateway = Callable[..., Awaitable[str]]
 MSG = [{"role": "user", "content": "hi"}]
 
 
-def config(fake: FakeOpenAI, tmp: Path, *, request_log: bool = False, **server: Any) -> Any:
-    state: dict[str, Any] = {"keys_store": f"sqlite:{tmp / 'keys.db'}"}
+def config(
+    fake: FakeOpenAI,
+    tmp: Path,
+    *,
+    request_log: bool = False,
+    state: dict[str, Any] | None = None,
+    **server: Any,
+) -> Any:
+    state = {"keys_store": f"sqlite:{tmp / 'keys.db'}", **(state or {})}
     if REDIS_URL is not None:
         state["redis_url"] = REDIS_URL
     if request_log:
@@ -370,3 +377,29 @@ def test_config_admin_key_and_keys_store() -> None:
         parse({"admin_key": "short"})
     with pytest.raises(ConfigError, match=r"state\.keys_store: expected \"sqlite:<path>\""):
         parse({}, {"keys_store": "postgres://x"})
+
+
+async def test_a_resumable_stream_holds_its_slot_until_its_pump_ends(
+    fake_openai: FakeOpenAI, make_gateway: Gateway, tmp_path: Path
+) -> None:
+    fake_openai.scripts["stall-up"] = Script(
+        writes=sse(up_chunk({"role": "assistant", "content": "x"})), fault="stall"
+    )
+    base = await make_gateway(config(fake_openai, tmp_path, state={"resume_grace_s": 1}))
+    made = await create(base, max_streams=1)
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            f"{base}/chat/completions",
+            data=orjson.dumps({"model": "stall", "messages": MSG, "stream": True}),
+            headers={"Authorization": f"Bearer {made['secret']}", "X-Stream-Resumable": "true"},
+        )
+        assert response.status == 200
+        await response.content.readline()
+        response.close()  # the reader leaves; the pump waits for a resume during the grace
+    status, headers, raw = await chat(base, made["secret"])
+    assert status == 429
+    assert "max_streams" in assert_error_shape(status, headers, raw)["message"]
+    deadline = time.monotonic() + 15
+    while (await chat(base, made["secret"]))[0] == 429:  # the grace ran out: the slot is freed
+        assert time.monotonic() < deadline, "the stream slot was never freed"
+        await asyncio.sleep(0.05)
