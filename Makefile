@@ -57,7 +57,8 @@ wheel: setup ui
 cluster: setup system
 	$(BIN)/python -m cluster.run $(or $(CONFIG),config.json) --listen $(or $(LISTEN),127.0.0.1:8080)
 
-# openai-node, the JavaScript SDK the tests use as a second client (from the npm lockfile).
+# openai-node, the JavaScript SDK the tests use as a second client, and Lighthouse for the UI's
+# accessibility score (from the npm lockfile).
 $(NODE_CLIENT): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund
 	touch $@
@@ -86,7 +87,7 @@ test-fast: setup
 test-process: setup system $(NODE_CLIENT)
 	$(BIN)/python -m pytest -q -m process
 
-test-browser: setup system ui
+test-browser: setup system ui $(NODE_CLIENT)
 	$(BIN)/python -m pytest -q -m browser
 
 lint: setup
