@@ -45,10 +45,10 @@ from llms.api.messages_request import MessagesCall, from_request
 from llms.config import ProviderConfig
 from llms.errors import GatewayError, InvalidRequest
 from llms.server import keys
-from llms.server.auth import KEY, authorize_model
 from llms.server.fields import string
 from llms.server.requests import read_json_request
-from llms.server.routes import json_response
+from llms.server.routes import Tracked, json_response
+from llms.telemetry.record import RequestRecord
 from llms.telemetry.redact import redact_error, secrets_of
 from llms.upstream import fetch
 from llms.wire import ChatRequest
@@ -117,12 +117,27 @@ def install(app: web.Application) -> None:
 
 
 async def count_tokens(request: web.Request) -> web.Response:
-    """POST /v1/messages/count_tokens: `{"input_tokens": N}`, exact or estimated."""
+    """POST /v1/messages/count_tokens: `{"input_tokens": N}`, exact or estimated.
+
+    Tracked as every API request is (routes.py): the key's models and limits (a count is one
+    request of its rpm, and has no output tokens), the request log and the metrics, under its
+    own endpoint. The record names the provider asked: it counted (`token_count` exact), or it
+    failed and the answer is an estimate, its error recorded though the answer is a 200.
+    """
+    async with Tracked(request) as tracked:
+        record = tracked.record
+        body = await read_json_request(request)
+        string(body.get("model"), "model", required=True)
+        model: str = body["model"]
+        tracked.admit(model)
+        response = await _count(request, body, record)
+        record.first_output = asyncio.get_running_loop().time()
+        return response
+
+
+async def _count(request: web.Request, body: dict[str, Any], record: RequestRecord) -> web.Response:
     app = request.app
-    body = await read_json_request(request)
-    string(body.get("model"), "model", required=True)
     model: str = body["model"]
-    authorize_model(request.get(KEY), model)
     providers = app[keys.PROVIDERS]
     candidates = app[keys.ROUTER].providers_for(model)
     # Validated as /v1/messages validates (a count has no max_tokens); only a pass-through to
@@ -146,11 +161,14 @@ async def count_tokens(request: web.Request) -> web.Response:
         if counter != "anthropic" and invalid is not None:
             raise invalid
         asked_anthropic = asked_anthropic or counter == "anthropic"
+        record.attempts += 1
+        record.provider = provider.name
         try:
             number = await _count_with(request, counter, provider, body, call)
         except CannotCount:
             log.info("provider %s has no token counting endpoint; passed over", provider.name)
             counting.cannot_count(provider)
+            record.provider = None
             continue
         except GatewayError as error:
             if error.status == 400:
@@ -162,13 +180,17 @@ async def count_tokens(request: web.Request) -> web.Response:
             log.warning(
                 "provider %s could not count tokens (%s); estimating", provider.name, error.message
             )
+            # Answered (an estimate), but the provider asked failed: the record says so.
+            record.error_type, record.error_code = error.type, error.code
             break
+        record.extra["token_count"] = "exact"
         return json_response(
             to_count_answer(number), headers={"X-Token-Count": "exact", "X-Provider": provider.name}
         )
     if invalid is not None and not asked_anthropic:
         raise invalid
     estimate = await counting.estimate(to_estimate_input(body))
+    record.extra["token_count"] = "estimate"
     return json_response(to_count_answer(estimate), headers={"X-Token-Count": "estimate"})
 
 

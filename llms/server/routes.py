@@ -72,6 +72,7 @@ class Tracked:
             started=self._loop.time(),
             wall=time.time(),
             key=key.name if key is not None else None,
+            endpoint=request.path,
         )
         self.handed_over = False
         self.lease: Lease = UNLIMITED

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from llms.adapters.usage import from_count
 from llms.providers import Providers
 from llms.telemetry import timing
-from llms.telemetry.record import RequestRecord
+from llms.telemetry.record import COUNT_TOKENS, RequestRecord
 
 LABEL_LIMIT = 200
 CIRCUIT_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
@@ -211,6 +211,14 @@ class Metrics:
             "GET /v1/streams/{id} requests that found the stream.",
             registry=registry,
         )
+        self.token_counts = Counter(
+            "llms_token_counts",
+            "POST /v1/messages/count_tokens requests, by model, provider asked, HTTP status and "
+            "result: exact (the provider counted), estimate (none could, or the provider asked "
+            "failed: then its error is in llms_errors_total) or none (an error answer).",
+            ["model", "provider", "status", "result"],
+            registry=registry,
+        )
         self.request_log_dropped = Counter(
             "llms_request_log_dropped",
             "Request log rows dropped: the writer's queue was full or the write failed.",
@@ -230,12 +238,28 @@ class Metrics:
     def provider_label(self, provider: str | None) -> str:
         return self._providers(provider) if provider else "none"
 
+    def _count_finished(self, record: RequestRecord, model: str, provider: str) -> None:
+        """A token count: no generation, so none of the chat families but its own (and errors)."""
+        status = self._statuses(str(record.status))
+        result = str(record.extra.get("token_count", "none"))
+        self.token_counts.labels(model, provider, status, result).inc()
+        if record.error_type is not None:
+            self.errors.labels(
+                model,
+                provider,
+                self._types(record.error_type),
+                self._codes(record.error_code or "none"),
+            ).inc()
+
     def stream_started(self) -> None:
         self.active_streams.inc()
 
     def finish(self, record: RequestRecord) -> None:
         model = self.model_label(record.model)
         provider = self.provider_label(record.provider)
+        if record.endpoint == COUNT_TOKENS:
+            self._count_finished(record, model, provider)
+            return
         self.requests.labels(model, provider, self._statuses(str(record.status))).inc()
         if record.stream:
             self.active_streams.dec()

@@ -11,6 +11,9 @@ from llms.wire import Chunk, Usage
 
 log = logging.getLogger("llms.telemetry")
 
+# Token counts are no generation: metrics count them on their own (llms_token_counts_total).
+COUNT_TOKENS = "/v1/messages/count_tokens"
+
 
 @dataclass(slots=True)
 class RequestRecord:
@@ -43,6 +46,8 @@ class RequestRecord:
     # Only with `state.log_content`: the request's messages (JSON) and the answer's text.
     prompt_content: str | None = None
     answer_parts: list[str] | None = None
+    # The API's path (`/v1/embeddings`, `/v1/messages/count_tokens`, ...), set by Tracked.
+    endpoint: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def failed(self, error: GatewayError, *, status: int | None = None) -> None:

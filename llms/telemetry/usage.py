@@ -27,7 +27,7 @@ from llms.telemetry.record import RequestRecord
 
 log = logging.getLogger("llms.telemetry")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the `endpoint` column
 BATCH = 500
 LINGER_S = 0.05
 PRUNE_EVERY_S = 3600.0
@@ -54,6 +54,7 @@ COLUMNS = (
     "cost_micro_usd",  # USD x 1e6 = tokens x price per million tokens; NULL: not priced
     "request_content",
     "answer_content",
+    "endpoint",  # the API's path: /v1/chat/completions, /v1/messages/count_tokens, ...
 )
 _TYPES = {
     "time": "REAL NOT NULL",
@@ -81,8 +82,26 @@ OPEN_STATEMENTS = (
     "PRAGMA synchronous = NORMAL",
     SCHEMA,
     "CREATE INDEX IF NOT EXISTS requests_time ON requests (time)",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+# A log written by an older version gains the columns added since (NULL in its old rows).
+ADDED_COLUMNS = ("endpoint",)
+VERSION = f"PRAGMA user_version = {SCHEMA_VERSION}"
+
+
+def migrations(present: set[str]) -> list[str]:
+    """The statements that add the columns a log written by an older version lacks."""
+    return [
+        f"ALTER TABLE requests ADD COLUMN {name} {_TYPES.get(name, 'TEXT')}"
+        for name in ADDED_COLUMNS
+        if name not in present
+    ]
+
+
+def _added(error: sqlite3.OperationalError) -> bool:
+    """Another process added the column first (workers opening one old log at once)."""
+    return "duplicate column" in str(error)
+
+
 INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 Row = tuple[object, ...]
 Prices = Mapping[str, tuple[float | None, float | None]]
@@ -103,6 +122,14 @@ def prepare(path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path)) as db:
         for statement in OPEN_STATEMENTS:
             db.execute(statement)
+        present = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+        for statement in migrations(present):
+            try:
+                db.execute(statement)
+            except sqlite3.OperationalError as error:
+                if not _added(error):
+                    raise
+        db.execute(VERSION)
         db.commit()
 
 
@@ -193,6 +220,7 @@ class RequestLog:
             cost,
             record.prompt_content if self.log_content else None,
             "".join(answer) if self.log_content and answer is not None else None,
+            record.endpoint,
         )
 
     # --- the writer -----------------------------------------------------------------------
@@ -204,6 +232,15 @@ class RequestLog:
             db = await aiosqlite.connect(self.path)
             for statement in OPEN_STATEMENTS:
                 await db.execute(statement)
+            async with db.execute("PRAGMA table_info(requests)") as cursor:
+                present = {row[1] for row in await cursor.fetchall()}
+            for statement in migrations(present):
+                try:
+                    await db.execute(statement)
+                except sqlite3.OperationalError as error:
+                    if not _added(error):
+                        raise
+            await db.execute(VERSION)
             await db.commit()
         except (sqlite3.Error, OSError) as exc:
             log.warning(
