@@ -26,6 +26,39 @@ def new_completion_id() -> str:
     return "chatcmpl-" + secrets.token_urlsafe(18)
 
 
+def from_completion(completion: Completion) -> Chunk:
+    """A folded `chat.completion` as one chunk whose delta is the whole message (choice 0), so
+    an API's builder (Responses, Messages) makes its non-stream answer by the same rules as a
+    stream."""
+    choices: list[Any] = []
+    for choice in completion["choices"][:1]:
+        message: dict[str, Any] = dict(choice["message"])
+        message.pop("role", None)
+        calls = message.get("tool_calls")
+        if calls:
+            message["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
+        choices.append(
+            {
+                "index": 0,
+                "delta": message,
+                "logprobs": choice.get("logprobs"),
+                "finish_reason": choice["finish_reason"],
+            }
+        )
+    chunk: dict[str, Any] = {
+        "id": completion["id"],
+        "object": "chat.completion.chunk",
+        "created": completion["created"],
+        "model": completion["model"],
+        "choices": choices,
+        "usage": completion.get("usage"),
+    }
+    for name in ("service_tier", "system_fingerprint"):
+        if name in completion:
+            chunk[name] = completion.get(name)
+    return chunk  # type: ignore[return-value]
+
+
 def new_call_id() -> str:
     return "call_" + secrets.token_urlsafe(12)
 

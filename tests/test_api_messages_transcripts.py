@@ -24,11 +24,11 @@ from llms.api.messages import (
     fold_message,
 )
 from llms.api.messages_stream import MessagesEncoder
-from llms.api.responses_stream import from_completion
 from llms.chunks import (
     Fold,
     delta_chunk,
     finish_chunk,
+    from_completion,
     tool_call_delta,
 )
 from llms.errors import (
@@ -181,7 +181,7 @@ def test_the_cached_usage_transcript_keeps_its_cache_counts() -> None:
 @pytest.mark.parametrize("name", TRANSCRIPT_NAMES)
 def test_a_whole_completion_folds_to_the_same_message(name: str) -> None:
     """The non-stream path gets a `chat.completion` (a non-stream upstream, or the fold of a
-    stream): as one chunk (responses_stream.from_completion) it makes the same Message."""
+    stream): as one chunk (chunks.from_completion) it makes the same Message."""
     chunks, error = transcript_chunks(name)
     if error is not None:
         return

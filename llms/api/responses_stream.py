@@ -12,7 +12,7 @@ from typing import Any
 from llms.api.responses import ResponseBuilder
 from llms.api.responses_object import ResponseEvent
 from llms.errors import GatewayError
-from llms.wire import Chunk, Completion
+from llms.wire import Chunk
 
 
 def _wire(events: Iterable[ResponseEvent]) -> bytes:
@@ -50,38 +50,6 @@ class ResponsesEncoder:
 
     def failed(self, error: GatewayError) -> bytes:
         return _wire(self._head() + self.builder.fail(error))
-
-
-def from_completion(completion: Completion) -> Chunk:
-    """A folded `chat.completion` as one chunk whose delta is the whole message (choice 0), so
-    the builder makes the non-stream Response by the same rules as a stream."""
-    choices: list[Any] = []
-    for choice in completion["choices"][:1]:
-        message: dict[str, Any] = dict(choice["message"])
-        message.pop("role", None)
-        calls = message.get("tool_calls")
-        if calls:
-            message["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
-        choices.append(
-            {
-                "index": 0,
-                "delta": message,
-                "logprobs": choice.get("logprobs"),
-                "finish_reason": choice["finish_reason"],
-            }
-        )
-    chunk: dict[str, Any] = {
-        "id": completion["id"],
-        "object": "chat.completion.chunk",
-        "created": completion["created"],
-        "model": completion["model"],
-        "choices": choices,
-        "usage": completion.get("usage"),
-    }
-    for name in ("service_tier", "system_fingerprint"):
-        if name in completion:
-            chunk[name] = completion.get(name)
-    return chunk  # type: ignore[return-value]
 
 
 class ResponsesLog:

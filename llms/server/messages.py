@@ -17,8 +17,7 @@ from llms.api.messages_native import MessagesRoute, serves
 from llms.api.messages_object import new_message_id
 from llms.api.messages_request import MessagesCall, from_request
 from llms.api.messages_stream import MessagesEncoder
-from llms.api.responses_stream import from_completion
-from llms.chunks import StreamMeta
+from llms.chunks import StreamMeta, from_completion
 from llms.errors import GatewayError, InvalidRequest
 from llms.native import passed_through
 from llms.server import count_tokens, keys

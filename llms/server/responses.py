@@ -30,8 +30,8 @@ from llms.api.responses_object import (
     response_not_found,
 )
 from llms.api.responses_request import ResponsesCall, from_request
-from llms.api.responses_stream import ResponsesEncoder, ResponsesLog, from_completion
-from llms.chunks import StreamMeta
+from llms.api.responses_stream import ResponsesEncoder, ResponsesLog
+from llms.chunks import StreamMeta, from_completion
 from llms.errors import GatewayError, InvalidRequest, NotFound
 from llms.native import passed_through
 from llms.routing import Router
