@@ -8,6 +8,8 @@ import orjson
 from aiohttp import web
 
 from llms.server.fields import MAX_EVENT_ID
+from llms.server.openapi_admin import ADMIN_SCHEMAS, admin_paths
+from llms.server.openapi_messages import MESSAGES_SCHEMAS, messages_paths
 from llms.server.openapi_responses import RESPONSES_SCHEMAS
 from llms.server.openapi_schemas import MODEL, SCHEMAS, Schema, obj, ref, string
 
@@ -17,6 +19,7 @@ _ERRORS = {
     403: "The API key may not use this model, or a browser origin is not allowed.",
     404: "Unknown model, stream, response or path.",
     408: "The request body did not arrive within `server.request_timeout_s`.",
+    409: "A key of that name is configured in config.json (admin API).",
     410: "The stream's events before this position were dropped to bound memory.",
     413: "The body is larger than `server.max_body_mb`.",
     429: "A limit of the key (rpm, tpm, max_streams) or of the upstream; see Retry-After.",
@@ -342,6 +345,11 @@ _PATHS: Schema = {
     },
 }
 
+# POST /v1/messages, /v1/messages/count_tokens (Anthropic's errors) and /v1/completions.
+_MESSAGES_PATHS = messages_paths(
+    _REQUEST_ID, {"X-Provider": {"schema": string()}}, _errors, _CHAT_ERRORS
+)
+
 
 def build_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document."""
@@ -352,17 +360,18 @@ def build_document() -> dict[str, Any]:
         "info": {
             "title": "llms gateway",
             "version": __version__,
-            "description": "An OpenAI-compatible LLM gateway. Errors always have OpenAI's shape.",
+            "description": "An OpenAI-compatible LLM gateway. Errors have OpenAI's shape, but "
+            "on the Messages API (/v1/messages…), where they have Anthropic's.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {"apiKey": []}],
-        "paths": _PATHS,
+        "paths": {**_PATHS, **_MESSAGES_PATHS, **admin_paths(_errors)},
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
             },
-            "schemas": {**SCHEMAS, **RESPONSES_SCHEMAS},
+            "schemas": {**SCHEMAS, **RESPONSES_SCHEMAS, **MESSAGES_SCHEMAS, **ADMIN_SCHEMAS},
         },
     }
 

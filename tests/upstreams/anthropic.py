@@ -189,7 +189,10 @@ class FakeAnthropic(FakeOpenAI):
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         if not isinstance(body.get("max_tokens"), int):
             return _error(400, "invalid_request_error", "max_tokens: Field required")
-        if any(m.get("role") not in ("user", "assistant") for m in body.get("messages", ())):
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            return _error(400, "invalid_request_error", "messages: Input should be a valid list")
+        if any(m.get("role") not in ("user", "assistant") for m in messages):
             return _error(400, "invalid_request_error", "messages: Unexpected role")
         problem = thinking_problem(body, self.signed, self.thought)
         if problem is not None:
