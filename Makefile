@@ -102,6 +102,7 @@ check: lint typecheck test
 bench: setup
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.keys
+	$(BIN)/python -m bench.tracing
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
