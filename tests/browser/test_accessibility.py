@@ -131,6 +131,7 @@ PHONE: dict[str, Any] = {
 SMALL_TARGETS = """() => Array.from(document.querySelectorAll(
     'button, select, input, textarea, a[href], [role=button], summary'))
   .filter(el => !el.closest('.markdown'))  // links inside the answer's text are inline
+  .filter(el => !el.closest('[aria-hidden=true]'))  // the file input behind Import… (a button)
   .filter(el => { const r = el.getBoundingClientRect();
     const style = getComputedStyle(el);
     return r.width > 0 && r.height > 0 && style.visibility !== 'hidden'
