@@ -4,7 +4,8 @@ Every request is forwarded as it came (method, path, query, body, Content-Type) 
 upstream over one pooled ``aiohttp.ClientSession``; the answer's status and Content-Type are kept
 and its bytes are copied to the client as they arrive (``iter_any``), with no parsing. No routing,
 no translation, no checks: what one aiohttp process costs to relay a stream is the limit a Python
-gateway can approach, so the board reports the gateway's figures as ratios to this floor's::
+gateway can approach, so the board reports the gateway's figures as ratios to this floor's. It
+runs on the gateway's event loop (uvloop unless ``LLMS_EVENT_LOOP=asyncio``)::
 
     python -m bench.floor --port 9200 --upstream http://127.0.0.1:9100
 
@@ -14,6 +15,9 @@ Not part of the product.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import os
 import sys
 from collections.abc import AsyncIterator
 
@@ -60,6 +64,14 @@ def make_app(upstream: str) -> web.Application:
     return app
 
 
+def use_uvloop() -> None:
+    """The gateway's event loop rule (llms.cli): uvloop unless ``LLMS_EVENT_LOOP=asyncio``, so
+    that the floor and the gateway are measured on the same loop."""
+    if os.environ.get("LLMS_EVENT_LOOP", "uvloop") != "asyncio":
+        with contextlib.suppress(ImportError):
+            importlib.import_module("uvloop").install()
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.floor --port N --upstream URL``; serves until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
@@ -67,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="base URL of the fake upstream")
     args = parser.parse_args(argv)
+    use_uvloop()
     web.run_app(
         make_app(args.upstream),
         host=args.host,

@@ -4,12 +4,14 @@ At each level N, N connections are opened first, then each runs streams back to 
 staggered over one stream's length) until the level's hold time is over. A level is held when
 every stream of it arrived whole, with no error and no stall: no gap over ``stall_ms`` between
 two reads of a stream, and no first byte later than the upstream's ``first_ms`` + ``stall_ms``.
-The ramp stops at the first level not held, or when its time budget would be exceeded.
+From the start level the ramp goes up while levels are held, or down until one is; it stops
+when the next level would exceed its time budget.
 
-The client is lean so that it measures the target, not itself: raw asyncio streams, one
-pre-encoded request, one clock read per read; the answer is checked whole once it has ended
-(dechunked, every SSE event parsed, the content exactly the upstream's pieces, ``[DONE]`` last).
-Its own CPU per chunk is reported beside the target's and the upstream's.
+The client is lean so that it measures the target, not itself: a raw ``asyncio.Protocol`` per
+connection (no task woken per chunk), one pre-encoded request, one clock read per read; the
+answer is checked whole once it has ended (dechunked, every SSE event parsed, the content
+exactly the upstream's pieces, ``[DONE]`` last). Its own CPU per chunk is reported beside the
+target's and the upstream's.
 """
 
 from __future__ import annotations
@@ -132,23 +134,79 @@ def request_bytes(url: str, model: str) -> bytes:
     return head.encode() + body
 
 
-async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, list[float]]:
-    """Read one chunked answer; return its body and the time of every read (perf_counter)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1]
+def head_problem(head: bytes) -> StreamError | None:
+    """What is wrong with a response head for a stream: not 200, or not chunked."""
+    status = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"?"
     if status != b"200":
-        raise StreamError(f"http_{status.decode(errors='replace')}", head[:200].decode("latin-1"))
+        return StreamError(f"http_{status.decode(errors='replace')}", head[:200].decode("latin-1"))
     if b"transfer-encoding: chunked" not in head.lower():
-        raise StreamError("not_chunked", head[:200].decode("latin-1"))
-    raw = bytearray()
-    times = []
-    while not raw.endswith(b"\r\n0\r\n\r\n"):
-        data = await reader.read(65536)
-        if not data:
-            raise StreamError("closed", f"connection closed after {len(raw)} bytes")
-        times.append(time.perf_counter())
-        raw += data
-    return dechunk(bytes(raw)), times
+        return StreamError("not_chunked", head[:200].decode("latin-1"))
+    return None
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection reading one chunked answer at a time.
+
+    Bytes are taken in ``data_received``: a read costs one callback and one clock read, with no
+    task woken per chunk; the waiting worker is woken once, when the answer has ended.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.raw = bytearray()
+        self.times: list[float] = []
+        self._head = bytearray()
+        self._in_body = False
+        self._done: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Fail the answer being read, if any."""
+        self.transport = None
+        if self._done is not None and not self._done.done():
+            closed = StreamError("closed", f"connection closed after {len(self.raw)} bytes")
+            self._done.set_exception(closed)
+
+    def ask(self, request: bytes) -> asyncio.Future[None]:
+        """Send ``request``; the future is done when the whole answer has arrived."""
+        self.raw = bytearray()
+        self.times = []
+        self._head = bytearray()
+        self._in_body = False
+        self._done = asyncio.get_running_loop().create_future()
+        if self.transport is None:
+            self._done.set_exception(StreamError("closed", "connection closed before a request"))
+        else:
+            self.transport.write(request)
+        return self._done
+
+    def data_received(self, data: bytes) -> None:
+        """Record the time of each read of the body; end the answer at the last chunk."""
+        now = time.perf_counter()
+        done = self._done
+        if done is None or done.done():
+            return
+        if not self._in_body:
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self._in_body = True
+            problem = head_problem(bytes(self._head[: end + 4]))
+            if problem is not None:
+                done.set_exception(problem)
+                return
+            data = bytes(self._head[end + 4 :])
+            if not data:
+                return
+        self.times.append(now)
+        self.raw += data
+        if self.raw.endswith(b"\r\n0\r\n\r\n") or self.raw == b"0\r\n\r\n":
+            done.set_result(None)
 
 
 async def _worker(
@@ -160,8 +218,11 @@ async def _worker(
     expected = content_pieces(settings.shape)
     first_limit = (settings.shape.first_ms + settings.stall_ms) / 1000
     stall = settings.stall_ms / 1000
+    loop = asyncio.get_running_loop()
     try:
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        transport, conn = await loop.create_connection(
+            Connection, parts.hostname or "127.0.0.1", parts.port or 80
+        )
     except OSError as exc:
         result.fail("connect", repr(exc))
         return
@@ -170,17 +231,18 @@ async def _worker(
         while time.perf_counter() < until:
             start = time.perf_counter()
             try:
-                writer.write(request)
                 async with asyncio.timeout(30):
-                    body, times = await read_answer(reader)
+                    await conn.ask(request)
+                body = dechunk(bytes(conn.raw))
                 result.chunks += check_body(body, settings.shape.model, expected)
             except StreamError as exc:
                 result.fail(exc.kind, str(exc))
                 return
-            except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            except (OSError, TimeoutError) as exc:
                 result.fail(type(exc).__name__, repr(exc))
                 return
             result.ok += 1
+            times = conn.times
             gaps = [b - a for a, b in pairwise(times)]
             ttft = times[0] - start
             result.ttft.append(ttft)
@@ -188,7 +250,7 @@ async def _worker(
             if ttft > first_limit or any(gap > stall for gap in gaps):
                 result.stalls += 1
     finally:
-        writer.close()
+        transport.close()
 
 
 def _ms(values: list[float], q: float) -> float | None:
