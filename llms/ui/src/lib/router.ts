@@ -1,10 +1,12 @@
-/** Three screens, in the path: `/` (a new chat), `/t/<thread id>`, `/usage`. */
+/** Four screens, in the path: `/` (a new chat), `/t/<thread id>`, `/usage`, `/keys` (admin). */
 import { reactive } from "vue";
 
-export type Route = { name: "chat"; threadId: string | null } | { name: "usage" };
+export type Route = { name: "chat"; threadId: string | null } | { name: "usage" } | { name: "admin" };
 
 export function parseRoute(path: string): Route {
   if (path === "/usage" || path === "/usage/") return { name: "usage" };
+  // Not /admin: that path is the admin API's, which answers only the admin key.
+  if (path === "/keys" || path === "/keys/") return { name: "admin" };
   const match = /^\/t\/([^/]+)\/?$/.exec(path);
   if (match) return { name: "chat", threadId: decodeURIComponent(match[1]!) };
   return { name: "chat", threadId: null };
@@ -12,6 +14,7 @@ export function parseRoute(path: string): Route {
 
 export function pathOf(route: Route): string {
   if (route.name === "usage") return "/usage";
+  if (route.name === "admin") return "/keys";
   return route.threadId ? `/t/${encodeURIComponent(route.threadId)}` : "/";
 }
 
