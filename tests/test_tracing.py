@@ -239,3 +239,24 @@ def test_without_the_env_var_the_sdk_is_never_imported() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_resumable_streams_span_ends_with_its_pump(
+    traced: str, receiver: OTLPReceiver, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.scripts["up-model"] = text_script(["a", "b", "c"], delay_s=0.05)
+    status, body = await post(
+        traced,
+        "/chat/completions",
+        {**CHAT, "stream": True},
+        **{"X-Stream-Resumable": "true", "traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"},
+    )
+    assert status == 200 and b"[DONE]" in body
+    spans = await receiver.wait_for(2)
+    server, client = one(spans, SERVER), one(spans, CLIENT)
+    assert server.trace_id == CLIENT_TRACE and client.parent_id == server.span_id
+    assert server.attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    assert server.attributes["llms.stream"] is True
+    # The pump finished the record: both spans ended, the attempt (the whole stream) inside it.
+    assert server.start_ns <= client.start_ns <= client.end_ns <= server.end_ns
+    assert [name for name, _ in client.events] == ["gen_ai.first_token"]
