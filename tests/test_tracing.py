@@ -118,7 +118,8 @@ async def test_a_streamed_chat_continues_the_clients_trace_and_propagates_it_ups
 async def test_a_retry_is_two_attempt_spans_the_failed_one_an_error(
     traced: str, receiver: OTLPReceiver, fake_openai: FakeOpenAI
 ) -> None:
-    failure = error_script(500, {"error": {"message": "boom", "type": "server_error"}})
+    quoted = "cannot read: a private prompt"  # an upstream's message may quote the prompt
+    failure = error_script(500, {"error": {"message": quoted, "type": "server_error"}})
     fake_openai.scripts["up-model"] = [failure, text_script(["ok"])]
     status, _ = await post(traced, "/chat/completions", CHAT)
     assert status == 200
@@ -136,6 +137,7 @@ async def test_a_retry_is_two_attempt_spans_the_failed_one_an_error(
     sent = [r.headers["traceparent"] for r in fake_openai.received[-2:]]
     assert [value[:-3] for value in sent] == [f"00-{server.trace_id}-{a.span_id}" for a in attempts]
     assert all(int(value[-2:], 16) & 1 for value in sent)  # sampled
+    assert not any(b"a private prompt" in payload for payload in receiver.payloads)
 
 
 async def test_a_failed_upstream_is_an_error_span(

@@ -264,8 +264,8 @@ def _set_error(span: Span, error: Any) -> None:
     kind = getattr(error, "error_code", None) or getattr(error, "code", None)
     kind = kind or getattr(error, "error_type", None) or getattr(error, "type", None)
     span.set_attribute("error.type", str(kind or "error"))
-    message = getattr(error, "message", None)
-    span.set_status(Status(StatusCode.ERROR, message if isinstance(message, str) else None))
+    # No description: an upstream's error message may quote the prompt.
+    span.set_status(Status(StatusCode.ERROR))
 
 
 def _end(span: Span, end: int | None, error: Any, record: RequestRecord | None = None) -> None:
