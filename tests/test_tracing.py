@@ -262,3 +262,18 @@ async def test_a_resumable_streams_span_ends_with_its_pump(
     # The pump finished the record: both spans ended, the attempt (the whole stream) inside it.
     assert server.start_ns <= client.start_ns <= client.end_ns <= server.end_ns
     assert [name for name, _ in client.events] == ["gen_ai.first_token"]
+
+
+def test_the_env_var_without_the_sdk_is_a_clear_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llms.errors import ConfigError
+    from llms.telemetry.tracing import Tracing
+
+    # As if `llms[otel]` were not installed: importing the exporter fails.
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
+    with pytest.raises(ConfigError, match=r"pip install 'llms\[otel\]'"):
+        Tracing.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    for off in ({"OTEL_SDK_DISABLED": "true"}, {"OTEL_TRACES_EXPORTER": "none"}, {}):
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", **off} if off else {}
+        assert Tracing.from_env(env) is None
