@@ -208,6 +208,17 @@ async def test_every_client_api_is_a_span(
     assert server.attributes["gen_ai.usage.input_tokens"] >= 0
 
 
+async def test_counting_tokens_is_a_span_of_its_own(traced: str, receiver: OTLPReceiver) -> None:
+    body = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
+    status, answer = await post(traced, "/messages/count_tokens", body)
+    assert status == 200, answer
+    spans = await receiver.wait_for(1)
+    server = one(spans, SERVER)
+    assert server.name == "count_tokens test-model"
+    assert server.attributes["gen_ai.operation.name"] == "count_tokens"
+    assert all(s.trace_id == server.trace_id for s in spans)
+
+
 async def test_without_the_env_var_nothing_is_traced(
     receiver: OTLPReceiver,
     fake_openai: FakeOpenAI,

@@ -65,6 +65,8 @@ def enabled(env: Mapping[str, str]) -> bool:
 
 
 def operation_of(path: str) -> str:
+    if path.endswith("/count_tokens"):
+        return "count_tokens"  # not an inference: kept apart from chat's spans
     if path.startswith("/v1/embeddings"):
         return "embeddings"
     if path.startswith("/v1/completions"):
