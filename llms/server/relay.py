@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import orjson
 from aiohttp import web
@@ -64,6 +64,14 @@ async def write_encodable(
     error = UpstreamMalformed("The upstream sent a chunk the gateway cannot encode.")
     generation.fault(error)
     raise error
+
+
+class _Translating(Protocol):
+    """An encoder's builder that translates chunks into another API's events (Responses,
+    Messages): `failure` is set when a chunk cannot be translated (its events then end with the
+    API's failure event)."""
+
+    failure: UpstreamMalformed | None
 
 
 def internal_error() -> GatewayError:
@@ -308,12 +316,20 @@ async def _pump(
             out.response.headers["X-Provider"] = generation.provider.name
         write = out.write
         encode = encoder.chunks
+        # Chat completions' and native encoders write chunks as they are: nothing to check.
+        builder: _Translating | None = getattr(encoder, "builder", None)
         async for batch in generation:
             try:
                 data = encode(batch)
             except orjson.JSONEncodeError:
                 await write_encodable(write, batch, generation, encoder)
             await write(data)
+            if builder is not None and builder.failure is not None:
+                # A chunk the API cannot take: its failure event is written; the upstream is
+                # closed now (finally, below), not read to its end, and it counts against the
+                # provider, as in resumable mode (streams/pump.py).
+                generation.fault(builder.failure)
+                raise builder.failure
             # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
             batch = []
     except SlowClient as slow:
@@ -391,7 +407,8 @@ class _Ending:
 async def _end(out: ClientStream, final: bytes) -> web.StreamResponse:
     """Write the last event and end the body; a client that already left is not an error."""
     try:
-        await out.write(final)
+        if final:  # empty after a failure the encoder already wrote
+            await out.write(final)
         await out.finish()
     except (ConnectionResetError, RuntimeError):
         log.info("the client left before the end of its stream")
