@@ -7,7 +7,7 @@ headers) and what the schema forbids is refused. Every other generated request n
 model (through the translation, or passed through to the Anthropic provider), so the answers
 are reached, not only the 404 of an unknown model. Hypothesis then sends any JSON, in any field:
 never a 5xx, every error in the API's own shape (Anthropic's on the Messages routes), and the
-gateway still serves afterwards. Bounded: about 20 s in all.
+gateway still serves afterwards. Bounded: about 30-45 s in all on a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ FIELDS = {
                         "logprobs", "seed", "echo", "suffix", "user", "stop", "logit_bias"],
 }  # fmt: skip
 FUZZ = settings(
-    max_examples=25,
+    max_examples=20,
     deadline=None,
     derandomize=True,
     database=None,
@@ -131,7 +131,7 @@ def validator(document: dict[str, Any], name: str) -> jsonschema_rs.Validator:
 def test_schemathesis(
     api_schema: Any, document: dict[str, Any], path: str, mode: GenerationMode
 ) -> None:
-    """25 generated requests per operation and mode, each answer checked against the document."""
+    """20 generated requests per operation and mode, each answer checked against the document."""
     checks = [
         not_a_server_error,
         status_code_conformance,
@@ -154,7 +154,7 @@ def test_schemathesis(
     run()
 
 
-PER_FIELD = settings(FUZZ, max_examples=10)
+PER_FIELD = settings(FUZZ, max_examples=8)
 
 
 @pytest.mark.parametrize("field", FIELDS["/v1/messages"])
