@@ -1,5 +1,5 @@
 """Export and import of chats: every chat as JSON (imported back after it was deleted), the open
-chat as Markdown, and a file that is not an export refused in words."""
+chat as Markdown, and a file that is not an export refused in words. Pinned chats stay on top."""
 
 from __future__ import annotations
 
@@ -67,3 +67,29 @@ async def test_export_then_import_the_chats(
     await expect(s.page.get_by_test_id("thread-item")).to_have_count(1)
     await assert_accessible(s, "the chat list with an import error")
     await s.screenshot("31-import-refused")
+
+
+async def test_a_pinned_chat_stays_on_top(stack: StartStack, fake_openai: FakeOpenAI) -> None:
+    fake_openai.scripts["up"] = text_script(["Noted."])
+    s = await stack(page_options=AXE_PAGE)
+    await s.open()
+    for question in ("First chat", "Second chat", "Third chat"):
+        await s.page.get_by_test_id("new-thread").click()
+        await s.settled(await s.send(question))
+    titles = s.page.get_by_test_id("thread-title")
+    await expect(titles).to_have_text(["Third chat", "Second chat", "First chat"])
+
+    first = s.page.get_by_test_id("thread-item").filter(has_text="First chat")
+    await first.get_by_test_id("pin-thread").click()
+    await expect(titles).to_have_text(["First chat", "Third chat", "Second chat"])
+    await expect(s.page.get_by_role("heading", name="Pinned")).to_be_visible()
+    pin = s.page.get_by_role("button", name="Unpin “First chat”")
+    await expect(pin).to_have_attribute("aria-pressed", "true")
+    await assert_accessible(s, "the chat list with a pinned chat")
+    await s.screenshot("34-pinned")
+
+    await s.page.reload()  # the pin is stored
+    await expect(titles).to_have_text(["First chat", "Third chat", "Second chat"])
+    await pin.click()
+    await expect(s.page.get_by_role("heading", name="Pinned")).to_have_count(0)
+    await expect(titles).to_have_text(["Third chat", "Second chat", "First chat"])

@@ -168,3 +168,19 @@ describe("titles", () => {
     expect(long.endsWith("…")).toBe(true);
   });
 });
+
+describe("pinned threads (issue 15)", () => {
+  it("keeps the pin in the stored metadata, and unpins", async () => {
+    const db = new ThreadDB(`pins-${Math.random()}`);
+    const store = new ThreadStore({ db, channel: null });
+    const thread = await store.create();
+    thread.messages.push({ id: "m", role: "user", content: "Keep me on top", createdAt: 1 });
+    await store.save(thread);
+    await store.setPinned(thread.id, true);
+    const again = new ThreadStore({ db, channel: null });
+    await again.load();
+    expect(again.state.threads.find((t) => t.id === thread.id)?.pinned).toBe(true);
+    await again.setPinned(thread.id, false);
+    expect((await db.get(thread.id))?.pinned).toBeUndefined();
+  });
+});

@@ -17,6 +17,8 @@ export interface ThreadMeta {
   messageCount: number;
   /** The start of the last message, for the sidebar. */
   preview: string;
+  /** Kept at the top of the sidebar, above the days. */
+  pinned?: boolean;
 }
 
 export interface Thread extends ThreadMeta {

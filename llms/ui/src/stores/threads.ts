@@ -192,6 +192,14 @@ export class ThreadStore {
     });
   }
 
+  /** Pin a thread to the top of the list, or unpin it. */
+  async setPinned(id: string, pinned: boolean): Promise<void> {
+    await this.updateMeta(id, (meta) => {
+      if (pinned) meta.pinned = true;
+      else delete meta.pinned;
+    });
+  }
+
   async setSystemPrompt(id: string, text: string): Promise<void> {
     await this.updateMeta(id, (meta) => {
       meta.systemPrompt = text;
