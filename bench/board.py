@@ -149,7 +149,11 @@ async def _start(name: str, argv: list[str], results_dir: Path, ready: str) -> C
     """Spawn a bench process on a free port and wait until ``ready`` answers 200."""
     port = free_port()
     child = spawn(name, [*argv, "--port", str(port)], results_dir / f"{name}.log", port, {})
-    await wait_ready(child, ready, 15)
+    try:
+        await wait_ready(child, ready, 15)
+    except BaseException:
+        await stop(child)  # never left running when it did not start right
+        raise
     return child
 
 
