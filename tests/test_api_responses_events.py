@@ -7,6 +7,8 @@ first event to the final output (docs: responses-and-messages.md §1.2 to §1.4,
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 from openai._models import construct_type
@@ -18,6 +20,7 @@ from llms.api.responses import (
     fold_response,
 )
 from llms.api.responses_object import from_usage
+from llms.api.responses_stream import ResponsesEncoder
 from llms.chunks import (
     delta_chunk,
     finish_chunk,
@@ -32,6 +35,7 @@ from llms.errors import (
     UpstreamHTTPError,
     UpstreamMalformed,
 )
+from llms.wire import Chunk
 from tests.responses_support import (
     CUSTOM,
     EVENT,
@@ -591,3 +595,53 @@ def test_url_citations_become_output_text_annotations() -> None:
     added = [p for p in payloads if p["type"] == "response.output_text.annotation.added"]
     assert [(p["annotation_index"], p["annotation"]) for p in added] == [(0, flat)]
     check_balance(payloads, response)
+
+
+def test_the_encoders_text_fast_path_writes_what_feed_would() -> None:
+    """ResponsesEncoder writes one-piece text chunks through `ResponseBuilder.text_frame`
+    (no event objects); every other chunk goes through `feed`. The bytes are the same."""
+    stream: list[Chunk] = [
+        role_chunk(META),
+        text("Hel"),
+        text("lo"),
+        reasoning("hmm"),
+        text(" again"),
+        text(" <\u2028>"),
+        {**text("x"), "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
+        text("y", refusal=None),
+        delta_chunk(
+            META, {"tool_calls": [tool_call_delta(0, id="call_1", name="f", arguments="{}")]}
+        ),
+        text("after"),
+        delta_chunk(META, {"content": "end"}, finish="stop"),
+    ]
+
+    def builder() -> ResponseBuilder:
+        return ResponseBuilder("resp_1", "m", 1700000000, call())
+
+    fast_frames = 0
+
+    class Counting(ResponseBuilder):
+        def text_frame(self, chunk: Chunk) -> bytes | None:
+            nonlocal fast_frames
+            frame = super().text_frame(chunk)
+            fast_frames += frame is not None
+            return frame
+
+    fast = ResponsesEncoder(Counting("resp_1", "m", 1700000000, call()), lambda: 1700000009)
+    fast_bytes = b"".join(fast.chunks([chunk]) for chunk in stream) + fast.done()
+    slow = builder()
+    events = slow.start()
+    for chunk in stream:
+        events += slow.feed([chunk])
+    events += slow.finish(completed_at=1700000009)
+    # Item ids are random: the same stream, by the same rules, with its ids set aside.
+    ids = re.compile(rb'"(msg|rs|fc)_[0-9a-f]+"')
+    slow_bytes = b"".join(event.sse for event in events)
+    assert ids.sub(b"ID", fast_bytes) == ids.sub(b"ID", slow_bytes)
+    assert fast_bytes.count(b"response.output_text.delta\n") == 8
+    assert fast_frames == 2  # "lo" and " <\u2028>": each of the others needs `feed`
+    assert ids.sub(b"ID", orjson.dumps(fast.builder.response)) == ids.sub(
+        b"ID", orjson.dumps(slow.response)
+    )
+    assert fast.builder.text_frame(text("late")) is None  # the response has ended

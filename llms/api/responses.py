@@ -181,6 +181,37 @@ class ResponseBuilder:
             events += self.fail(error)
         return events
 
+    def text_frame(self, chunk: Chunk) -> bytes | None:
+        """The stream's hot path, for a relay that needs only bytes: a chunk that is one more
+        piece of the open output_text part and nothing else -> its delta frame, as `feed` would
+        make it; None for anything else (then `feed` it). No event object, no list."""
+        open_ = self._text
+        if open_ is None or open_.part is None or open_.delta_type != _OUTPUT_TEXT_DELTA:
+            return None
+        choices = chunk["choices"]
+        if len(choices) != 1 or chunk.get("usage") or "service_tier" in chunk:
+            return None
+        choice = choices[0]
+        delta = choice["delta"]
+        if (
+            len(delta) != 1
+            or choice["index"] != 0
+            or choice["finish_reason"] is not None
+            or choice.get("logprobs")
+        ):
+            return None
+        text = delta.get("content")
+        if not text or type(text) is not str or self.terminal:
+            return None
+        open_.pieces.append(text)
+        seq = self._seq
+        self._seq = seq + 1
+        return b'%s%s,"logprobs":[],"sequence_number":%d}\n\n' % (
+            open_.prefix,
+            orjson.dumps(text),
+            seq,
+        )
+
     def _feed(self, events: list[ResponseEvent], chunks: Iterable[Chunk]) -> None:
         for chunk in chunks:
             usage = chunk.get("usage")
