@@ -57,6 +57,15 @@ class ApiKey:
     rpm: int | None = None
     tpm: int | None = None
     max_streams: int | None = None
+    # A managed key's id (llms/managed); None for a key from config.json.
+    id: str | None = None
+
+    @property
+    def owner(self) -> str:
+        """Who owns what requests with this key leave behind (stored responses, resumable
+        streams): a config key's name, a managed key's id, since a revoked managed key's name
+        may be given to a new key that must not see the old one's."""
+        return self.name if self.id is None else f"key_{self.id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -403,3 +403,25 @@ async def test_a_resumable_stream_holds_its_slot_until_its_pump_ends(
     while (await chat(base, made["secret"]))[0] == 429:  # the grace ran out: the slot is freed
         assert time.monotonic() < deadline, "the stream slot was never freed"
         await asyncio.sleep(0.05)
+
+
+async def test_a_new_key_with_a_revoked_keys_name_sees_nothing_it_left(
+    fake_openai: FakeOpenAI, make_gateway: Gateway, tmp_path: Path
+) -> None:
+    """Stored responses and resumable streams belong to the managed key's id, not its name:
+    a name freed by a revocation may be given again, to someone else."""
+    stored = {"responses": {"store": f"sqlite:{tmp_path / 'responses.db'}"}}
+    base = await make_gateway(config(fake_openai, tmp_path, state=stored))
+    first = await create(base, name="team")
+    old = first["secret"]
+    body = orjson.dumps({"model": "m", "input": "hi"})
+    status, _, raw = await request("POST", f"{base}/responses", body, Authorization=f"Bearer {old}")
+    assert status == 200, raw
+    response_id = orjson.loads(raw)["id"]
+    url = f"{base}/responses/{response_id}"
+    assert (await request("GET", url, Authorization=f"Bearer {old}"))[0] == 200
+    assert (await admin(base, "DELETE", f"/keys/{first['id']}"))[0] == 200
+    new = (await create(base, name="team"))["secret"]
+    status, headers, raw = await request("GET", url, Authorization=f"Bearer {new}")
+    assert status == 404, raw
+    assert "not found" in assert_error_shape(status, headers, raw)["message"]

@@ -11,6 +11,7 @@ import redis
 from tests import test_admin_keys
 from tests.cluster import MISSING, SKIP_REASON, redis_port_fixture  # noqa: F401 (fixture)
 from tests.test_admin_keys import (  # noqa: F401 (collected here too)
+    test_a_new_key_with_a_revoked_keys_name_sees_nothing_it_left,
     test_a_resumable_stream_holds_its_slot_until_its_pump_ends,
     test_admin_auth_401_and_403,
     test_bad_bodies_are_400_naming_the_field,

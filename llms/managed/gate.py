@@ -120,7 +120,7 @@ class ManagedKeys:
             return None
         if admitted.lease is not None:
             request[LEASE] = ManagedLease(self, admitted)
-        return ApiKey(key="", name=admitted.name, models=admitted.models)
+        return ApiKey(key="", name=admitted.name, models=admitted.models, id=admitted.id)
 
     def write(self, admitted: Admitted, tokens: int, cost: float) -> None:
         task = asyncio.get_running_loop().create_task(self._write(admitted, tokens, cost))

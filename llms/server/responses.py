@@ -103,7 +103,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         record = tracked.record
         server = app[keys.CONFIG].server
         body = await read_json_request(request)
-        owner = tracked.key.name if tracked.key is not None else None
+        owner = tracked.key.owner if tracked.key is not None else None
         history = await _history(app, body, owner)
         natively = _served_natively(app, body)
         call, refusal = await _translated_or_native(app, body, history, natively)
@@ -349,7 +349,7 @@ async def _stored(request: web.Request) -> tuple[ResponseStore, StoredResponse]:
     response_id = request.match_info["id"]
     store = request.app[STORED].store
     key = request.get(KEY)
-    owner = key.name if key is not None else None
+    owner = key.owner if key is not None else None
     found = None if store is None else await store.get(response_id, owner)
     if store is None or found is None:
         raise response_not_found(response_id)
@@ -383,7 +383,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
     """A background response's events after `request[AFTER]`, then live; `stream_not_found`
     when this process does not hold them (with several workers, its siblings are asked)."""
     key = request.get(KEY)
-    owner = key.name if key is not None else None
+    owner = key.owner if key is not None else None
     stream = await request.app[keys.STREAMS].get(request.match_info["id"], owner)
     heartbeat_s = request.app[keys.CONFIG].server.heartbeat_s
     return await relay_log(request, stream, request[AFTER], heartbeat_s=heartbeat_s)

@@ -72,6 +72,7 @@ class Tracked:
             started=self._loop.time(),
             wall=time.time(),
             key=key.name if key is not None else None,
+            owner=key.owner if key is not None else None,
             endpoint=request.path,
         )
         self.handed_over = False
@@ -313,7 +314,7 @@ async def ready(request: web.Request) -> web.Response:
 
 async def _stream_of(request: web.Request) -> Stream:
     key = request.get(KEY)
-    owner = key.name if key is not None else None
+    owner = key.owner if key is not None else None
     return await request.app[keys.STREAMS].get(request.match_info["id"], owner)
 
 

@@ -164,7 +164,7 @@ class StreamRegistry:
         `encoder`: the client-facing API's events (chat completions' by default); `hooks`:
         told when the answer commits and before its terminal event is logged; `native`: the
         client's request for upstreams that speak its API (logged by `NativeLog`)."""
-        owner = record.key
+        owner = record.owner or record.key
         taken = meta.id in self._streams
         if chosen_id and not taken and self.remote is not None:
             taken = await self.remote.lookup(meta.id) is not None

@@ -25,6 +25,8 @@ class RequestRecord:
     started: float
     wall: float
     key: str | None = None
+    # What the key's requests leave behind belongs to (ApiKey.owner); its name, if unset.
+    owner: str | None = None
     resumable: bool = False
     provider: str | None = None
     status: int = 200
