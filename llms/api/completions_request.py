@@ -25,8 +25,6 @@ from llms.wire import ChatRequest
 DEFAULT_MAX_TOKENS = 16
 MAX_MODEL_LENGTH = 256
 MAX_USER_LENGTH = 256
-MAX_STOP = 4
-MAX_LOGIT_BIAS = 1024
 MAX_PROMPTS = 2048
 # Fields a chat request carries under the same name and meaning.
 _CHAT_FIELDS = (
@@ -83,8 +81,8 @@ def from_request(body: dict[str, Any]) -> CompletionsCall:
     fields.boolean(body.get("echo"), "echo")
     string(body.get("suffix"), "suffix")
     string(body.get("user"), "user", max_length=MAX_USER_LENGTH)
-    _stop(body.get("stop"))
-    _logit_bias(body.get("logit_bias"))
+    fields.stop(body.get("stop"))
+    fields.logit_bias(body.get("logit_bias"))
     n = body.get("n") or 1
     best_of = body.get("best_of")
     if best_of is not None and best_of < n:
@@ -133,30 +131,6 @@ def _prompt(body: Mapping[str, Any]) -> str | None:
 
 def _is_token(value: Any) -> bool:
     return type(value) is int and 0 <= value < 2**32
-
-
-def _stop(stop: Any) -> None:
-    if stop is None or isinstance(stop, str):
-        return
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise wrong_type("stop", "a string or an array of strings", stop)
-    if len(stop) > MAX_STOP:
-        raise fail(
-            "stop",
-            f"Invalid 'stop': array too long. Expected at most {MAX_STOP} items, got {len(stop)}.",
-        )
-
-
-def _logit_bias(value: Any) -> None:
-    bias = obj(value, "logit_bias")
-    if bias is None:
-        return
-    if len(bias) > MAX_LOGIT_BIAS:
-        raise fail("logit_bias", f"Invalid 'logit_bias': at most {MAX_LOGIT_BIAS} tokens.")
-    for token, weight in bias.items():
-        if not (token.isascii() and token.isdigit()):
-            raise fail("logit_bias", "Invalid 'logit_bias': keys are token ids (digits).")
-        number(weight, "logit_bias", -100, 100)
 
 
 def _refusal(body: Mapping[str, Any], prompt: str | None) -> InvalidRequest | None:

@@ -139,3 +139,34 @@ def event_id(raw: str, param: str = "Last-Event-ID") -> int:
             f"{param} must be the number of the last event received (0 to {MAX_EVENT_ID}).",
         )
     return int(text)
+
+
+# OpenAI's caps on chat and legacy completions alike.
+MAX_STOP = 4
+MAX_LOGIT_BIAS = 1024
+
+
+def stop(value: Any) -> None:
+    """`stop`: a string or at most MAX_STOP strings."""
+    if value is None or isinstance(value, str):
+        return
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise wrong_type("stop", "a string or an array of strings", value)
+    if len(value) > MAX_STOP:
+        raise fail(
+            "stop",
+            f"Invalid 'stop': array too long. Expected at most {MAX_STOP} items, got {len(value)}.",
+        )
+
+
+def logit_bias(value: Any) -> None:
+    """`logit_bias`: at most MAX_LOGIT_BIAS token ids (digits) -> weights in [-100, 100]."""
+    bias = obj(value, "logit_bias")
+    if bias is None:
+        return
+    if len(bias) > MAX_LOGIT_BIAS:
+        raise fail("logit_bias", f"Invalid 'logit_bias': at most {MAX_LOGIT_BIAS} tokens.")
+    for token, weight in bias.items():
+        if not (token.isascii() and token.isdigit()):
+            raise fail("logit_bias", "Invalid 'logit_bias': keys are token ids (digits).")
+        number(weight, "logit_bias", -100, 100)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from llms.api.completions_request import MAX_LOGIT_BIAS, MAX_PROMPTS, MAX_STOP, MAX_USER_LENGTH
+from llms.api.completions_request import MAX_PROMPTS, MAX_USER_LENGTH
 from llms.api.messages_input import IMAGE_TYPES
 from llms.api.messages_object import ERROR_TYPES
 from llms.api.messages_request import EFFORTS, MAX_INT, REFUSED, TOOL_CHOICES
+from llms.server.fields import MAX_LOGIT_BIAS, MAX_STOP
 from llms.server.openapi_schemas import NULL_STR, Schema, nullable, obj, ref, string
 
 _MODEL_LENGTH = 256  # completions_request.MAX_MODEL_LENGTH

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from llms.server.fields import MAX_LOGIT_BIAS, MAX_STOP
 from llms.server.request_messages import ROLES
 from llms.server.requests import (
     MAX_JSON_DEPTH,
-    MAX_LOGIT_BIAS,
     MAX_METADATA_KEY,
     MAX_METADATA_PAIRS,
     MAX_METADATA_VALUE,
     MAX_MODEL_LENGTH,
-    MAX_STOP,
     MAX_USER_LENGTH,
     OBJECT_FIELDS,
     STRING_FIELDS,

@@ -24,12 +24,10 @@ from llms.wire import ChatRequest
 MAX_JSON_DEPTH = 64
 MAX_MODEL_LENGTH = 256
 MAX_USER_LENGTH = 256
-MAX_STOP = 4
 # OpenAI's limits on `metadata`.
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
-MAX_LOGIT_BIAS = 1024
 # Optional strings some upstreams take; only their type matters here.
 STRING_FIELDS = (
     "reasoning_effort",
@@ -100,7 +98,7 @@ def parse_chat_request(raw: bytes | bytearray, max_nodes: int = MAX_JSON_NODES) 
     check_messages(body.get("messages"))
     _stream(body)
     _sampling(body)
-    _stop(body.get("stop"))
+    fields.stop(body.get("stop"))
     check_tools(body.get("tools"))
     check_tool_choice(body.get("tool_choice"))
     _functions(body)
@@ -112,7 +110,7 @@ def parse_chat_request(raw: bytes | bytearray, max_nodes: int = MAX_JSON_NODES) 
         obj(body.get(name), name)
     fields.strings(body.get("modalities"), "modalities")
     _metadata(body.get("metadata"))
-    _logit_bias(body.get("logit_bias"))
+    fields.logit_bias(body.get("logit_bias"))
     return cast(ChatRequest, body)
 
 
@@ -146,18 +144,6 @@ def _sampling(body: dict[str, Any]) -> None:
     number(body.get("seed"), "seed", -(2**63), 2**63 - 1, integer=True)
     for name in ("logprobs", "parallel_tool_calls", "store"):
         fields.boolean(body.get(name), name)
-
-
-def _stop(stop: Any) -> None:
-    if stop is None or isinstance(stop, str):
-        return
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise wrong_type("stop", "a string or an array of strings", stop)
-    if len(stop) > MAX_STOP:
-        raise fail(
-            "stop",
-            f"Invalid 'stop': array too long. Expected at most {MAX_STOP} items, got {len(stop)}.",
-        )
 
 
 def _functions(body: dict[str, Any]) -> None:
@@ -199,15 +185,3 @@ def _metadata(value: Any) -> None:
         if len(key) > MAX_METADATA_KEY:
             raise fail(where, f"Invalid 'metadata': keys are at most {MAX_METADATA_KEY} long.")
         string(item, where, required=True, max_length=MAX_METADATA_VALUE)
-
-
-def _logit_bias(value: Any) -> None:
-    bias = obj(value, "logit_bias")
-    if bias is None:
-        return
-    if len(bias) > MAX_LOGIT_BIAS:
-        raise fail("logit_bias", f"Invalid 'logit_bias': at most {MAX_LOGIT_BIAS} tokens.")
-    for token, weight in bias.items():
-        if not (token.isascii() and token.isdigit()):
-            raise fail("logit_bias", "Invalid 'logit_bias': keys are token ids (digits).")
-        number(weight, "logit_bias", -100, 100)
