@@ -78,8 +78,10 @@ class Hostile:
             protocol, model = "ollama", (await request.json())["model"]
         elif path == "/v1/messages":
             protocol, model = "anthropic", (await request.json())["model"]
-        else:
+        elif path.endswith(":streamGenerateContent"):
             protocol, model = "gemini", path.rsplit("/", 1)[-1].split(":")[0]
+        else:  # not a chat (the gateway asks Ollama's /api/show what a model is): no answer
+            raise web.HTTPNotFound()
         self.received += 1
         self.active += 1
         content_type = NDJSON if protocol == "ollama" else "text/event-stream"
@@ -148,10 +150,10 @@ async def read_a_little(base: str, model: str) -> None:
             await response.content.readline()
 
 
-async def until(condition: Callable[[], bool], within_s: float = 10) -> None:
-    deadline = time.monotonic() + within_s
+async def until(condition: Callable[[], bool], hostile: Hostile | None = None) -> None:
+    deadline = time.monotonic() + 10
     while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
+        assert time.monotonic() < deadline, f"timed out waiting: {vars(hostile or until)}"
         await asyncio.sleep(0.02)
 
 
@@ -176,7 +178,7 @@ async def test_a_flooding_upstream_is_cut_at_max_answer_mb(
     assert error["code"] == "upstream_too_large"
     assert error["type"] == "server_error"
     assert "1 MiB" in error["message"] and "max_answer_mb" in error["message"]
-    await until(lambda: hostile.gone == 1 and hostile.active == 0)
+    await until(lambda: hostile.gone == 1 and hostile.active == 0, hostile)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -196,7 +198,7 @@ async def test_a_trickling_upstream_is_cut_at_answer_s(
     assert error["code"] == "upstream_timeout"
     assert error["type"] == "timeout"
     assert "answer_s" in error["message"]
-    await until(lambda: hostile.gone == 1 and hostile.active == 0)
+    await until(lambda: hostile.gone == 1 and hostile.active == 0, hostile)
 
 
 async def test_a_stream_client_of_a_trickling_upstream_is_not_cut_at_answer_s(
