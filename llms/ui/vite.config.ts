@@ -42,6 +42,12 @@ const gateway = process.env.LLMS_GATEWAY ?? "http://127.0.0.1:8000";
 
 export default defineConfig({
   plugins: [vue(), precompress()],
+  // vue-i18n's build flags: Composition API only (no legacy API), no devtools hooks in production.
+  define: {
+    __VUE_I18N_FULL_INSTALL__: true,
+    __VUE_I18N_LEGACY_API__: false,
+    __INTLIFY_PROD_DEVTOOLS__: false,
+  },
   base: "/",
   build: {
     outDir: "dist",

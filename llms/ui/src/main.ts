@@ -1,6 +1,7 @@
 import "@fontsource-variable/inter"; // the UI font, bundled: no CDN, no fallback to DejaVu Sans on Linux
 import { createApp } from "vue";
 import App from "./App.vue";
+import { followLanguage, i18n } from "./i18n";
 import { followTheme } from "./lib/theme";
 import { settings } from "./services";
 import "./styles/main.css";
@@ -8,4 +9,5 @@ import "./styles/highlight.css";
 import "./styles/content.css";
 
 followTheme(settings);
-createApp(App).mount("#app");
+followLanguage(settings);
+createApp(App).use(i18n).mount("#app");

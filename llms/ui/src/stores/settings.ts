@@ -2,6 +2,8 @@
 import { reactive, watch } from "vue";
 
 export type ThemeChoice = "system" | "light" | "dark";
+/** "auto": the browser's language (navigator.languages), else the one picked in Settings. */
+export type LanguageChoice = "auto" | "en" | "de";
 
 export interface Settings {
   /** null: the model's default. */
@@ -10,6 +12,7 @@ export interface Settings {
   maxTokens: number | null;
   streaming: boolean;
   theme: ThemeChoice;
+  language: LanguageChoice;
   /** The last model picked. */
   model: string | null;
 }
@@ -27,6 +30,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   maxTokens: null,
   streaming: true,
   theme: "system",
+  language: "auto",
   model: null,
 });
 
@@ -56,6 +60,7 @@ export function loadSettings(storage: Pick<Storage, "getItem"> | null): Settings
   if (maxTokens !== undefined) settings.maxTokens = maxTokens === null ? null : Math.round(maxTokens);
   if (typeof saved.streaming === "boolean") settings.streaming = saved.streaming;
   if (saved.theme === "light" || saved.theme === "dark" || saved.theme === "system") settings.theme = saved.theme;
+  if (saved.language === "auto" || saved.language === "en" || saved.language === "de") settings.language = saved.language;
   if (typeof saved.model === "string" && saved.model) settings.model = saved.model;
   return settings;
 }
