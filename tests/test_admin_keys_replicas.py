@@ -48,6 +48,12 @@ def test_replicas_share_limits_budget_and_revocation_through_redis(
     view = spend_of(a, paid["id"], at_least=2 * COST)
     assert view["spend_usd"] == pytest.approx(2 * COST)
     assert view["remaining_budget_usd"] == 0
+    # The spend per day, written on a and on b, read on either.
+    for conn in (a, b):
+        status, series = call(conn, "GET", f"/admin/keys/{paid['id']}/spend?days=3", ADMIN)
+        assert status == 200, series
+        assert [row["spend_usd"] for row in series["data"]] == [0, 0, pytest.approx(2 * COST)]
+        assert [row["budget_usd"] for row in series["data"]] == [1.5 * COST] * 3
     for conn in (a, b):
         status, body = call(
             conn,

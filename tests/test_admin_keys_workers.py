@@ -113,6 +113,10 @@ def test_workers_share_limits_revocation_and_spend(
         assert after["last_used_at"] == before["last_used_at"]
         assert chat(conn, gone["secret"]) == 401
         assert chat(conn, team["secret"]) == 429  # the minute's requests survived too
+        # The spend per day, written by both workers, survived the restart too.
+        status, series = call(conn, "GET", f"/admin/keys/{team['id']}/spend?days=2", ADMIN)
+        assert status == 200, series
+        assert [row["spend_usd"] for row in series["data"]] == [0, pytest.approx(4 * COST)]
     finally:
         again.stop()
     log = served.stderr() + served.stdout() + again.stderr() + again.stdout()

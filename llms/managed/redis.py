@@ -24,7 +24,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from llms.errors import AuthenticationFailed, Conflict, ServiceUnavailable
-from llms.managed import model
+from llms.managed import history, model
 from llms.managed.model import LEASE_TTL_S, Admitted
 
 log = logging.getLogger("llms.keys")
@@ -122,6 +122,9 @@ if tonumber(ARGV[5]) > 0 then
   local sp = p .. 'sp:' .. id
   redis.call('HINCRBYFLOAT', sp, ARGV[6], ARGV[5])
   if ARGV[6] ~= 'all' then redis.call('HINCRBYFLOAT', sp, 'all', ARGV[5]) end
+  local dk = p .. 'sd:' .. id .. ':' .. ARGV[8]
+  redis.call('HINCRBYFLOAT', dk, ARGV[9], ARGV[5])
+  redis.call('EXPIRE', dk, ARGV[10])
 end
 return 1
 """
@@ -151,6 +154,8 @@ if not f[1] then return 0 end
 redis.call('DEL', k, p .. 'name:' .. f[1], p .. 'hash:' .. f[2], p .. 'r:' .. id,
   p .. 't:' .. id, p .. 's:' .. id, p .. 'sp:' .. id)
 redis.call('ZREM', p .. 'index', id)
+local today = tonumber(ARGV[3])
+for day = today - tonumber(ARGV[4]), today do redis.call('DEL', p .. 'sd:' .. id .. ':' .. day) end
 return 1
 """
 
@@ -242,8 +247,27 @@ class RedisKeys:
         return None if done == 0 else await self.get(key_id)
 
     async def delete(self, key_id: str) -> bool:
+        today = int(self.clock() // history.DAY_S)
+        args: list[str | int] = [self.prefix, key_id, today, history.RETENTION_DAYS]
         with _translated("delete"):
-            return bool(await self._delete(args=[self.prefix, key_id]))
+            return bool(await self._delete(args=args))
+
+    async def spend_hours(self, key_id: str, first: int, last: int) -> dict[int, float]:
+        """The key's spend per UTC hour from `first` to `last` (hours since the epoch): a hash
+        per UTC day (`sd:<id>:<day>`, its fields the hours of the day, expiring with retention)."""
+        days = range(first // 24, last // 24 + 1)
+        with _translated("spend"):
+            pipe = self.redis.pipeline(transaction=False)
+            for day in days:
+                pipe.hgetall(f"{self.prefix}sd:{key_id}:{day}")
+            found = await pipe.execute()
+        out: dict[int, float] = {}
+        for day, hours in zip(days, found, strict=True):
+            for hour, usd in hours.items():
+                at = day * 24 + int(hour)
+                if first <= at <= last:
+                    out[at] = float(usd)
+        return out
 
     # --- the request path ---------------------------------------------------------------------
 
@@ -279,7 +303,9 @@ class RedisKeys:
         period = model.period_of(admitted.budget_period, now)
         lease = admitted.lease or ""
         args: list[str | int] = [self.prefix, admitted.id, lease, tokens, repr(cost), period]
-        args.append(repr(now))
+        hour = history.hour_of(now)
+        ttl = (history.RETENTION_DAYS + 1) * history.DAY_S
+        args += [repr(now), hour // 24, hour % 24, ttl]
         with _translated("release"):
             await self._release(args=args)
 

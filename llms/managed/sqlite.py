@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import orjson
 
 from llms.errors import AuthenticationFailed, Conflict, GatewayError, ServiceUnavailable
-from llms.managed import model
+from llms.managed import history, model
 from llms.managed.model import LEASE_TTL_S, WINDOW_S, Admitted
 
 T = TypeVar("T")
@@ -49,6 +49,10 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS leases_key ON leases (key_id)",
     "CREATE TABLE IF NOT EXISTS spend (key_id TEXT NOT NULL, period TEXT NOT NULL,"
     " usd REAL NOT NULL, PRIMARY KEY (key_id, period))",
+    # Spend per key per UTC hour (history.py); the index on hour serves the hourly pruning.
+    "CREATE TABLE IF NOT EXISTS spend_hours (key_id TEXT NOT NULL, hour INTEGER NOT NULL,"
+    " usd REAL NOT NULL, PRIMARY KEY (key_id, hour)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS spend_hours_hour ON spend_hours (hour)",
 )
 COLUMNS = (
     "id, name, models, rpm, tpm, max_streams, budget_usd, budget_period, expires_at,"
@@ -81,6 +85,7 @@ class SqliteKeys:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llms-keys")
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._draining = False
+        self._pruned_hour = 0  # the hour this process last dropped old spend history
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db
@@ -248,11 +253,23 @@ class SqliteKeys:
         def remove(db: sqlite3.Connection) -> bool:
             with _transaction(db):
                 gone = db.execute("DELETE FROM keys WHERE id = ?", (key_id,)).rowcount > 0
-                for table in ("win", "leases", "spend"):
+                for table in ("win", "leases", "spend", "spend_hours"):
                     db.execute(f"DELETE FROM {table} WHERE key_id = ?", (key_id,))
             return gone
 
         return await self._run(remove)
+
+    async def spend_hours(self, key_id: str, first: int, last: int) -> dict[int, float]:
+        """The key's spend per UTC hour from `first` to `last` (hours since the epoch)."""
+
+        def select(db: sqlite3.Connection) -> dict[int, float]:
+            rows = db.execute(
+                "SELECT hour, usd FROM spend_hours WHERE key_id = ? AND hour BETWEEN ? AND ?",
+                (key_id, first, last),
+            )
+            return {hour: usd for hour, usd in rows}
+
+        return await self._run(select)
 
     # --- the request path ---------------------------------------------------------------------
 
@@ -311,6 +328,16 @@ class SqliteKeys:
                         "INSERT INTO spend VALUES (?, ?, ?) ON CONFLICT (key_id, period)"
                         " DO UPDATE SET usd = usd + excluded.usd",
                         (admitted.id, bucket, cost),
+                    )
+                db.execute(
+                    "INSERT INTO spend_hours VALUES (?, ?, ?) ON CONFLICT (key_id, hour)"
+                    " DO UPDATE SET usd = usd + excluded.usd",
+                    (admitted.id, history.hour_of(now), cost),
+                )
+                if self._pruned_hour != history.hour_of(now):
+                    self._pruned_hour = history.hour_of(now)
+                    db.execute(
+                        "DELETE FROM spend_hours WHERE hour < ?", (history.oldest_kept_hour(now),)
                     )
 
         await self._batched(release)

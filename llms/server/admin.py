@@ -17,7 +17,7 @@ from aiohttp import web
 
 from llms.config import ApiKey
 from llms.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
-from llms.managed import model
+from llms.managed import history, model
 from llms.managed.gate import MANAGED, ManagedKeys
 from llms.server.auth import authenticate, presented_key
 from llms.server.routes import json_response
@@ -31,6 +31,7 @@ def install(app: web.Application) -> None:
     app.router.add_get("/admin/keys/{id}", get_key)
     app.router.add_patch("/admin/keys/{id}", update_key)
     app.router.add_delete("/admin/keys/{id}", delete_key)
+    app.router.add_get("/admin/keys/{id}/spend", key_spend)
 
 
 def is_admin_path(path: str) -> bool:
@@ -127,3 +128,17 @@ async def delete_key(request: web.Request) -> web.Response:
     if not await _managed(request).store.delete(key_id):
         raise _not_found(key_id)
     return json_response({"id": key_id, "object": "api_key", "deleted": True})
+
+
+async def key_spend(request: web.Request) -> web.Response:
+    """`?days=N` (default 30, at most 400) UTC days of the key's spend, with its budget line."""
+    key_id = request.match_info["id"]
+    days = history.parse_days(request.query)
+    store = _managed(request).store
+    view = await store.get(key_id)
+    if view is None:
+        raise _not_found(key_id)
+    now = model.now_s()
+    first, last = history.hours_needed(view, days, now)
+    hours = await store.spend_hours(key_id, first, last)
+    return json_response(history.series(view, hours, days, now))
