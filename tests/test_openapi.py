@@ -53,11 +53,12 @@ PATHS = {
     "/v1/completions": {"post"},
     "/admin/keys": {"post", "get"},
     "/admin/keys/{id}": {"get", "patch", "delete"},
+    "/admin/keys/{id}/spend": {"get"},
 }
 # Fuzzed by schemathesis in tests/test_fuzz_messages.py (Anthropic's errors; completions), and
 # the admin API, served only with `server.admin_key` (tests/test_admin_keys*.py).
 ELSEWHERE = {"/v1/messages", "/v1/messages/count_tokens", "/v1/completions", "/admin/keys",
-             "/admin/keys/{id}"}  # fmt: skip
+             "/admin/keys/{id}", "/admin/keys/{id}/spend"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llms.managed.history import DEFAULT_DAYS, MAX_DAYS
 from llms.managed.model import LIMITS, NAME_MAX, PERIODS
 from llms.server.openapi_schemas import NULL_STR, Schema, nullable, obj, ref, string
 
@@ -47,10 +48,45 @@ _KEY = obj(
     },
     ("id", "object", "name"),
 )
+_DAY = obj(
+    {
+        "date": string(description="The UTC day, YYYY-MM-DD."),
+        "start": {"type": "integer", "description": "The day's first second (Unix)."},
+        "spend_usd": _NUMBER,
+        "period_spend_usd": {
+            **_NUMBER,
+            "description": "Spent in the budget period (day, month or all time) by the day's end.",
+        },
+        "budget_usd": nullable(_NUMBER),
+    },
+    ("date", "start", "spend_usd", "period_spend_usd", "budget_usd"),
+)
+_SPEND = obj(
+    {
+        "object": {"const": "api_key.spend"},
+        "id": string(),
+        "name": string(),
+        "days": {"type": "integer"},
+        "budget_usd": nullable(_NUMBER),
+        "budget_period": NULL_STR,
+        "spend_usd": _NUMBER,
+        "total_spend_usd": _NUMBER,
+        "window_spend_usd": _NUMBER,
+        "data": {"type": "array", "items": _DAY},
+    },
+    ("object", "id", "name", "days", "data"),
+)
+_DAYS = {
+    "name": "days",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS, "default": DEFAULT_DAYS},
+}
 ADMIN_SCHEMAS: dict[str, Schema] = {
     "ApiKeyCreate": obj(_FIELDS, ("name",), additionalProperties=False),
     "ApiKeyUpdate": obj(_FIELDS, additionalProperties=False),
     "ApiKey": _KEY,
+    "ApiKeySpend": _SPEND,
 }
 _ID = {"name": "id", "in": "path", "required": True, "schema": string()}
 
@@ -121,6 +157,17 @@ def admin_paths(errors: Any) -> Schema:
                         "Revoked.",
                     ),
                     **errors(401, 403, 404, 503),
+                },
+            },
+        },
+        "/admin/keys/{id}/spend": {
+            "get": {
+                "operationId": "retrieveApiKeySpend",
+                "summary": "The key's spend per UTC day (zero-filled, oldest first) and budget.",
+                "parameters": [_ID, _DAYS],
+                "responses": {
+                    "200": answer(ref("ApiKeySpend"), "The series."),
+                    **errors(400, 401, 403, 404, 503),
                 },
             },
         },
