@@ -3,6 +3,7 @@
  * revoked. The admin key is sent as a Bearer token; errors come back in OpenAI's shape and are
  * turned into one sentence naming the field (`param`) when there is one.
  */
+import { t } from "../i18n";
 
 export interface ManagedKey {
   id: string;
@@ -82,11 +83,11 @@ export class AdminClient {
 
 export function errorOf(status: number, data: unknown): AdminError {
   const error = (data as { error?: { message?: unknown; param?: unknown } } | null)?.error;
-  const message = typeof error?.message === "string" ? error.message : `The gateway answered ${status}.`;
+  const message = typeof error?.message === "string" ? error.message : t("admin.answered", { status });
   const param = typeof error?.param === "string" ? error.param : null;
-  if (status === 401) return new AdminError("The admin key is missing or wrong.", status);
-  if (status === 403) return new AdminError("That is an API key, not the admin key.", status);
-  if (status === 404 && param === null) return new AdminError("This gateway has no admin API (server.admin_key is not set).", status);
+  if (status === 401) return new AdminError(t("admin.keyMissing"), status);
+  if (status === 403) return new AdminError(t("admin.notAdminKey"), status);
+  if (status === 404 && param === null) return new AdminError(t("admin.noAdminApi"), status);
   return new AdminError(message, status, param);
 }
 
@@ -102,6 +103,6 @@ export function limitOf(text: string, name: string): number | null {
   const trimmed = text.trim();
   if (trimmed === "") return null;
   const value = Number(trimmed);
-  if (!Number.isInteger(value) || value <= 0) throw new AdminError(`${name} must be a positive whole number.`, 400, name);
+  if (!Number.isInteger(value) || value <= 0) throw new AdminError(t("admin.positiveWhole", { name }), 400, name);
   return value;
 }

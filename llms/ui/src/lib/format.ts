@@ -1,45 +1,63 @@
-/** Numbers and times as the UI shows them. */
+/** Numbers and times as the UI shows them, in the UI's language (Intl with i18n's locale). */
+import { locale, t } from "../i18n";
+
+/** A number with exactly `digits` decimals: 1.5 in English, 1,5 in German. */
+export function decimal(n: number, digits = 1): string {
+  return new Intl.NumberFormat(locale(), { minimumFractionDigits: digits, maximumFractionDigits: digits, useGrouping: false }).format(n);
+}
 
 export function seconds(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 60_000) return `${decimal(ms / 1000)} s`;
   const m = Math.floor(ms / 60_000);
   const s = Math.round((ms % 60_000) / 1000);
   return `${m} min ${s} s`;
 }
 
 export function integer(n: number): string {
-  return n.toLocaleString("en-US");
+  return n.toLocaleString(locale() === "de" ? "de-DE" : "en-US");
 }
 
 export function compact(n: number): string {
-  if (Math.abs(n) < 1000) return String(Math.round(n * 100) / 100);
-  return new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 }).format(n);
+  const tag = locale() === "de" ? "de-DE" : "en-US";
+  if (Math.abs(n) < 1000) return new Intl.NumberFormat(tag, { maximumFractionDigits: 2, useGrouping: false }).format(n);
+  return new Intl.NumberFormat(tag, { notation: "compact", maximumFractionDigits: 1 }).format(n);
+}
+
+/** US dollars (the gateway's prices), four decimals below a cent. */
+export function money(value: number): string {
+  const digits = value < 0.01 && value > 0 ? 4 : 2;
+  return new Intl.NumberFormat(locale() === "de" ? "de-DE" : "en-US", {
+    style: "currency",
+    currency: "USD",
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  }).format(value);
 }
 
 /** "just now", "5 min ago", "yesterday", or a date. */
 export function relativeTime(then: number, now: number = Date.now()): string {
   const diff = Math.max(0, now - then);
-  if (diff < 45_000) return "just now";
-  if (diff < 3_600_000) return `${Math.round(diff / 60_000)} min ago`;
+  if (diff < 45_000) return t("time.justNow");
+  if (diff < 3_600_000) return t("time.minutesAgo", { n: Math.round(diff / 60_000) });
   const date = new Date(then);
   const today = new Date(now);
   if (date.toDateString() === today.toDateString()) {
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return date.toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit" });
   }
   const yesterday = new Date(now - 86_400_000);
-  if (date.toDateString() === yesterday.toDateString()) return "yesterday";
-  return date.toLocaleDateString([], { month: "short", day: "numeric" });
+  if (date.toDateString() === yesterday.toDateString()) return t("time.yesterday");
+  return date.toLocaleDateString(locale(), { month: "short", day: "numeric" });
 }
 
 /** Section of the thread list a time falls in. */
 export function dayGroup(then: number, now: number = Date.now()): string {
   const startOfToday = new Date(now);
   startOfToday.setHours(0, 0, 0, 0);
-  const t = startOfToday.getTime();
-  if (then >= t) return "Today";
-  if (then >= t - 86_400_000) return "Yesterday";
-  if (then >= t - 7 * 86_400_000) return "Previous 7 days";
-  if (then >= t - 30 * 86_400_000) return "Previous 30 days";
-  return "Older";
+  const day = startOfToday.getTime();
+  if (then >= day) return t("time.today");
+  if (then >= day - 86_400_000) return t("time.yesterdayGroup");
+  if (then >= day - 7 * 86_400_000) return t("time.previous7");
+  if (then >= day - 30 * 86_400_000) return t("time.previous30");
+  return t("time.older");
 }

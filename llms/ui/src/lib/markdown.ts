@@ -8,6 +8,7 @@
  */
 import DOMPurify from "dompurify";
 import { Marked, type Tokens } from "marked";
+import { t } from "../i18n";
 import { escapeHtml, highlightCode } from "./highlight";
 import { extrasExtension } from "./marked-extras";
 import { beginMath, fillMath, mathExtension, openMath } from "./math";
@@ -36,13 +37,13 @@ const marked = new Marked({
       return (
         '<div class="code-block">' +
         `<div class="code-head"><span class="code-lang">${escapeHtml(label || "text")}</span>` +
-        '<button type="button" class="code-copy" data-testid="copy-code" aria-label="Copy code">Copy</button></div>' +
+        `<button type="button" class="code-copy" data-testid="copy-code" aria-label="${escapeHtml(t("markdown.copyCode"))}">${escapeHtml(t("markdown.copy"))}</button></div>` +
         `<pre><code${cls}>${html}</code></pre></div>\n`
       );
     },
     checkbox({ checked }: Tokens.Checkbox): string {
       // Read-only; named for screen readers and accessibility checks (the item's text follows).
-      const state = checked ? 'checked="" aria-label="Done"' : 'aria-label="Not done"';
+      const state = checked ? `checked="" aria-label="${escapeHtml(t("markdown.done"))}"` : `aria-label="${escapeHtml(t("markdown.notDone"))}"`;
       return `<input type="checkbox" disabled="" ${state}> `;
     },
     image({ href, text }: Tokens.Image): string {
@@ -114,8 +115,8 @@ export function codeBlockShell(lang: string): { root: HTMLElement; code: HTMLEle
   copy.type = "button";
   copy.className = "code-copy";
   copy.dataset.testid = "copy-code";
-  copy.setAttribute("aria-label", "Copy code");
-  copy.textContent = "Copy";
+  copy.setAttribute("aria-label", t("markdown.copyCode"));
+  copy.textContent = t("markdown.copy");
   head.append(label, copy);
   const pre = document.createElement("pre");
   const code = document.createElement("code");

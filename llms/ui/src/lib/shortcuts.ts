@@ -9,14 +9,15 @@ export type ShortcutAction = "new-chat" | "focus-composer" | "copy-last-answer" 
 export interface Shortcut {
   action: ShortcutAction;
   keys: string[];
-  label: string;
+  /** Its name's message key under `shortcuts.` (i18n/en.ts). */
+  label: "newChat" | "focusComposer" | "copyLastAnswer" | "showShortcuts";
 }
 
 export const SHORTCUTS: readonly Shortcut[] = [
-  { action: "new-chat", keys: ["Ctrl", "Shift", "O"], label: "New chat" },
-  { action: "focus-composer", keys: ["Shift", "Esc"], label: "Focus the message box" },
-  { action: "copy-last-answer", keys: ["Ctrl", "Shift", "C"], label: "Copy the last answer" },
-  { action: "show-shortcuts", keys: ["Ctrl", "/"], label: "Show these shortcuts" },
+  { action: "new-chat", keys: ["Ctrl", "Shift", "O"], label: "newChat" },
+  { action: "focus-composer", keys: ["Shift", "Esc"], label: "focusComposer" },
+  { action: "copy-last-answer", keys: ["Ctrl", "Shift", "C"], label: "copyLastAnswer" },
+  { action: "show-shortcuts", keys: ["Ctrl", "/"], label: "showShortcuts" },
 ];
 
 export function isMac(platform: string = typeof navigator === "undefined" ? "" : navigator.platform): boolean {
