@@ -4,7 +4,9 @@ import { Gateway } from "./api/client";
 import { AuthStore } from "./stores/auth";
 import { ChatController } from "./stores/chat";
 import { ModelsStore } from "./stores/models";
-import { createSettings } from "./stores/settings";
+import { PresetStore } from "./lib/presets";
+import { autoTitle } from "./lib/titles";
+import { browserStorage, createSettings } from "./stores/settings";
 import { ThreadStore } from "./stores/threads";
 
 export const settings = createSettings();
@@ -16,7 +18,17 @@ export const threads = new ThreadStore();
 auth.onKeyChange(() => {
   if (!models.state.loading) void models.load();
 });
-export const chat = new ChatController({ gateway, threads, settings, auth, models });
+export const presets = new PresetStore(browserStorage());
+// After a new chat's first answer, its model names it (unless turned off in Settings).
+const titles = { gateway, threads, enabled: () => settings.autoTitles };
+export const chat = new ChatController({
+  gateway,
+  threads,
+  settings,
+  auth,
+  models,
+  onAnswered: (thread, answer) => void autoTitle(titles, thread, answer),
+});
 
 /** Whether the gateway has the usage API (`GET /api/usage`); null until known. */
 export const usageApi = reactive({ available: null as boolean | null });

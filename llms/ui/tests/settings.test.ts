@@ -41,7 +41,7 @@ describe("settings", () => {
     settings.model = "gpt-4o-mini";
     await nextTick();
     const reloaded = createSettings(storage);
-    expect({ ...reloaded }).toEqual({ temperature: 1.3, maxTokens: 512, streaming: false, theme: "dark", language: "auto", model: "gpt-4o-mini" });
+    expect({ ...reloaded }).toEqual({ temperature: 1.3, maxTokens: 512, streaming: false, theme: "dark", autoTitles: true, language: "auto", model: "gpt-4o-mini" });
     reloaded.maxTokens = null;
     reloaded.temperature = null;
     expect(loadSettings(storage)).toMatchObject({ maxTokens: null, temperature: null });

@@ -92,6 +92,8 @@ export function parseImport(text: string, now: number, makeId: () => string): Th
       id: makeId(),
       title,
       titleEdited: raw.titleEdited === true,
+      // Imported chats are never titled by a model here; a model's title in the file stays.
+      autoTitle: raw.autoTitle === "done" ? "done" : "asked",
       systemPrompt: typeof raw.systemPrompt === "string" ? raw.systemPrompt : "",
       model: typeof raw.model === "string" ? raw.model : null,
       createdAt,

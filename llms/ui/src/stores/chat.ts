@@ -47,6 +47,8 @@ export interface ChatDeps {
   runOptions?: Partial<RunOptions>;
   /** Which tab runs which answer (default: Web Locks). */
   locks?: RunLocks;
+  /** An answer run by this tab completed (saved): e.g. ask for the chat's title (lib/titles.ts). */
+  onAnswered?: (thread: Thread, answer: ChatMessage) => void;
 }
 
 interface ActiveRun {
@@ -223,6 +225,8 @@ export class ChatController {
       streamId: newStreamId(),
       lastEventId: undefined,
       continued: (live.continued ?? 0) + 1,
+      maxTokens: request.max_tokens,
+      outputBase: live.content.length + (live.reasoning?.length ?? 0),
     } satisfies Partial<ChatMessage>);
     await this.start(thread, live, { request });
   }
@@ -311,6 +315,7 @@ export class ChatController {
     const request = this.request(thread, model, end);
     const fresh = newAnswer(newId(), model, this.now());
     fresh.streamId = newStreamId();
+    if (request.max_tokens !== undefined) fresh.maxTokens = request.max_tokens;
     if (at.branchAt !== undefined) {
       branch(thread.messages, at.branchAt, [fresh]);
     } else if (at.replaceAt !== undefined) {
@@ -400,5 +405,6 @@ export class ChatController {
       threads.broadcastMessage(thread.id, live, { force: true });
       release?.();
     }
+    if (outcome.kind === "done") this.deps.onAnswered?.(thread, live);
   }
 }

@@ -19,6 +19,11 @@ export interface ThreadMeta {
   preview: string;
   /** Kept at the top of the sidebar, above the days. */
   pinned?: boolean;
+  /**
+   * A title was asked of the model after the first answer ("asked"), and it named the chat
+   * ("done": the title is the model's, kept like a rename). Imported chats count as asked.
+   */
+  autoTitle?: "asked" | "done";
 }
 
 export interface Thread extends ThreadMeta {

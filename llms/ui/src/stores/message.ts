@@ -60,6 +60,10 @@ export interface ChatMessage {
   stoppedElsewhere?: boolean;
   /** How many times Continue extended this answer after a max-tokens cut. */
   continued?: number;
+  /** The request's max_tokens (the progress cue: lib/progress.ts). */
+  maxTokens?: number;
+  /** Characters of text (content and reasoning) before this run's output: a Continue's start. */
+  outputBase?: number;
   /**
    * Other versions of this turn (an edited question, a regenerated answer): each is this message
    * and every message after it, as they were. The active version's slot is empty (it is the

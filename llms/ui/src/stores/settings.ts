@@ -12,6 +12,8 @@ export interface Settings {
   maxTokens: number | null;
   streaming: boolean;
   theme: ThemeChoice;
+  /** Ask the chat's model for a short title after a new chat's first answer (lib/titles.ts). */
+  autoTitles: boolean;
   language: LanguageChoice;
   /** The last model picked. */
   model: string | null;
@@ -30,6 +32,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   maxTokens: null,
   streaming: true,
   theme: "system",
+  autoTitles: true,
   language: "auto",
   model: null,
 });
@@ -59,6 +62,7 @@ export function loadSettings(storage: Pick<Storage, "getItem"> | null): Settings
   const maxTokens = numberOrNull(saved.maxTokens, 1, 1_000_000);
   if (maxTokens !== undefined) settings.maxTokens = maxTokens === null ? null : Math.round(maxTokens);
   if (typeof saved.streaming === "boolean") settings.streaming = saved.streaming;
+  if (typeof saved.autoTitles === "boolean") settings.autoTitles = saved.autoTitles;
   if (saved.theme === "light" || saved.theme === "dark" || saved.theme === "system") settings.theme = saved.theme;
   if (saved.language === "auto" || saved.language === "en" || saved.language === "de") settings.language = saved.language;
   if (typeof saved.model === "string" && saved.model) settings.model = saved.model;

@@ -200,17 +200,36 @@ export class ThreadStore {
     });
   }
 
+  /**
+   * The model's title for a chat (lib/titles.ts), unless the user renamed it meanwhile; null
+   * marks the chat as asked (no title is asked for it again). Its place in the list stays.
+   */
+  async setAutoTitle(id: string, title: string | null): Promise<void> {
+    await this.updateMeta(
+      id,
+      (meta) => {
+        if (title !== null && !meta.titleEdited) {
+          meta.title = title;
+          meta.autoTitle = "done";
+        } else {
+          meta.autoTitle ??= "asked";
+        }
+      },
+      { touch: false },
+    );
+  }
+
   async setSystemPrompt(id: string, text: string): Promise<void> {
     await this.updateMeta(id, (meta) => {
       meta.systemPrompt = text;
     });
   }
 
-  private async updateMeta(id: string, change: (meta: ThreadMeta) => void): Promise<void> {
+  private async updateMeta(id: string, change: (meta: ThreadMeta) => void, options: { touch?: boolean } = {}): Promise<void> {
     const current = this.state.current;
     if (current?.id === id) {
       change(current);
-      await this.save(current);
+      await this.save(current, options);
       return;
     }
     const thread = await this.db.get(id);
@@ -270,7 +289,7 @@ export class ThreadStore {
     }
     if (this.deleted.has(thread.id)) return;
     if (options.touch !== false) thread.updatedAt = this.now();
-    if (!thread.titleEdited) {
+    if (!thread.titleEdited && thread.autoTitle !== "done") {
       const first = thread.messages.find((m) => m.role === "user");
       thread.title = first ? titleFrom(first.content) : UNTITLED;
     }
