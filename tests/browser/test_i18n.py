@@ -1,0 +1,89 @@
+"""The UI's language: German for a German browser (navigator.languages), English otherwise;
+switched live in Settings, kept across a reload, <html lang> in step; axe-clean in German."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from playwright.async_api import expect
+
+from tests.browser.support import Stack
+from tests.browser.test_accessibility import AXE_PAGE, assert_accessible
+from tests.upstreams.openai import FakeOpenAI, text_script
+
+StartStack = Callable[..., Awaitable[Stack]]
+
+
+async def test_a_german_browser_gets_german(
+    stack: StartStack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.scripts["up"] = text_script(["Hallo ", "**Welt**.\n\n```python\nprint(1)\n```\n"])
+    s = await stack(
+        state={"request_log": f"sqlite:{tmp_path / 'requests.db'}"},
+        page_options={"locale": "de-DE", **AXE_PAGE},
+    )
+    await s.open()
+    page = s.page
+    assert await page.evaluate("navigator.languages[0]") == "de-DE"
+    await expect(page.locator("html")).to_have_attribute("lang", "de")
+    await expect(page.get_by_test_id("new-thread")).to_have_text("Neuer Chat")
+    await expect(page.get_by_role("button", name="Einstellungen")).to_be_visible()
+    await expect(page.get_by_role("button", name="Zum dunklen Design wechseln")).to_be_visible()
+    await expect(page.get_by_test_id("thread-search")).to_have_attribute(
+        "placeholder", "Chats durchsuchen"
+    )
+
+    await s.settled(await s.send("Sag hallo."))
+    await expect(page.get_by_role("heading", name="Heute")).to_be_visible()  # the day group
+    await expect(page.get_by_test_id("copy-code")).to_have_text("Kopieren")
+    await assert_accessible(s, "the chat in German")
+    await s.screenshot("i18n-de-chat")
+
+    await page.get_by_test_id("settings-toggle").click()
+    panel = page.locator("#settings-panel")
+    await expect(panel.get_by_role("heading", name="Einstellungen")).to_be_visible()
+    await expect(panel.get_by_label("Temperatur", exact=True)).to_be_visible()
+    await expect(panel.get_by_test_id("language-auto")).to_be_checked()
+    await assert_accessible(s, "Settings in German")
+    await s.screenshot("i18n-de-settings")
+    await page.keyboard.press("Escape")
+
+    await page.get_by_test_id("usage-page-link").click()
+    await expect(page.get_by_role("heading", name="Verbrauch", level=1)).to_be_visible()
+    await expect(page.get_by_role("table", name="Verbrauch pro Modell")).to_be_visible()
+    await expect(page.get_by_role("radiogroup", name="Zeitraum")).to_contain_text("24 Stunden")
+    await assert_accessible(s, "the usage page in German")
+    await s.screenshot("i18n-de-usage")
+
+
+async def test_switching_the_language_in_settings_is_live_and_kept(stack: StartStack) -> None:
+    s = await stack(page_options={"locale": "en-US"})
+    await s.open()
+    page = s.page
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await expect(page.get_by_test_id("new-thread")).to_have_text("New chat")
+
+    await page.get_by_test_id("settings-toggle").click()
+    panel = page.locator("#settings-panel")
+    await expect(panel.get_by_test_id("language-auto")).to_be_checked()
+    await panel.get_by_text("Deutsch").click()
+    # At once, without a reload: the panel, the sidebar and <html lang>.
+    await expect(panel.get_by_role("heading", name="Einstellungen")).to_be_visible()
+    await expect(page.get_by_test_id("new-thread")).to_have_text("Neuer Chat")
+    await expect(page.locator("html")).to_have_attribute("lang", "de")
+    await s.screenshot("i18n-switched-to-de")
+
+    await page.reload()
+    await expect(page.get_by_test_id("model-picker")).to_be_enabled()
+    await expect(page.locator("html")).to_have_attribute("lang", "de")
+    await expect(page.get_by_test_id("new-thread")).to_have_text("Neuer Chat")
+
+    await page.get_by_test_id("settings-toggle").click()
+    await expect(panel.get_by_test_id("language-de")).to_be_checked()
+    await panel.get_by_text("Browser").click()  # back to the browser's language: English
+    await expect(panel.get_by_role("heading", name="Settings")).to_be_visible()
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await page.reload()
+    await expect(page.get_by_test_id("model-picker")).to_be_enabled()
+    await expect(page.get_by_test_id("new-thread")).to_have_text("New chat")
