@@ -101,7 +101,10 @@ class ThreadedGateway:
             providers,
             server={"api_keys": [KEY], "request_timeout_s": 10, **self.server},
             routing={"max_attempts": 1},
-            state={"responses": {"store": f"sqlite:{self.state_dir.name}/responses.db"}},
+            state={
+                "responses": {"store": f"sqlite:{self.state_dir.name}/responses.db"},
+                "keys_store": f"sqlite:{self.state_dir.name}/keys.db",  # with server.admin_key
+            },
         )
         await self._serve(create_app(config), shutdown_timeout=1, **server_options(config))
         return int(self.runners[-1].addresses[0][1])

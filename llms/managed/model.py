@@ -98,9 +98,10 @@ def check_fields(body: Any, *, create: bool) -> dict[str, Any]:
         raise InvalidRequest("The body must be a JSON object.", code="invalid_type")
     for name in body:
         if name not in FIELDS:
+            shown = shorten(str(name))
             raise InvalidRequest(
-                f"Unknown field `{name}`; expected one of {', '.join(FIELDS)}.",
-                param=str(name),
+                f"Unknown field `{shown}`; expected one of {', '.join(FIELDS)}.",
+                param=shown,
                 code="unknown_parameter",
             )
     if create and "name" not in body:
@@ -132,7 +133,7 @@ def _field(name: str, value: Any) -> Any:
     if name == "budget_usd":
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e12:
             raise bad("a number of US dollars (0 or more) or null")
-        return float(value)
+        return float(value) + 0.0  # -0.0 is 0
     if name == "budget_period":
         if value not in PERIODS:
             raise bad('"day", "month" or null')
@@ -145,10 +146,18 @@ def _field(name: str, value: Any) -> Any:
             raise bad("Unix seconds or an ISO 8601 time such as 2027-01-01T00:00:00Z") from None
         if moment.tzinfo is None:
             raise bad("a time with its offset (Z or +hh:mm)")
-        return int(moment.timestamp())
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 2**40:
+        seconds = moment.timestamp()
+        if not 1 <= seconds < 2**40:
+            raise bad("a time after 1970-01-01T00:00:00Z")
+        return int(seconds)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value < 2**40:
         raise bad("Unix seconds or an ISO 8601 time such as 2027-01-01T00:00:00Z")
     return int(value)
+
+
+def shorten(text: str, limit: int = 64) -> str:
+    """What a client sent, as an error message may quote it: never more than `limit` characters."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def view(row: Mapping[str, Any], spend: float, total: float) -> dict[str, Any]:

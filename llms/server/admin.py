@@ -74,8 +74,8 @@ async def _body(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
+    except orjson.JSONDecodeError as exc:  # its message says where, never what
+        raise InvalidRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
 
 
 def _check_name(managed: ManagedKeys, fields: dict[str, Any]) -> None:
@@ -87,7 +87,8 @@ def _check_name(managed: ManagedKeys, fields: dict[str, Any]) -> None:
 
 
 def _not_found(key_id: str) -> NotFound:
-    return NotFound(f"No key with id {key_id!r}.", param="id", code="key_not_found")
+    shown = model.shorten(key_id)
+    return NotFound(f"No key with id {shown!r}.", param="id", code="key_not_found")
 
 
 async def create_key(request: web.Request) -> web.Response:

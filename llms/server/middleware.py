@@ -94,6 +94,17 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return error_response(_from_http(exc, request), request)
+    except web.RequestPayloadError:
+        # The body's bytes are not what its headers say: a Content-Encoding that does not
+        # decode, a chunked body cut short. The client's mistake: a 400, not a 500.
+        return error_response(
+            InvalidRequest(
+                "The request body could not be read: it does not match its Content-Encoding"
+                " or Transfer-Encoding.",
+                code="invalid_body",
+            ),
+            request,
+        )
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(

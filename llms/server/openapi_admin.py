@@ -22,7 +22,7 @@ _FIELDS: Schema = {
     "budget_period": nullable({"enum": list(PERIODS)}),
     "expires_at": {
         "anyOf": [
-            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 2**40},
+            {"type": "number", "minimum": 1, "exclusiveMaximum": 2**40},
             string(description="ISO 8601 with its offset, e.g. 2027-01-01T00:00:00Z"),
             {"type": "null"},
         ]

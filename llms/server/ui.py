@@ -16,7 +16,7 @@ from aiohttp import web
 from llms.errors import NotFound
 
 DIST = Path(__file__).resolve().parent.parent / "ui" / "dist"
-API_PREFIXES = ("/v1", "/api", "/metrics", "/health", "/ready", "/openapi\\.json")
+API_PREFIXES = ("/v1", "/api", "/admin", "/metrics", "/health", "/ready", "/openapi\\.json")
 # Only the gateway itself: no inline scripts, no third-party origins.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
