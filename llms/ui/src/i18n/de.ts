@@ -199,4 +199,9 @@ export const de: Messages = {
     positiveWhole: "{name} muss eine positive ganze Zahl sein.",
 
   },
+  versions: {
+    label: "Versionen",
+    previous: "Vorherige Version",
+    next: "Nächste Version",
+  },
 };

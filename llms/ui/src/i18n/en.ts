@@ -201,6 +201,11 @@ export const en = {
     positiveWhole: "{name} must be a positive whole number.",
 
   },
+  versions: {
+    label: "Versions",
+    previous: "Previous version",
+    next: "Next version",
+  },
 };
 
 type Widen<T> = { [K in keyof T]: T[K] extends string ? string : Widen<T[K]> };
