@@ -5,6 +5,12 @@ export interface ModelCard {
   object: "model";
   created?: number;
   owned_by: string;
+  /** "embedding" when the upstream says the model only embeds. */
+  type?: string;
+  // What an upstream may tell of a model's inputs (passed through by some gateways).
+  input_modalities?: string[];
+  architecture?: { input_modalities?: string[] };
+  capabilities?: string[];
 }
 
 export interface Usage {
@@ -60,9 +66,12 @@ export interface ChatCompletion {
   usage?: Usage | null;
 }
 
+/** A part of a user message's content (OpenAI chat): text, or an image by URL or data URL. */
+export type ContentPart = { type: "text"; text: string } | { type: "image_url"; image_url: { url: string } };
+
 export interface WireMessage {
   role: "system" | "user" | "assistant";
-  content: string;
+  content: string | ContentPart[];
 }
 
 export interface ChatRequest {

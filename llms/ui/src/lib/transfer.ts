@@ -2,6 +2,7 @@
  * Export and import of chats: JSON (every chat, whole, to be imported here or in another
  * browser) and Markdown (one chat, to read or paste elsewhere).
  */
+import { inlinedText, validAttachments } from "./attachments";
 import { RUNNING_STATES, type ChatMessage } from "../stores/message";
 import type { Thread } from "../stores/db";
 import { metaOf, titleFrom } from "../stores/threads";
@@ -32,7 +33,12 @@ export function exportMarkdown(thread: Thread): string {
     if (message.reasoning?.trim()) {
       out.push("<details><summary>Reasoning</summary>", "", message.reasoning.trim(), "", "</details>", "");
     }
-    out.push(message.content.trim() || "_(no text)_", "");
+    const text = inlinedText(message.content, message.attachments);
+    out.push(text || (message.attachments?.length ? "" : "_(no text)_"));
+    for (const image of message.attachments ?? []) {
+      if (image.kind === "image") out.push(`_[image: ${image.name}${image.width ? `, ${image.width}×${image.height}` : ""}]_`);
+    }
+    out.push("");
   }
   return out.join("\n");
 }
@@ -65,6 +71,9 @@ function importMessage(raw: unknown, where: string, now: number, makeId: () => s
   delete message.streamId;
   delete message.lastEventId;
   delete message.notice;
+  const attachments = validAttachments(raw.attachments);
+  if (attachments) message.attachments = attachments;
+  else delete message.attachments;
   return message;
 }
 

@@ -10,6 +10,7 @@ import { reactive, toRaw } from "vue";
 import { newStreamId, runChat, type RunEvent, type RunOptions, type RunOutcome } from "../api/chat";
 import type { Gateway } from "../api/client";
 import type { ChatRequest, WireMessage } from "../api/types";
+import { takesImages, wireContent, type Attachment } from "../lib/attachments";
 import { frameScheduler, type FrameScheduler } from "../lib/frame";
 import type { AuthStore } from "./auth";
 import type { Thread } from "./db";
@@ -39,7 +40,7 @@ export interface ChatDeps {
   threads: ThreadStore;
   settings: Settings;
   auth: AuthStore;
-  models: Pick<ModelsStore, "selected">;
+  models: Pick<ModelsStore, "selected"> & { state?: Pick<ModelsStore["state"], "models"> };
   now?: () => number;
   run?: (options: RunOptions) => Promise<RunOutcome>;
   schedule?: (callback: () => void) => FrameScheduler;
@@ -69,7 +70,7 @@ export function wireMessages(thread: Thread, end: number = thread.messages.lengt
   const out: WireMessage[] = [];
   if (thread.systemPrompt.trim()) out.push({ role: "system", content: thread.systemPrompt });
   for (const message of thread.messages.slice(0, end)) {
-    if (message.role === "user") out.push({ role: "user", content: message.content });
+    if (message.role === "user") out.push({ role: "user", content: wireContent(message.content, message.attachments) });
     else if (message.content.trim()) out.push({ role: "assistant", content: message.content });
   }
   return out;
@@ -89,6 +90,11 @@ function copyInto(live: ChatMessage, draft: ChatMessage): void {
 }
 
 /** What Continue asks after an answer cut at the max-tokens limit. */
+/** Said before sending an image to a model known not to take images. */
+export function imagesRefused(model: string): string {
+  return `${model} does not take images. Remove the image, or pick a model that reads images.`;
+}
+
 export const CONTINUE_PROMPT = "Continue exactly where your previous answer stopped, without repeating anything.";
 
 export class ChatController {
@@ -134,13 +140,17 @@ export class ChatController {
     this.state.banner = null;
   }
 
-  /** Send a user message in the open thread (a new thread if none is open). */
-  async send(text: string): Promise<boolean> {
+  /** Send a user message (and its attachments) in the open thread (a new thread if none is open). */
+  async send(text: string, attachments: Attachment[] = []): Promise<boolean> {
     const content = text.trim();
-    if (!content) return false;
+    if (!content && !attachments.length) return false;
     const model = this.deps.models.selected.value;
     if (!model) {
       this.state.banner = { kind: "error", message: "No model is available: the gateway serves none, or could not be reached." };
+      return false;
+    }
+    if (attachments.some((a) => a.kind === "image") && this.takesImages(model) === false) {
+      this.state.banner = { kind: "error", message: imagesRefused(model) };
       return false;
     }
     const { threads } = this.deps;
@@ -150,7 +160,9 @@ export class ChatController {
       thread = await threads.create({ systemPrompt: this.state.draftSystemPrompt, model });
       this.state.draftSystemPrompt = "";
     }
-    thread.messages.push({ id: newId(), role: "user", content, createdAt: this.now() });
+    const message: ChatMessage = { id: newId(), role: "user", content, createdAt: this.now() };
+    if (attachments.length) message.attachments = attachments;
+    thread.messages.push(message);
     thread.model = model;
     void this.answer(thread, model);
     return true;
@@ -182,11 +194,16 @@ export class ChatController {
   async edit(messageId: string, text: string): Promise<void> {
     const thread = this.deps.threads.state.current;
     const content = text.trim();
-    if (!thread || !content || this.isBusy(thread)) return;
+    if (!thread || this.isBusy(thread)) return;
     const index = thread.messages.findIndex((m) => m.id === messageId);
     const model = this.modelFor(thread);
     if (index === -1 || thread.messages[index]!.role !== "user" || !model) return;
-    branch(thread.messages, index, [{ id: newId(), role: "user", content, createdAt: this.now() }]);
+    // The new version keeps the question's attachments: the edit is of its text.
+    const { attachments } = thread.messages[index]!;
+    if (!content && !attachments?.length) return;
+    const edited: ChatMessage = { id: newId(), role: "user", content, createdAt: this.now() };
+    if (attachments?.length) edited.attachments = attachments.map((a) => ({ ...toRaw(a) }));
+    branch(thread.messages, index, [edited]);
     await this.answer(thread, model);
   }
 
@@ -291,6 +308,12 @@ export class ChatController {
     const live = thread.messages[index]!;
     const resume = { streamId: best.streamId!, lastEventId: best.lastEventId ?? 0 };
     await this.start(thread, live, { request: { model: best.model ?? "", messages: [] }, resume, release });
+  }
+
+  /** Whether `model` takes images, as far as the gateway's model list tells (null: unknown). */
+  takesImages(model: string | null): boolean | null {
+    const card = this.deps.models.state?.models.find((m) => m.id === model);
+    return takesImages(card);
   }
 
   private modelFor(thread: Thread): string | null {

@@ -11,6 +11,7 @@
 import type { RunEvent, RunOutcome } from "../api/chat";
 import type { StoredError } from "../api/errors";
 import type { ChatChunk, ChatCompletion, StreamStatus, Usage } from "../api/types";
+import type { Attachment } from "../lib/attachments";
 
 export type Role = "user" | "assistant";
 export type MessageState = "connecting" | "waiting" | "retrying" | "streaming" | "done" | "stopped" | "failed";
@@ -30,6 +31,8 @@ export interface ChatMessage {
   role: Role;
   content: string;
   createdAt: number;
+  /** A user message's images and text files (lib/attachments.ts). */
+  attachments?: Attachment[];
   // Assistant answers only:
   state?: MessageState;
   reasoning?: string;

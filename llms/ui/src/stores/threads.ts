@@ -291,7 +291,7 @@ export class ThreadStore {
     if (options.touch !== false) thread.updatedAt = this.now();
     if (!thread.titleEdited && thread.autoTitle !== "done") {
       const first = thread.messages.find((m) => m.role === "user");
-      thread.title = first ? titleFrom(first.content) : UNTITLED;
+      thread.title = first ? titleFrom(first.content || (first.attachments?.[0]?.name ?? "")) : UNTITLED;
     }
     const snapshot = plain(thread);
     const meta = metaOf(snapshot);
