@@ -4,6 +4,7 @@
  * twice: the banner no longer repeats an answer's failure.
  */
 import type { StoredError } from "../api/errors";
+import { t } from "../i18n";
 
 export interface Explained {
   /** "The answer failed" / "The answer was interrupted" / "Rate limited". */
@@ -16,12 +17,13 @@ export interface Explained {
   rateLimited: boolean;
 }
 
+/** The gateway's own codes said in plain words (message keys under `failure.`). */
 const SERVER_CODES: Record<string, string> = {
-  upstream_lost: "The provider stopped in the middle of the answer.",
-  upstream_timeout: "The provider took too long to answer.",
-  slow_client: "The browser read the answer too slowly and the gateway cut it off.",
-  stream_events_expired: "The answer could not be resumed: the gateway no longer has its beginning.",
-  stream_evicted: "The answer could not be resumed: the gateway no longer has it.",
+  upstream_lost: "upstreamLost",
+  upstream_timeout: "upstreamTimeout",
+  slow_client: "slowClient",
+  stream_events_expired: "eventsExpired",
+  stream_evicted: "evicted",
 };
 
 function sentence(text: string): string {
@@ -32,39 +34,39 @@ function sentence(text: string): string {
 
 function plainText(error: StoredError): string {
   const { status, code } = error;
-  if (code === "interrupted") return "The page was closed while this answer was streaming, and it could not be picked up again.";
+  if (code === "interrupted") return t("failure.interrupted");
   if (code === "connection_lost") {
-    if (status === 404 || status === 410) return "The connection was lost and the gateway no longer has this answer.";
-    return "The connection to the gateway was lost and could not be restored.";
+    if (status === 404 || status === 410) return t("failure.lostGone");
+    return t("failure.lost");
   }
-  if (code === "timeout") return "Nothing arrived from the gateway for too long.";
-  if (code === "cancelled") return "The answer was stopped elsewhere.";
-  if (code && SERVER_CODES[code]) return SERVER_CODES[code]!;
-  if (status === 0) return "The gateway could not be reached. Check the connection.";
-  if (status === 429) return "Too many requests: the rate limit was reached.";
-  if (status === 401) return "The gateway did not accept the API key.";
-  if (status === 403) return "This API key is not allowed to do that.";
-  if (status === 404 && code === "model_not_found") return "The gateway does not serve this model (any more).";
-  if (status === 413) return "The conversation is too long for the gateway to accept.";
-  if (status >= 500 && status < 600) return "The provider could not answer right now.";
-  if (status === 200) return "The provider reported an error during the answer.";
+  if (code === "timeout") return t("failure.timeout");
+  if (code === "cancelled") return t("failure.cancelled");
+  if (code && SERVER_CODES[code]) return t(`failure.${SERVER_CODES[code]!}`);
+  if (status === 0) return t("failure.unreachable");
+  if (status === 429) return t("failure.rateLimit");
+  if (status === 401) return t("failure.badKey");
+  if (status === 403) return t("failure.forbidden");
+  if (status === 404 && code === "model_not_found") return t("failure.noModel");
+  if (status === 413) return t("failure.tooLong");
+  if (status >= 500 && status < 600) return t("failure.provider");
+  if (status === 200) return t("failure.midStream");
   // 400 and the like: the gateway's own words say what to change.
-  return sentence(error.message) || "Something went wrong.";
+  return sentence(error.message) || t("failure.unknown");
 }
 
 /** The plain sentence and the details of a stored error. */
 export function explainError(error: StoredError | undefined, interrupted: boolean): Explained {
   const stored: StoredError = error ?? { message: "", status: 0, code: null, type: null, retryAfter: null };
   const rateLimited = stored.status === 429;
-  const title = rateLimited ? "Rate limited" : interrupted ? "The answer was interrupted" : "The answer failed";
+  const title = t(rateLimited ? "failure.rateLimitedTitle" : interrupted ? "failure.interruptedTitle" : "failure.failedTitle");
   let text = plainText(stored);
-  if (interrupted) text = `${text} The part received is kept.`;
+  if (interrupted) text = `${text} ${t("failure.partKept")}`;
   const details: [string, string][] = [];
-  if (stored.message && sentence(stored.message) !== text) details.push(["Message", stored.message]);
-  if (stored.status) details.push(["HTTP status", String(stored.status)]);
-  if (stored.code) details.push(["Code", stored.code]);
-  if (stored.type) details.push(["Type", stored.type]);
-  if (stored.requestId) details.push(["Request id", stored.requestId]);
+  if (stored.message && sentence(stored.message) !== text) details.push([t("failure.message"), stored.message]);
+  if (stored.status) details.push([t("failure.status"), String(stored.status)]);
+  if (stored.code) details.push([t("failure.code"), stored.code]);
+  if (stored.type) details.push([t("failure.type"), stored.type]);
+  if (stored.requestId) details.push([t("failure.requestId"), stored.requestId]);
   return { title, text, details, rateLimited };
 }
 
