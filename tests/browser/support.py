@@ -36,6 +36,13 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 # Every wait is bounded: a UI that never reaches a state fails the test in seconds.
+# Auto titles (a second request after a new chat's first answer) are off unless a test turns
+# them on (Stack.create(auto_titles=True)): the other tests count requests and play scripts in turn.
+NO_AUTO_TITLES = """try {
+  if (!localStorage.getItem("llms.settings"))
+    localStorage.setItem("llms.settings", JSON.stringify({ v: 2, autoTitles: false }));
+} catch {}"""
+TITLE_PURPOSE = ("x-llms-purpose", "title")
 expect.set_options(timeout=10_000)
 
 
@@ -79,7 +86,10 @@ class Stack:
         options.setdefault("viewport", {"width": 1280, "height": 800})
         options.setdefault("reduced_motion", "reduce")
         options.setdefault("color_scheme", "light")
+        auto_titles = options.pop("auto_titles", False)
         context = await browser.new_context(**options)
+        if not auto_titles:
+            await context.add_init_script(NO_AUTO_TITLES)
         context.set_default_timeout(10_000)
         context.set_default_navigation_timeout(15_000)
         page = await context.new_page()
@@ -138,7 +148,21 @@ class Stack:
         return text
 
     def posts(self, path: str = "/v1/chat/completions") -> list[Request]:
-        return [r for r in self.requests if r.method == "POST" and r.url.endswith(path)]
+        """The UI's POSTs to `path`, without its title requests (title_posts)."""
+        return [
+            r
+            for r in self.requests
+            if r.method == "POST" and r.url.endswith(path) and not self._is_title(r)
+        ]
+
+    def title_posts(self) -> list[Request]:
+        """The UI's requests for a chat's title (lib/titles.ts)."""
+        return [r for r in self.requests if r.method == "POST" and self._is_title(r)]
+
+    @staticmethod
+    def _is_title(request: Request) -> bool:
+        name, value = TITLE_PURPOSE
+        return request.headers.get(name) == value
 
     def chat_bodies(self) -> list[dict[str, Any]]:
         return [orjson.loads(r.post_data or "{}") for r in self.posts()]

@@ -6,6 +6,7 @@ import {
   PresetStore,
   applySystemPrompt,
   loadPresets,
+  presetName,
   problemOf,
   type PromptTarget,
 } from "../src/lib/presets";
@@ -81,6 +82,16 @@ describe("presets", () => {
     applySystemPrompt(target, "Be kind.");
     expect(target.threads.state.current.systemPrompt).toBe("Be kind.");
     expect(saved).toEqual([["t1", "Be kind."]]);
+  });
+});
+
+describe("presetName", () => {
+  it("shows a built-in in the UI's language until the user renames it", () => {
+    const translate = (key: string): string => `<${key}>`;
+    const concise = { ...BUILTINS[0]! };
+    expect(presetName(concise, translate)).toBe("<presets.builtinConcise>");
+    expect(presetName({ ...concise, name: "Short" }, translate)).toBe("Short");
+    expect(presetName({ id: "p1", name: "Mine", text: "t", kind: "system" }, translate)).toBe("Mine");
   });
 });
 

@@ -180,3 +180,17 @@ export function applySystemPrompt(target: PromptTarget, text: string): void {
   thread.systemPrompt = text;
   void target.threads.setSystemPrompt(thread.id, text).catch(() => undefined);
 }
+
+const BUILTIN_NAMES: Record<string, string> = {
+  "builtin-concise": "presets.builtinConcise",
+  "builtin-reviewer": "presets.builtinReviewer",
+  "builtin-translator": "presets.builtinTranslator",
+  "builtin-summarise": "presets.builtinSummarise",
+};
+
+/** A preset's name as shown: a built-in's in the UI's language, unless the user renamed it. */
+export function presetName(preset: Preset, translate: (key: string) => string): string {
+  const builtin = BUILTINS.find((b) => b.id === preset.id);
+  const key = BUILTIN_NAMES[preset.id];
+  return builtin && key && builtin.name === preset.name ? translate(key) : preset.name;
+}
