@@ -332,4 +332,20 @@ export const de: Messages = {
     regenerate: "Neu erzeugen",
     continue: "Fortsetzen",
   },
+  chat: {
+    conversation: "Unterhaltung",
+    systemPrompt: "System-Prompt",
+    systemPromptPlaceholder: "Optionale Anweisungen für diesen Chat",
+    emptyTitle: "Wobei kann ich helfen?",
+    chattingWith: "Du chattest mit {model}",
+    streamingOff: "Streaming aus",
+    noModel: "Noch ist kein Modell verfügbar.",
+    jump: "Zur neuesten Nachricht scrollen",
+    examples: {
+      explain: { title: "Ein Konzept erklären", prompt: "Erkläre, wie Server-Sent Events funktionieren, mit einem kurzen Beispiel." },
+      code: { title: "Code schreiben", prompt: "Schreib eine Python-Funktion, die zwei sortierte Listen zusammenführt." },
+      summarise: { title: "Zusammenfassen", prompt: "Fasse die Kernideen des CAP-Theorems in drei Stichpunkten zusammen." },
+      brainstorm: { title: "Ideen sammeln", prompt: "Schlag fünf Namen für ein Tool vor, das Anfragen zwischen LLM-Anbietern verteilt." },
+    },
+  },
 };

@@ -334,6 +334,22 @@ export const en = {
     regenerate: "Regenerate",
     continue: "Continue",
   },
+  chat: {
+    conversation: "Conversation",
+    systemPrompt: "System prompt",
+    systemPromptPlaceholder: "Optional instructions for this chat",
+    emptyTitle: "What can I help with?",
+    chattingWith: "Chatting with {model}",
+    streamingOff: "streaming off",
+    noModel: "No model is available yet.",
+    jump: "Scroll to the latest message",
+    examples: {
+      explain: { title: "Explain a concept", prompt: "Explain how server-sent events work, with a short example." },
+      code: { title: "Write some code", prompt: "Write a Python function that merges two sorted lists." },
+      summarise: { title: "Summarise", prompt: "Summarise the main ideas of the CAP theorem in three bullet points." },
+      brainstorm: { title: "Brainstorm", prompt: "Suggest five names for a tool that routes requests between LLM providers." },
+    },
+  },
 };
 
 type Widen<T> = { [K in keyof T]: T[K] extends string ? string : Widen<T[K]> };
