@@ -8,6 +8,7 @@ first event to the final output (docs: responses-and-messages.md §1.2 to §1.4,
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import orjson
 import pytest
@@ -16,6 +17,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 
 from llms.api.responses import (
     ResponseBuilder,
+    ResponseEvent,
     encode_event,
     fold_response,
 )
@@ -598,8 +600,9 @@ def test_url_citations_become_output_text_annotations() -> None:
 
 
 def test_the_encoders_text_fast_path_writes_what_feed_would() -> None:
-    """ResponsesEncoder writes one-piece text chunks through `ResponseBuilder.text_frame`
-    (no event objects); every other chunk goes through `feed`. The bytes are the same."""
+    """ResponsesEncoder writes one-piece text chunks through `ResponseBuilder.frames`' fast
+    path (no event objects); every other chunk goes through `feed`. The bytes are the same,
+    chunk by chunk and with the whole stream as one batch (as a fast upstream's read gives)."""
     stream: list[Chunk] = [
         role_chunk(META),
         text("Hel"),
@@ -619,17 +622,20 @@ def test_the_encoders_text_fast_path_writes_what_feed_would() -> None:
     def builder() -> ResponseBuilder:
         return ResponseBuilder("resp_1", "m", 1700000000, call())
 
-    fast_frames = 0
+    fed = 0
 
     class Counting(ResponseBuilder):
-        def text_frame(self, chunk: Chunk) -> bytes | None:
-            nonlocal fast_frames
-            frame = super().text_frame(chunk)
-            fast_frames += frame is not None
-            return frame
+        def feed(self, chunks: Iterable[Chunk]) -> list[ResponseEvent]:
+            nonlocal fed
+            chunks = list(chunks)
+            fed += len(chunks)
+            return super().feed(chunks)
 
     fast = ResponsesEncoder(Counting("resp_1", "m", 1700000000, call()), lambda: 1700000009)
     fast_bytes = b"".join(fast.chunks([chunk]) for chunk in stream) + fast.done()
+    fast_frames = len(stream) - fed
+    whole = ResponsesEncoder(Counting("resp_1", "m", 1700000000, call()), lambda: 1700000009)
+    whole_bytes = whole.chunks(list(stream)) + whole.done()
     slow = builder()
     events = slow.start()
     for chunk in stream:
@@ -639,9 +645,12 @@ def test_the_encoders_text_fast_path_writes_what_feed_would() -> None:
     ids = re.compile(rb'"(msg|rs|fc)_[0-9a-f]+"')
     slow_bytes = b"".join(event.sse for event in events)
     assert ids.sub(b"ID", fast_bytes) == ids.sub(b"ID", slow_bytes)
+    assert ids.sub(b"ID", whole_bytes) == ids.sub(b"ID", slow_bytes)
     assert fast_bytes.count(b"response.output_text.delta\n") == 8
     assert fast_frames == 2  # "lo" and " <\u2028>": each of the others needs `feed`
-    assert ids.sub(b"ID", orjson.dumps(fast.builder.response)) == ids.sub(
-        b"ID", orjson.dumps(slow.response)
-    )
-    assert fast.builder.text_frame(text("late")) is None  # the response has ended
+    assert len(stream) * 2 - fed == 4  # the same two in the one batch
+    for encoder in (fast, whole):
+        assert ids.sub(b"ID", orjson.dumps(encoder.builder.response)) == ids.sub(
+            b"ID", orjson.dumps(slow.response)
+        )
+    assert fast.chunks([text("late")]) == b""  # the response has ended

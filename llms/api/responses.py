@@ -60,6 +60,7 @@ __all__ = [
 Status = Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 _NO_LOGPROBS: list[dict[str, Any]] = []  # shared, never changed
+_NO_PIECES: list[str] = []  # shared, never changed
 
 
 @dataclass(slots=True)
@@ -181,36 +182,52 @@ class ResponseBuilder:
             events += self.fail(error)
         return events
 
-    def text_frame(self, chunk: Chunk) -> bytes | None:
-        """The stream's hot path, for a relay that needs only bytes: a chunk that is one more
-        piece of the open output_text part and nothing else -> its delta frame, as `feed` would
-        make it; None for anything else (then `feed` it). No event object, no list."""
+    def frames(self, chunks: list[Chunk]) -> bytes:
+        """The stream's hot path, for a relay that needs only bytes: the SSE frames of a batch,
+        exactly as `feed` would make them. A chunk that is one more piece of the open
+        output_text part and nothing else becomes its delta frame directly (no event object,
+        list or data slice); any other chunk goes through `feed`."""
+        out: list[bytes] = []
+        dumps = orjson.dumps
+        prefix, pieces = self._text_prefix()
+        for chunk in chunks:
+            if prefix is not None:
+                choices = chunk["choices"]
+                if len(choices) == 1 and not chunk.get("usage") and "service_tier" not in chunk:
+                    choice = choices[0]
+                    delta = choice["delta"]
+                    if (
+                        len(delta) == 1
+                        and choice["index"] == 0
+                        and choice["finish_reason"] is None
+                        and not choice.get("logprobs")
+                    ):
+                        text = delta.get("content")
+                        if text and type(text) is str:
+                            pieces.append(text)
+                            seq = self._seq
+                            self._seq = seq + 1
+                            out.append(
+                                b'%s%s,"logprobs":[],"sequence_number":%d}\n\n'
+                                % (prefix, dumps(text), seq)
+                            )
+                            continue
+            out += [event.sse for event in self.feed((chunk,))]
+            prefix, pieces = self._text_prefix()
+        return b"".join(out)
+
+    def _text_prefix(self) -> tuple[bytes | None, list[str]]:
+        """The open output_text part's frame prefix and pieces, for `frames` (None: none open,
+        or the response ended)."""
         open_ = self._text
-        if open_ is None or open_.part is None or open_.delta_type != _OUTPUT_TEXT_DELTA:
-            return None
-        choices = chunk["choices"]
-        if len(choices) != 1 or chunk.get("usage") or "service_tier" in chunk:
-            return None
-        choice = choices[0]
-        delta = choice["delta"]
         if (
-            len(delta) != 1
-            or choice["index"] != 0
-            or choice["finish_reason"] is not None
-            or choice.get("logprobs")
+            open_ is None
+            or open_.part is None
+            or open_.delta_type != _OUTPUT_TEXT_DELTA
+            or self.terminal
         ):
-            return None
-        text = delta.get("content")
-        if not text or type(text) is not str or self.terminal:
-            return None
-        open_.pieces.append(text)
-        seq = self._seq
-        self._seq = seq + 1
-        return b'%s%s,"logprobs":[],"sequence_number":%d}\n\n' % (
-            open_.prefix,
-            orjson.dumps(text),
-            seq,
-        )
+            return None, _NO_PIECES
+        return open_.prefix, open_.pieces
 
     def _feed(self, events: list[ResponseEvent], chunks: Iterable[Chunk]) -> None:
         for chunk in chunks:

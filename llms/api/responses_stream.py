@@ -40,14 +40,9 @@ class ResponsesEncoder:
 
     def chunks(self, batch: list[Chunk]) -> bytes:
         if self._started:
-            if len(batch) == 1:
-                frame = self.builder.text_frame(batch[0])
-                if frame is not None:
-                    return frame
-            events = self.builder.feed(batch)
-            # Most batches are one chunk of text: one event, its frame as it is.
-            return events[0].sse if len(events) == 1 else _wire(events)
-        return _wire(self._head() + self.builder.feed(batch))
+            return self.builder.frames(batch)
+        head = _wire(self._head())
+        return head + self.builder.frames(batch)
 
     def done(self) -> bytes:
         return _wire(self._head() + self.builder.finish(completed_at=self._now()))
