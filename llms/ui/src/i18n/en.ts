@@ -350,6 +350,25 @@ export const en = {
       brainstorm: { title: "Brainstorm", prompt: "Suggest five names for a tool that routes requests between LLM providers." },
     },
   },
+  attachments: {
+    attach: "Attach images or text files",
+    attachTitle: "Attach images or text files (or paste, or drop them here)",
+    list: "Attachments",
+    remove: "Remove {name}",
+    showFull: "Show {name} full size",
+    image: "Image",
+    closeImage: "Close image",
+    tooMany: "At most {n} files can be attached to a message.",
+    unreadable: "{name} could not be read.",
+    notImage: "{name} could not be read as an image.",
+    noCanvas: "{name} could not be resized in this browser.",
+    tooLarge: "{name} is too large to send, even made smaller.",
+    notText: "{name} is not a text file.",
+    imageTooBig: "{name} is {size}: images up to {max} can be attached.",
+    textTooBig: "{name} is {size}: text files up to {max} can be attached.",
+    wrongKind: "{name} cannot be attached: only images and text files (such as .txt, .md, .json, .csv or code) can.",
+    modelRefuses: "{model} does not take images. Remove the image, or pick a model that reads images.",
+  },
 };
 
 type Widen<T> = { [K in keyof T]: T[K] extends string ? string : Widen<T[K]> };
