@@ -1,6 +1,7 @@
 /** The gateway's HTTP API as the UI uses it: auth header, errors as ApiError. */
 import { ApiError, errorFromResponse, isAbort } from "./errors";
 import type { ModelCard } from "./types";
+import { t } from "../i18n";
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
@@ -84,7 +85,7 @@ export class Gateway {
 
 export function networkMessage(error: unknown): string {
   const offline = typeof navigator !== "undefined" && navigator.onLine === false;
-  if (offline) return "You are offline.";
+  if (offline) return t("notice.youAreOffline");
   const detail = error instanceof Error && error.message ? ` (${error.message})` : "";
-  return `Cannot reach the gateway${detail}.`;
+  return t("notice.unreachable", { detail });
 }

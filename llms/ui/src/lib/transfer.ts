@@ -6,6 +6,7 @@ import { inlinedText, validAttachments } from "./attachments";
 import { RUNNING_STATES, type ChatMessage } from "../stores/message";
 import type { Thread } from "../stores/db";
 import { metaOf, titleFrom } from "../stores/threads";
+import { t } from "../i18n";
 
 export const EXPORT_FORMAT = "llms-chats";
 export const EXPORT_VERSION = 1;
@@ -86,10 +87,10 @@ export function parseImport(text: string, now: number, makeId: () => string): Th
   try {
     data = JSON.parse(text);
   } catch {
-    throw new ImportError("This file is not JSON. Import takes a file made by Export (JSON).");
+    throw new ImportError(t("transfer.notJson"));
   }
   const list = isRecord(data) && Array.isArray(data.threads) ? data.threads : Array.isArray(data) ? data : isRecord(data) && Array.isArray(data.messages) ? [data] : null;
-  if (list === null) throw new ImportError("This file holds no chats. Import takes a file made by Export (JSON).");
+  if (list === null) throw new ImportError(t("transfer.noChats"));
   return list.map((raw: unknown, i: number) => {
     const where = `Chat ${i + 1}`;
     if (!isRecord(raw) || !Array.isArray(raw.messages)) throw new ImportError(`${where} has no messages.`);

@@ -29,6 +29,7 @@ import type { ModelsStore } from "./models";
 import type { Settings } from "./settings";
 import { newId, type ThreadStore } from "./threads";
 import { branch, switchVersion } from "./versions";
+import { t } from "../i18n";
 
 export interface Banner {
   kind: "error" | "offline" | "info";
@@ -146,7 +147,7 @@ export class ChatController {
     if (!content && !attachments.length) return false;
     const model = this.deps.models.selected.value;
     if (!model) {
-      this.state.banner = { kind: "error", message: "No model is available: the gateway serves none, or could not be reached." };
+      this.state.banner = { kind: "error", message: t("notice.noModel") };
       return false;
     }
     if (attachments.some((a) => a.kind === "image") && this.takesImages(model) === false) {
@@ -401,9 +402,9 @@ export class ChatController {
         // Asked again for as long as the key is refused, until the user cancels.
         frame.flush();
         const reason = asked
-          ? "That key was not accepted either. Check it and try again."
+          ? t("notice.keyRefusedAgain")
           : auth.key
-            ? "The saved API key was not accepted."
+            ? t("notice.keyRefused")
             : outcome.error.message;
         asked = true;
         const key = await auth.ask(reason);

@@ -12,6 +12,8 @@ import type { RunEvent, RunOutcome } from "../api/chat";
 import type { StoredError } from "../api/errors";
 import type { ChatChunk, ChatCompletion, StreamStatus, Usage } from "../api/types";
 import type { Attachment } from "../lib/attachments";
+import { t } from "../i18n";
+import { decimal } from "../lib/format";
 
 export type Role = "user" | "assistant";
 export type MessageState = "connecting" | "waiting" | "retrying" | "streaming" | "done" | "stopped" | "failed";
@@ -106,13 +108,16 @@ export function newAnswer(id: string, model: string, now: number): ChatMessage {
 function statusNotice(status: StreamStatus): string {
   const reason = status.reason ? `: ${status.reason}` : "";
   if (status.status === "falling_back") {
-    const from = status.provider ? `Provider “${status.provider}”` : "The provider";
-    const to = status.next_provider ? `“${status.next_provider}”` : "the next provider";
-    return `${from} failed${reason}. Falling back to ${to}.`;
+    const from = status.provider ? t("notice.providerNamed", { provider: status.provider }) : t("notice.theProvider");
+    const to = status.next_provider ? `“${status.next_provider}”` : t("notice.nextProvider");
+    return t("notice.fallingBack", { from, reason, to });
   }
   if (status.status === "retrying") {
-    const delay = status.delay_s ? ` in ${status.delay_s.toFixed(1)} s` : "";
-    return `${status.provider ?? "The provider"} failed${reason}. Retrying${delay} (attempt ${(status.attempt ?? 0) + 1})…`;
+    const from = status.provider ?? t("notice.theProvider");
+    const attempt = (status.attempt ?? 0) + 1;
+    return status.delay_s
+      ? t("notice.retryingIn", { from, reason, delay: decimal(status.delay_s), attempt })
+      : t("notice.retrying", { from, reason, attempt });
   }
   return status.reason ?? status.status.replace(/_/g, " ");
 }
@@ -200,7 +205,7 @@ export function applyRunEvent(message: ChatMessage, event: RunEvent, now: number
         message.mode = "complete";
         if (event.fallback) {
           message.fellBack = true;
-          message.notice = "Streaming failed before it started; asking for the whole answer at once…";
+          message.notice = t("notice.fallback");
         }
       } else if (event.mode === "stream") {
         message.mode = "stream";
@@ -232,16 +237,15 @@ export function applyRunEvent(message: ChatMessage, event: RunEvent, now: number
     case "reconnecting": {
       message.state = "retrying";
       message.reconnects = (message.reconnects ?? 0) + 1;
-      const seconds = (event.delayMs / 1000).toFixed(1);
-      message.notice = `Connection lost. Reconnecting in ${seconds} s (try ${event.attempt} of ${event.tries})…`;
+      message.notice = t("notice.reconnecting", { seconds: decimal(event.delayMs / 1000), attempt: event.attempt, tries: event.tries });
       break;
     }
     case "paused":
       message.state = "retrying";
-      message.notice = "You are offline. The answer will continue when the connection is back.";
+      message.notice = t("notice.offline");
       break;
     case "resumed":
-      message.notice = "Back online…";
+      message.notice = t("notice.online");
       break;
   }
 }

@@ -5,6 +5,7 @@ import { ApiError } from "../api/errors";
 import type { ModelCard } from "../api/types";
 import type { AuthStore } from "./auth";
 import type { Settings } from "./settings";
+import { t } from "../i18n";
 
 export interface ModelGroup {
   provider: string;
@@ -65,9 +66,9 @@ export class ModelsStore {
           if (!(error instanceof ApiError) || error.status !== 401) throw error;
           // Asked again for as long as the key is refused, until the user cancels.
           const reason = asked
-            ? "That key was not accepted either. Check it and try again."
+            ? t("notice.keyRefusedAgain")
             : this.auth.key
-              ? "The saved API key was not accepted."
+              ? t("notice.keyRefused")
               : error.message;
           asked = true;
           const key = await this.auth.ask(reason);
