@@ -105,6 +105,7 @@ PROCESS_MODULES = frozenset(
         "test_long_stream",
         "test_node_adapters",
         "test_node_sdk",
+        "test_redis_appends",
         "test_tracing_process",
         "test_workers",
     }

@@ -33,9 +33,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from llms.errors import GatewayError, ServiceUnavailable, UpstreamError
+from llms.errors import ServiceUnavailable, UpstreamError
 from llms.streams.log import TERMINAL, Event, StreamGone
 from llms.streams.memory import FinishedBudget, MemoryLog
+from llms.streams.redis_appends import UNAVAILABLE, Appends
 
 log = logging.getLogger("llms.streams.redis")
 
@@ -68,7 +69,7 @@ class RemoteStream(NamedTuple):
 def _unavailable(exc: RedisError) -> ServiceUnavailable:
     """Redis failing, in plain words for the client; its own text (with its address) is logged."""
     log.warning("Redis failed: %s", exc)
-    return ServiceUnavailable("The gateway's shared stream store (Redis) is not answering.")
+    return ServiceUnavailable(UNAVAILABLE)
 
 
 def _key(stream_id: str, part: str = "") -> str:
@@ -100,16 +101,11 @@ def _seq_of(entry_id: bytes) -> int:
     return int(entry_id.split(b"-")[1])
 
 
-def _retrieve(future: asyncio.Future[None]) -> None:
-    """Its exception was seen by whoever awaited it, or by nobody (the pump was cancelled)."""
-    if not future.cancelled():
-        future.exception()
-
-
 class RedisLog:
     """One stream's events in Redis (the EventLog protocol)."""
 
     __slots__ = (
+        "_appends",
         "_closed",
         "_key",
         "_max_events",
@@ -118,19 +114,20 @@ class RedisLog:
         "_seq",
         "_stream_id",
         "_ttl_s",
-        "_writing",
         "finished",
     )
 
-    def __init__(self, redis: Redis, stream_id: str, *, max_bytes: int, ttl_s: float) -> None:
+    def __init__(
+        self, redis: Redis, appends: Appends, stream_id: str, *, max_bytes: int, ttl_s: float
+    ) -> None:
         self._redis = redis
+        self._appends = appends
         self._stream_id = stream_id
         self._key = _key(stream_id)
         self._max_events = max(64, max_bytes // BYTES_PER_EVENT)
         self._ttl_s = int(ttl_s) + 1
         self._seq = 0  # the last seq this log wrote
         self._closed = False  # a terminal event is queued, or the stream was taken over
-        self._writing: asyncio.Future[None] | None = None
         self._reader_seen = float("-inf")
         self.finished = False  # a terminal event is in Redis
 
@@ -143,39 +140,32 @@ class RedisLog:
             if kind in TERMINAL:
                 self._closed = True
                 break
-        write = asyncio.ensure_future(self._write(self._writing, batch))
-        write.add_done_callback(_retrieve)
-        self._writing = write
-        # A pump cancelled while it waits here (a cancel, the grace running out) does not stop
-        # this write: its last events are queued behind it, so no id is skipped or reordered.
-        await asyncio.shield(write)
+        # Written with the other streams' batches of the moment (redis_appends.py), after this
+        # log's previous batch. A pump cancelled while it waits here (a cancel, the grace
+        # running out) does not stop this write: its last events are queued behind it, so no
+        # id is skipped or reordered.
+        await asyncio.shield(self._appends.submit(self, batch))
 
-    async def _write(
-        self, previous: asyncio.Future[None] | None, batch: list[tuple[str, bytes]]
-    ) -> None:
-        if previous is not None:
-            with contextlib.suppress(GatewayError):
-                await previous
-        if self.finished:  # taken over while the previous batch was written
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        seq = _add(
+    def queue_batch(self, pipe: Pipeline, batch: list[tuple[str, bytes]]) -> int:
+        """Queue the commands that append `batch` after this log's last event; the new top."""
+        return _add(
             pipe, self._stream_id, self._seq, batch, max_events=self._max_events, ttl_s=self._ttl_s
         )
-        try:
-            await pipe.execute()
-        except ResponseError as exc:
+
+    def written(self, seq: int, batch: list[tuple[str, bytes]], refused: Exception | None) -> None:
+        """Redis answered for a batch queued by queue_batch."""
+        if refused is not None:
             # An id at or below the top: a reader declared this stream lost (our lease lapsed).
             self._closed = self.finished = True
-            log.warning("stream %s: Redis refused the append: %s", self._stream_id, exc)
-            raise UpstreamLost(
-                "The stream was taken over after its producer fell silent."
-            ) from None
-        except RedisError as exc:
-            raise _unavailable(exc) from None
+            log.warning("stream %s: Redis refused the append: %s", self._stream_id, refused)
+            return
         self._seq = seq
         if batch[-1][0] in TERMINAL:
             self.finished = True
+
+    @staticmethod
+    def lost() -> UpstreamLost:
+        return UpstreamLost("The stream was taken over after its producer fell silent.")
 
     async def read(self, after: int, *, wait: bool = True, cursor: object = None) -> list[Event]:
         redis = self._redis
@@ -317,6 +307,7 @@ class RedisStreams:
             socket_keepalive=True,
         )
         self.redis: Redis = Redis.from_pool(pool)  # the pool is closed with the client
+        self._appends = Appends(self.redis)
         self.replica = secrets.token_hex(6)
         self._max_bytes = max_bytes
         self._finished = finished
@@ -328,7 +319,9 @@ class RedisStreams:
 
     def new_log(self, stream_id: str) -> RedisLog:
         """A log read through Redis (a stream pumped by any replica)."""
-        return RedisLog(self.redis, stream_id, max_bytes=self._max_bytes, ttl_s=self._ttl_s)
+        return RedisLog(
+            self.redis, self._appends, stream_id, max_bytes=self._max_bytes, ttl_s=self._ttl_s
+        )
 
     def producer_log(self, stream_id: str) -> ProducerLog:
         """The log of a stream pumped by this replica."""
@@ -349,6 +342,7 @@ class RedisStreams:
         for task in [*self._tasks, *self._background]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        await self._appends.close()
         if self._leased:
             with contextlib.suppress(RedisError):
                 await self.redis.delete(*(_key(s, "lease") for s in self._leased))
