@@ -124,7 +124,6 @@ export const de: Messages = {
     close: "Schließen",
     keyCtrl: "Strg",
     keyShift: "Umschalt",
-
   },
   apiKey: {
     title: "API-Schlüssel nötig",
@@ -148,6 +147,8 @@ export const de: Messages = {
     exportAllTitle: "Alle Chats als JSON",
     markdownTitle: "Dieser Chat als Markdown",
     import: "Importieren…",
+    notJson: "Diese Datei ist kein JSON. Importieren nimmt eine Datei, die mit Exportieren (JSON) erstellt wurde.",
+    noChats: "Diese Datei enthält keine Chats. Importieren nimmt eine Datei, die mit Exportieren (JSON) erstellt wurde.",
   },
   markdown: {
     copy: "Kopieren",
@@ -156,7 +157,6 @@ export const de: Messages = {
     copyFailed: "Kopieren fehlgeschlagen",
     done: "Erledigt",
     notDone: "Offen",
-
   },
   time: {
     justNow: "gerade eben",
@@ -246,7 +246,6 @@ export const de: Messages = {
     noAdminApi: "Dieses Gateway hat keine Admin-API (server.admin_key ist nicht gesetzt).",
     answered: "Das Gateway hat mit {status} geantwortet.",
     positiveWhole: "{name} muss eine positive ganze Zahl sein.",
-
   },
   versions: {
     label: "Versionen",
@@ -366,5 +365,22 @@ export const de: Messages = {
     textTooBig: "{name} ist {size} groß: Textdateien bis {max} lassen sich anhängen.",
     wrongKind: "{name} lässt sich nicht anhängen: nur Bilder und Textdateien (etwa .txt, .md, .json, .csv oder Code).",
     modelRefuses: "{model} nimmt keine Bilder. Entferne das Bild oder wähle ein Modell, das Bilder liest.",
+  },
+  notice: {
+    providerNamed: "Anbieter „{provider}“",
+    theProvider: "Der Anbieter",
+    nextProvider: "den nächsten Anbieter",
+    fallingBack: "{from} ist fehlgeschlagen{reason}. Weiter mit {to}.",
+    retryingIn: "{from} ist fehlgeschlagen{reason}. Neuer Versuch in {delay} s (Versuch {attempt})…",
+    retrying: "{from} ist fehlgeschlagen{reason}. Neuer Versuch (Versuch {attempt})…",
+    fallback: "Streaming ist vor dem Start fehlgeschlagen; die ganze Antwort wird auf einmal angefragt…",
+    reconnecting: "Verbindung verloren. Neue Verbindung in {seconds} s (Versuch {attempt} von {tries})…",
+    offline: "Du bist offline. Die Antwort geht weiter, sobald die Verbindung zurück ist.",
+    online: "Wieder online…",
+    noModel: "Kein Modell verfügbar: Das Gateway bietet keines an oder ist nicht erreichbar.",
+    keyRefusedAgain: "Auch dieser Schlüssel wurde nicht akzeptiert. Prüfe ihn und versuche es erneut.",
+    keyRefused: "Der gespeicherte API-Schlüssel wurde nicht akzeptiert.",
+    youAreOffline: "Du bist offline.",
+    unreachable: "Das Gateway ist nicht erreichbar{detail}.",
   },
 };

@@ -126,7 +126,6 @@ export const en = {
     close: "Close",
     keyCtrl: "Ctrl",
     keyShift: "Shift",
-
   },
   apiKey: {
     title: "API key required",
@@ -150,6 +149,8 @@ export const en = {
     exportAllTitle: "Every chat, as JSON",
     markdownTitle: "This chat, as Markdown",
     import: "Import…",
+    notJson: "This file is not JSON. Import takes a file made by Export (JSON).",
+    noChats: "This file holds no chats. Import takes a file made by Export (JSON).",
   },
   markdown: {
     copy: "Copy",
@@ -158,7 +159,6 @@ export const en = {
     copyFailed: "Copy failed",
     done: "Done",
     notDone: "Not done",
-
   },
   time: {
     justNow: "just now",
@@ -248,7 +248,6 @@ export const en = {
     noAdminApi: "This gateway has no admin API (server.admin_key is not set).",
     answered: "The gateway answered {status}.",
     positiveWhole: "{name} must be a positive whole number.",
-
   },
   versions: {
     label: "Versions",
@@ -368,6 +367,23 @@ export const en = {
     textTooBig: "{name} is {size}: text files up to {max} can be attached.",
     wrongKind: "{name} cannot be attached: only images and text files (such as .txt, .md, .json, .csv or code) can.",
     modelRefuses: "{model} does not take images. Remove the image, or pick a model that reads images.",
+  },
+  notice: {
+    providerNamed: "Provider “{provider}”",
+    theProvider: "The provider",
+    nextProvider: "the next provider",
+    fallingBack: "{from} failed{reason}. Falling back to {to}.",
+    retryingIn: "{from} failed{reason}. Retrying in {delay} s (attempt {attempt})…",
+    retrying: "{from} failed{reason}. Retrying (attempt {attempt})…",
+    fallback: "Streaming failed before it started; asking for the whole answer at once…",
+    reconnecting: "Connection lost. Reconnecting in {seconds} s (try {attempt} of {tries})…",
+    offline: "You are offline. The answer will continue when the connection is back.",
+    online: "Back online…",
+    noModel: "No model is available: the gateway serves none, or could not be reached.",
+    keyRefusedAgain: "That key was not accepted either. Check it and try again.",
+    keyRefused: "The saved API key was not accepted.",
+    youAreOffline: "You are offline.",
+    unreachable: "Cannot reach the gateway{detail}.",
   },
 };
 
