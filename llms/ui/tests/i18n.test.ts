@@ -1,3 +1,5 @@
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { nextTick, reactive } from "vue";
 import { de } from "../src/i18n/de";
@@ -49,6 +51,28 @@ describe("messages", () => {
       }
     }
     i18n.global.locale.value = "en";
+  });
+});
+
+function sources(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return sources(path);
+    return /\.(ts|vue)$/.test(name) ? [path] : [];
+  });
+}
+
+describe("the code's keys", () => {
+  it("every literal key given to t() or <i18n-t> is in the messages", () => {
+    const english = leaves(en as Tree);
+    const used = new Set<string>();
+    for (const path of sources(join(__dirname, "../src"))) {
+      const text = readFileSync(path, "utf8");
+      for (const m of text.matchAll(/\bt\(\s*["'`]([\w.]+)["'`]/g)) used.add(m[1]!);
+      for (const m of text.matchAll(/keypath="([\w.]+)"/g)) used.add(m[1]!);
+    }
+    expect(used.size).toBeGreaterThan(100);
+    expect([...used].filter((key) => !english.has(key))).toEqual([]);
   });
 });
 
