@@ -12,6 +12,7 @@ import {
   dataUrlBytes,
   fenceFor,
   fitWithin,
+  imagesRefused,
   inlinedText,
   isLongQuestion,
   refusal,
@@ -25,7 +26,7 @@ import {
 import type { FrameScheduler } from "../src/lib/frame";
 import { exportJson, exportMarkdown, parseImport } from "../src/lib/transfer";
 import { AuthStore } from "../src/stores/auth";
-import { ChatController, imagesRefused, wireMessages } from "../src/stores/chat";
+import { ChatController, wireMessages } from "../src/stores/chat";
 import { ThreadDB } from "../src/stores/db";
 import { MemoryLocks } from "../src/stores/locks";
 import { DEFAULTS } from "../src/stores/settings";

@@ -6,6 +6,7 @@
  * exported JSON file and in a message's versions like the rest of the message.
  */
 import type { ContentPart, ModelCard } from "../api/types";
+import { locale, t } from "../i18n";
 
 export interface ImageAttachment {
   kind: "image";
@@ -103,8 +104,9 @@ export function isTextFile(file: { name: string; type: string }): boolean {
 /** A byte count in words: "812 B", "14.2 KB", "3.1 MB". */
 export function sizeText(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  const one = (n: number): string => n.toLocaleString(locale(), { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  if (bytes < 1024 * 1024) return `${one(bytes / 1024)} KB`;
+  return `${one(bytes / 1024 / 1024)} MB`;
 }
 
 /** The size to draw an image at so that neither side exceeds `max` (its own size if it fits). */
@@ -168,21 +170,26 @@ export function takesImages(card: ModelCard | undefined): boolean | null {
   return null;
 }
 
+/** Said before sending an image to a model known not to take images. */
+export function imagesRefused(model: string): string {
+  return t("attachments.modelRefuses", { model });
+}
+
 /** Why a file cannot be attached, in words, or null when it can. */
 export function refusal(file: { name: string; type: string; size: number }): string | null {
   if (isImageFile(file)) {
     if (file.size > MAX_IMAGE_INPUT_BYTES) {
-      return `${file.name} is ${sizeText(file.size)}: images up to ${sizeText(MAX_IMAGE_INPUT_BYTES)} can be attached.`;
+      return t("attachments.imageTooBig", { name: file.name, size: sizeText(file.size), max: sizeText(MAX_IMAGE_INPUT_BYTES) });
     }
     return null;
   }
   if (isTextFile(file)) {
     if (file.size > MAX_TEXT_BYTES) {
-      return `${file.name} is ${sizeText(file.size)}: text files up to ${sizeText(MAX_TEXT_BYTES)} can be attached.`;
+      return t("attachments.textTooBig", { name: file.name, size: sizeText(file.size), max: sizeText(MAX_TEXT_BYTES) });
     }
     return null;
   }
-  return `${file.name} cannot be attached: only images and text files (such as .txt, .md, .json, .csv or code) can.`;
+  return t("attachments.wrongKind", { name: file.name });
 }
 
 function readAsDataUrl(blob: Blob): Promise<string> {
@@ -204,7 +211,7 @@ async function readImage(file: File): Promise<ImageAttachment> {
   try {
     bitmap = await createImageBitmap(file);
   } catch {
-    throw new AttachmentError(`${file.name} could not be read as an image.`);
+    throw new AttachmentError(t("attachments.notImage", { name: file.name }));
   }
   const { width, height } = bitmap;
   const fit = fitWithin(width, height);
@@ -217,13 +224,13 @@ async function readImage(file: File): Promise<ImageAttachment> {
   canvas.width = fit.width;
   canvas.height = fit.height;
   const context = canvas.getContext("2d");
-  if (!context) throw new AttachmentError(`${file.name} could not be resized in this browser.`);
+  if (!context) throw new AttachmentError(t("attachments.noCanvas", { name: file.name }));
   // PNG keeps transparency and sharp edges; a photo (or a PNG too big as PNG) becomes JPEG.
   let blob = file.type === "image/png" ? await draw(context, canvas, bitmap, "image/png") : null;
   if (!blob || blob.size > MAX_IMAGE_BYTES) blob = await draw(context, canvas, bitmap, "image/jpeg", 0.88);
   bitmap.close();
   if (!blob || blob.size > MAX_IMAGE_BYTES) {
-    throw new AttachmentError(`${file.name} is too large to send, even made smaller.`);
+    throw new AttachmentError(t("attachments.tooLarge", { name: file.name }));
   }
   const dataUrl = await readAsDataUrl(blob);
   return { kind: "image", name: file.name, type: blob.type, size: blob.size, dataUrl, ...fit };
@@ -248,7 +255,7 @@ async function draw(
 
 async function readText(file: File): Promise<TextAttachment> {
   const bytes = new Uint8Array(await file.arrayBuffer());
-  if (bytes.includes(0)) throw new AttachmentError(`${file.name} is not a text file.`);
+  if (bytes.includes(0)) throw new AttachmentError(t("attachments.notText", { name: file.name }));
   const text = new TextDecoder("utf-8").decode(bytes).replace(/^\uFEFF/, "");
   return { kind: "text", name: file.name, size: file.size, text };
 }

@@ -10,7 +10,7 @@ import { reactive, toRaw } from "vue";
 import { newStreamId, runChat, type RunEvent, type RunOptions, type RunOutcome } from "../api/chat";
 import type { Gateway } from "../api/client";
 import type { ChatRequest, WireMessage } from "../api/types";
-import { takesImages, wireContent, type Attachment } from "../lib/attachments";
+import { imagesRefused, takesImages, wireContent, type Attachment } from "../lib/attachments";
 import { frameScheduler, type FrameScheduler } from "../lib/frame";
 import type { AuthStore } from "./auth";
 import type { Thread } from "./db";
@@ -91,11 +91,6 @@ function copyInto(live: ChatMessage, draft: ChatMessage): void {
 }
 
 /** What Continue asks after an answer cut at the max-tokens limit. */
-/** Said before sending an image to a model known not to take images. */
-export function imagesRefused(model: string): string {
-  return `${model} does not take images. Remove the image, or pick a model that reads images.`;
-}
-
 export const CONTINUE_PROMPT = "Continue exactly where your previous answer stopped, without repeating anything.";
 
 export class ChatController {
