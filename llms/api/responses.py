@@ -188,32 +188,37 @@ class ResponseBuilder:
         output_text part and nothing else becomes its delta frame directly (no event object,
         list or data slice); any other chunk goes through `feed`."""
         out: list[bytes] = []
+        add = out.append
         dumps = orjson.dumps
         prefix, pieces = self._text_prefix()
-        for chunk in chunks:
-            if prefix is not None:
-                choices = chunk["choices"]
-                if len(choices) == 1 and not chunk.get("usage") and "service_tier" not in chunk:
-                    choice = choices[0]
-                    delta = choice["delta"]
-                    if (
-                        len(delta) == 1
-                        and choice["index"] == 0
-                        and choice["finish_reason"] is None
-                        and not choice.get("logprobs")
-                    ):
-                        text = delta.get("content")
-                        if text and type(text) is str:
-                            pieces.append(text)
-                            seq = self._seq
-                            self._seq = seq + 1
-                            out.append(
-                                b'%s%s,"logprobs":[],"sequence_number":%d}\n\n'
-                                % (prefix, dumps(text), seq)
-                            )
-                            continue
-            out += [event.sse for event in self.feed((chunk,))]
-            prefix, pieces = self._text_prefix()
+        seq = self._seq  # kept here on the fast path, given back before `feed` and at the end
+        try:
+            for chunk in chunks:
+                if prefix is not None:
+                    choices = chunk["choices"]
+                    if len(choices) == 1 and not chunk.get("usage") and "service_tier" not in chunk:
+                        choice = choices[0]
+                        delta = choice["delta"]
+                        if (
+                            len(delta) == 1
+                            and choice["index"] == 0
+                            and choice["finish_reason"] is None
+                            and not choice.get("logprobs")
+                        ):
+                            text = delta.get("content")
+                            if text and type(text) is str:
+                                pieces.append(text)
+                                add(prefix + dumps(text) + _TEXT_TAIL % seq)
+                                seq += 1
+                                continue
+                self._seq = seq
+                seq = -1  # `feed` numbers its events itself
+                out += [event.sse for event in self.feed((chunk,))]
+                seq = self._seq
+                prefix, pieces = self._text_prefix()
+        finally:
+            if seq >= 0:
+                self._seq = seq
         return b"".join(out)
 
     def _text_prefix(self) -> tuple[bytes | None, list[str]]:
@@ -652,6 +657,8 @@ class ResponseBuilder:
 
 
 _OUTPUT_TEXT_DELTA = "response.output_text.delta"
+# An output_text delta frame after its delta, on `frames`' fast path.
+_TEXT_TAIL = b',"logprobs":[],"sequence_number":%d}\n\n'
 # Where `data` starts in an output_text delta's frame.
 _OUTPUT_TEXT_FRAME = len(b"event: %s\ndata: " % _OUTPUT_TEXT_DELTA.encode())
 _DELTAS = {

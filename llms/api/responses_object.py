@@ -196,9 +196,10 @@ def from_usage(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
     total = usage.get("total_tokens")
     prompt_details = usage.get("prompt_tokens_details")
     completion_details = usage.get("completion_tokens_details")
-    if not isinstance(prompt_details, Mapping):
+    # `type(…) is dict` first: an ABC's isinstance is slow, and parsed JSON is dicts.
+    if type(prompt_details) is not dict and not isinstance(prompt_details, Mapping):
         prompt_details = {}
-    if not isinstance(completion_details, Mapping):
+    if type(completion_details) is not dict and not isinstance(completion_details, Mapping):
         completion_details = {}
     return {
         "input_tokens": prompt,
