@@ -77,6 +77,7 @@ if SKIP_REASON is None:
             providers: dict[str, dict[str, str]] | None = None,
             *,
             page_options: dict[str, Any] | None = None,
+            provider_options: dict[str, Any] | None = None,
             **sections: Any,
         ) -> Stack:
             url = fake_openai.base_url  # type: ignore[attr-defined]
@@ -86,6 +87,7 @@ if SKIP_REASON is None:
                     "base_url": url,
                     "models": models,
                     "timeouts": {"idle_s": 10, "first_token_s": 20},
+                    **(provider_options or {}),  # e.g. price_in, price_out
                 }
                 for name, models in (providers or {"fake": {"test-model": "up"}}).items()
             }

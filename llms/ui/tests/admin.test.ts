@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { AdminClient, budgetShare, errorOf, limitOf, type ManagedKey } from "../src/lib/admin";
+import { AdminClient, budgetShare, errorOf, limitOf, spendChart, type KeySpend, type ManagedKey } from "../src/lib/admin";
 
 function key(over: Partial<ManagedKey> = {}): ManagedKey {
   return {
@@ -57,5 +57,46 @@ describe("the /keys route", () => {
     expect(parseRoute("/keys/")).toEqual({ name: "admin" });
     expect(pathOf({ name: "admin" })).toBe("/keys");
     expect(parseRoute("/admin")).toEqual({ name: "chat", threadId: null });
+  });
+});
+
+describe("a key's spend over time", () => {
+  const DAY = 86400;
+  function spend(over: Partial<KeySpend> = {}): KeySpend {
+    return {
+      id: "key_1", name: "ci", days: 3, budget_usd: 1, budget_period: "month", spend_usd: 0.75,
+      total_spend_usd: 2, window_spend_usd: 0.75,
+      data: [
+        { date: "2026-11-30", start: 100 * DAY, spend_usd: 0.25, period_spend_usd: 0.5, budget_usd: 1 },
+        { date: "2026-12-01", start: 101 * DAY, spend_usd: 0, period_spend_usd: 0, budget_usd: 1 },
+        { date: "2026-12-02", start: 102 * DAY, spend_usd: 0.5, period_spend_usd: 0.5, budget_usd: 1 },
+      ],
+      ...over,
+    };
+  }
+  const labels = { period: "spent this month", budget: "budget", daily: "per day" };
+
+  it("asks for the key's days", async () => {
+    const seen: string[] = [];
+    const client = new AdminClient(() => "adm", "", async (url) => {
+      seen.push(String(url));
+      return new Response(JSON.stringify(spend()), { status: 200 });
+    });
+    expect((await client.spend("key/1", 7)).data).toHaveLength(3);
+    expect(seen).toEqual(["/admin/keys/key%2F1/spend?days=7"]);
+  });
+
+  it("charts the spend that counts against the budget, the budget line and each day", () => {
+    const chart = spendChart(spend(), labels);
+    expect(chart.times).toEqual([100 * DAY, 101 * DAY, 102 * DAY]);
+    expect(chart.series).toEqual([
+      { label: "spent this month", values: [0.5, 0, 0.5] },
+      { label: "budget", values: [1, 1, 1] },
+      { label: "per day", values: [0.25, 0, 0.5] },
+    ]);
+    // A daily budget: the day's spend is what counts; no budget: no line.
+    expect(spendChart(spend({ budget_period: "day" }), labels).series.map((s) => s.label)).toEqual(["spent this month", "budget"]);
+    const free = spend({ budget_usd: null, budget_period: null });
+    expect(spendChart(free, labels).series.map((s) => s.label)).toEqual(["spent this month", "per day"]);
   });
 });

@@ -24,6 +24,28 @@ export interface ManagedKey {
 
 export type KeyFields = Partial<Omit<ManagedKey, "id" | "created_at" | "last_used_at" | "spend_usd" | "total_spend_usd" | "remaining_budget_usd">>;
 
+/** One UTC day of `GET /admin/keys/{id}/spend`. */
+export interface SpendDay {
+  date: string;
+  start: number;
+  spend_usd: number;
+  /** Spent in the budget's period (that day, the month so far, all time) by the day's end. */
+  period_spend_usd: number;
+  budget_usd: number | null;
+}
+
+export interface KeySpend {
+  id: string;
+  name: string;
+  days: number;
+  budget_usd: number | null;
+  budget_period: "day" | "month" | null;
+  spend_usd: number;
+  total_spend_usd: number;
+  window_spend_usd: number;
+  data: SpendDay[];
+}
+
 export class AdminError extends Error {
   constructor(
     message: string,
@@ -79,6 +101,11 @@ export class AdminClient {
   async revoke(id: string): Promise<void> {
     await this.call("DELETE", `/${encodeURIComponent(id)}`);
   }
+
+  /** The key's spend per UTC day over the last `days` days, zero-filled, with its budget. */
+  spend(id: string, days = 30): Promise<KeySpend> {
+    return this.call("GET", `/${encodeURIComponent(id)}/spend?days=${days}`);
+  }
 }
 
 export function errorOf(status: number, data: unknown): AdminError {
@@ -105,4 +132,18 @@ export function limitOf(text: string, name: string): number | null {
   const value = Number(trimmed);
   if (!Number.isInteger(value) || value <= 0) throw new AdminError(t("admin.positiveWhole", { name }), 400, name);
   return value;
+}
+
+/** The chart of a key's spend against its budget: x in Unix seconds (each UTC day), the spend
+ *  that counts against the budget, the budget line (when there is one), and, unless the budget is
+ *  per day (then the two are one), what each day cost. */
+export function spendChart(spend: KeySpend, labels: { period: string; budget: string; daily: string }): {
+  times: number[];
+  series: { label: string; values: (number | null)[] }[];
+} {
+  const times = spend.data.map((d) => d.start);
+  const series: { label: string; values: (number | null)[] }[] = [{ label: labels.period, values: spend.data.map((d) => d.period_spend_usd) }];
+  if (spend.budget_usd !== null) series.push({ label: labels.budget, values: spend.data.map((d) => d.budget_usd) });
+  if (spend.budget_period !== "day") series.push({ label: labels.daily, values: spend.data.map((d) => d.spend_usd) });
+  return { times, series };
 }
