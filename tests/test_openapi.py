@@ -56,7 +56,7 @@ PATHS = {
     "/admin/keys/{id}/spend": {"get"},
 }
 # Fuzzed by schemathesis in tests/test_fuzz_messages.py (Anthropic's errors; completions), and
-# the admin API, served only with `server.admin_key` (tests/test_admin_keys*.py).
+# the admin API, served only with `server.admin_key` (test_admin_keys*.py, test_fuzz_admin.py).
 ELSEWHERE = {"/v1/messages", "/v1/messages/count_tokens", "/v1/completions", "/admin/keys",
              "/admin/keys/{id}", "/admin/keys/{id}/spend"}  # fmt: skip
 
