@@ -222,6 +222,7 @@ def _supervise(config: Config, args: argparse.Namespace) -> int:
 
 async def _run_server(config: Config, host: str, port: int, worker: Worker | None = None) -> None:
     from llms.server.app import create_app, server_options
+    from llms.server.heap import settle
 
     log = logging.getLogger("llms")
     app = create_app(config, worker=worker)
@@ -240,6 +241,7 @@ async def _run_server(config: Config, host: str, port: int, worker: Worker | Non
         # A worker shares the port with its siblings; the kernel spreads connections among them.
         site = web.TCPSite(runner, host, port, backlog=1024, reuse_port=worker is not None)
         await site.start()
+        settle()  # the garbage collector set for many open streams (llms/server/heap.py)
         if worker is None:
             models = ", ".join(sorted(config.routes())) or "none"
             log.info("llms serving on http://%s:%d (models: %s)", host, port, models)
