@@ -4,6 +4,8 @@ import App from "./App.vue";
 import { followLanguage, i18n } from "./i18n";
 import { followTheme } from "./lib/theme";
 import { settings } from "./services";
+import "./styles/tokens.css";
+import "./styles/base.css";
 import "./styles/main.css";
 import "./styles/highlight.css";
 import "./styles/content.css";
