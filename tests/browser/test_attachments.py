@@ -14,7 +14,7 @@ from typing import Any
 from playwright.async_api import FilePayload, expect
 
 from tests.browser.support import Stack
-from tests.browser.test_accessibility import AXE_PAGE, assert_accessible
+from tests.browser.test_accessibility import AXE_PAGE, PHONE, SMALL_TARGETS, assert_accessible
 from tests.upstreams.openai import FakeOpenAI, error_script, text_script
 
 StartStack = Callable[..., Awaitable[Stack]]
@@ -169,7 +169,7 @@ async def test_files_that_cannot_be_sent_are_refused_in_words(stack: StartStack)
     )
     await picker.set_input_files([file("huge.log", "text/plain", b"x" * (300 * 1024))])
     await expect(notice).to_have_text(
-        "huge.log is 300.0 KB: text files up to 256.0 KB can be attached."
+        "huge.log is 300 KB: text files up to 256 KB can be attached."
     )
     await shot(s, "04-refused-file")
     await expect(s.page.get_by_test_id("send")).to_be_disabled()
@@ -222,3 +222,21 @@ async def test_a_long_question_is_collapsed(stack: StartStack) -> None:
     # A short one has no toggle.
     await s.settled(await s.send("Short"))
     await expect(toggle).to_have_count(1)
+
+
+async def test_attachments_on_a_phone_are_44px_targets(stack: StartStack) -> None:
+    s = await stack(page_options=PHONE)
+    await s.open()
+    await s.page.get_by_test_id("attach-input").set_input_files(
+        [file("red.png", "image/png", png(120, 90)), file("a.txt", "text/plain", b"hi")]
+    )
+    await expect(s.page.get_by_test_id("attachment")).to_have_count(2)
+    await s.page.get_by_test_id("composer").fill("\n".join(f"line {i}" for i in range(20)))
+    assert await s.page.evaluate(SMALL_TARGETS) == []
+    await assert_accessible(s, "attachments in the composer on a phone")
+    await shot(s, "phone-composer")
+    await s.settled(await send_current(s))
+    await expect(s.page.get_by_test_id("show-more")).to_be_visible()
+    assert await s.page.evaluate(SMALL_TARGETS) == []
+    await assert_accessible(s, "a question with attachments on a phone")
+    await shot(s, "phone-question")

@@ -87,12 +87,13 @@ describe("limits", () => {
       "a.pdf cannot be attached: only images and text files (such as .txt, .md, .json, .csv or code) can.",
     );
     expect(refusal({ name: "big.jpg", type: "image/jpeg", size: 25 * 1024 * 1024 })).toBe(
-      "big.jpg is 25.0 MB: images up to 20.0 MB can be attached.",
+      "big.jpg is 25 MB: images up to 20 MB can be attached.",
     );
-    expect(refusal({ name: "x.json", type: "", size: 300 * 1024 })).toBe("x.json is 300.0 KB: text files up to 256.0 KB can be attached.");
+    expect(refusal({ name: "x.json", type: "", size: 300 * 1024 })).toBe("x.json is 300 KB: text files up to 256 KB can be attached.");
     expect(refusal({ name: "main.rs", type: "", size: 10 })).toBeNull();
     expect(refusal({ name: "data.csv", type: "text/csv", size: 10 })).toBeNull();
     expect(sizeText(812)).toBe("812 B");
+    expect(sizeText(14540)).toBe("14.2 KB");
     expect(dataUrlBytes("data:image/png;base64,AAAA")).toBe(3);
   });
 });

@@ -104,7 +104,7 @@ export function isTextFile(file: { name: string; type: string }): boolean {
 /** A byte count in words: "812 B", "14.2 KB", "3.1 MB". */
 export function sizeText(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
-  const one = (n: number): string => n.toLocaleString(locale(), { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  const one = (n: number): string => n.toLocaleString(locale(), { maximumFractionDigits: 1 });
   if (bytes < 1024 * 1024) return `${one(bytes / 1024)} KB`;
   return `${one(bytes / 1024 / 1024)} MB`;
 }
