@@ -30,6 +30,7 @@ SHAPE = Shape(20, 0, 0, 8)
 ADMIN = "bench-admin-key-0123456789"
 CONFIG_KEY = "bench-config-key"
 ROUNDS = 3  # alternating pairs of runs per mode
+PRICES = {"price_in": 1.0, "price_out": 2.0}  # USD per million tokens
 FULL = {"requests": 600, "concurrency": 16}
 QUICK = {"requests": 40, "concurrency": 4}
 Report = dict[str, Any]
@@ -115,6 +116,8 @@ async def run(quick: bool, results_dir: Path) -> Report:
         try:
             await wait_ready(upstream, "/v1/models", 15)
             config = gateway_config(upstream.base_url, [SHAPE.model])
+            # Priced, so that each answer's release writes its spend (budget, history).
+            config["providers"]["bench"].update(PRICES)
             config["server"] = {"admin_key": ADMIN, "api_keys": [CONFIG_KEY]}
             config["state"] = {"request_log": None, "keys_store": f"sqlite:{tmp}/keys.db"}
             path = Path(tmp) / "config.json"
