@@ -75,20 +75,25 @@ system:
 	  else echo "install redis-server, nginx, chromium and prometheus (apt-get install redis-server nginx-light chromium prometheus) for the cluster, browser and alert-rule tests"; fi; \
 	fi
 
+# The suite runs on PYTEST_WORKERS pytest-xdist processes (most of its time is spent waiting on
+# sockets and timers, not computing); PYTEST_WORKERS=0 runs it in this one process.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile)
+
 test: setup system ui $(NODE_CLIENT)
 	cd $(UI) && npm test
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # The tiers, each runnable alone (docs/architecture.md): unit and in-process gateway tests; tests
 # that start programs (llms serve, redis-server, nginx, node); the browser tests.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not process and not browser"
+	$(PYTEST) -m "not process and not browser"
 
 test-process: setup system $(NODE_CLIENT)
-	$(BIN)/python -m pytest -q -m process
+	$(PYTEST) -m process
 
 test-browser: setup system ui $(NODE_CLIENT)
-	$(BIN)/python -m pytest -q -m browser
+	$(PYTEST) -m browser
 
 lint: setup
 	$(BIN)/ruff check llms tests bench

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -112,6 +113,28 @@ PROCESS_MODULES = frozenset(
 )
 
 
+# `make test` runs the suite on two pytest-xdist workers with `--dist loadfile`: each module
+# stays on one worker (its module-scoped servers start once), and the modules below, which load
+# the machine (a thousand streams, the bundled model, the benchmark, Lighthouse) or check that a
+# stream keeps moving while something heavy runs, count as one file, so that no two of them run
+# at the same time.
+HEAVY_MODULES = frozenset(
+    {
+        "test_bench",
+        "test_bench_board",
+        "test_bench_native",
+        "test_completions_local",
+        "test_disconnect",
+        "test_gateway_local",
+        "test_hardening_memory",
+        "test_lighthouse",
+        "test_local",
+        "test_long_stream",
+        "test_request_log",
+    }
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = item.module.__name__ if item.module is not None else ""  # type: ignore[attr-defined]
@@ -119,3 +142,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
         elif module.rsplit(".", 1)[-1] in PROCESS_MODULES:
             item.add_marker(pytest.mark.process)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, with the heavy modules as one file (xdist's own hook)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "heavy" if Path(path).stem in HEAVY_MODULES else path
+
+    return Scheduling(config, log)
