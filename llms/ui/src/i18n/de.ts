@@ -399,4 +399,14 @@ export const de: Messages = {
     youAreOffline: "Du bist offline.",
     unreachable: "Das Gateway ist nicht erreichbar{detail}.",
   },
+  composer: {
+    label: "Nachricht",
+    placeholder: "Nachricht schreiben…",
+    hint: "{enter} zum Senden · {shift}+{enter} neue Zeile",
+    hintStop: "{esc} zum Anhalten",
+    stop: "Antwort anhalten",
+    stopTitle: "Anhalten (Esc)",
+    send: "Nachricht senden",
+    sendTitle: "Senden (Enter)",
+  },
 };

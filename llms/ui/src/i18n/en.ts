@@ -401,6 +401,16 @@ export const en = {
     youAreOffline: "You are offline.",
     unreachable: "Cannot reach the gateway{detail}.",
   },
+  composer: {
+    label: "Message",
+    placeholder: "Send a message…",
+    hint: "{enter} to send · {shift}+{enter} new line",
+    hintStop: "{esc} to stop",
+    stop: "Stop generating",
+    stopTitle: "Stop (Esc)",
+    send: "Send message",
+    sendTitle: "Send (Enter)",
+  },
 };
 
 type Widen<T> = { [K in keyof T]: T[K] extends string ? string : Widen<T[K]> };
