@@ -133,5 +133,7 @@ class ModelCard(TypedDict):
     object: Literal["model"]
     created: int
     owned_by: str
-    # Where the upstream tells (llms/server/model_kinds.py): an embedding model.
+    # Where the upstream tells (llms/server/model_kinds.py): an embedding model; whether it
+    # reads images (["text", "image"]) or text only (["text"]), as OpenRouter's cards say it.
     type: NotRequired[Literal["embedding"]]
+    input_modalities: NotRequired[list[str]]

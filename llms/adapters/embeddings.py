@@ -206,13 +206,21 @@ def ollama_show_request(provider: ProviderConfig, upstream_model: str) -> Upstre
     return UpstreamRequest("POST", f"{provider.base_url}/api/show", headers, body)
 
 
-def from_ollama_show(body: bytes) -> bool | None:
-    """Whether the model only embeds (`capabilities: ["embedding"]`, no "completion");
-    None when the server does not say."""
+class ModelKind(NamedTuple):
+    """What an upstream says of one of its models."""
+
+    embeds: bool  # it only embeds: `"type": "embedding"` in GET /v1/models
+    images: bool | None  # it reads images (None: the upstream does not say)
+
+
+def from_ollama_show(body: bytes) -> ModelKind | None:
+    """Whether the model only embeds (`capabilities: ["embedding"]`, no "completion") and
+    whether it reads images ("vision"); None when the server does not say."""
     capabilities = _json(body, "Ollama").get("capabilities")
     if not isinstance(capabilities, list):
         return None
-    return "embedding" in capabilities and "completion" not in capabilities
+    embeds = "embedding" in capabilities and "completion" not in capabilities
+    return ModelKind(embeds, "vision" in capabilities)
 
 
 def gemini_model_request(provider: ProviderConfig, upstream_model: str) -> UpstreamRequest:
@@ -225,18 +233,19 @@ def gemini_model_request(provider: ProviderConfig, upstream_model: str) -> Upstr
     return UpstreamRequest("GET", f"{provider.base_url}/{path}", headers, b"")
 
 
-def from_gemini_model(body: bytes) -> bool | None:
-    """Whether the model embeds and does not generate; None when the answer does not say."""
+def from_gemini_model(body: bytes) -> ModelKind | None:
+    """Whether the model embeds and does not generate; None when the answer does not say.
+    The Model resource does not say which inputs a model reads."""
     methods = _json(body, "Gemini").get("supportedGenerationMethods")
     if not isinstance(methods, list):
         return None
-    return "embedContent" in methods and "generateContent" not in methods
+    return ModelKind("embedContent" in methods and "generateContent" not in methods, None)
 
 
 # The adapter module -> how to ask whether one of its models is an embedding model.
 KIND_QUESTIONS: dict[
     str,
-    tuple[Callable[[ProviderConfig, str], UpstreamRequest], Callable[[bytes], bool | None]],
+    tuple[Callable[[ProviderConfig, str], UpstreamRequest], Callable[[bytes], ModelKind | None]],
 ] = {
     "ollama": (ollama_show_request, from_ollama_show),
     "gemini": (gemini_model_request, from_gemini_model),

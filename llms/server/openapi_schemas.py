@@ -357,6 +357,8 @@ MODEL = obj(
         "owned_by": string(),
         # Only on models the upstream says are embedding models (server/model_kinds.py).
         "type": {"const": "embedding"},
+        # Only where the upstreams tell: ["text", "image"] or ["text"] (server/model_kinds.py).
+        "input_modalities": {"type": "array", "items": {"enum": ["text", "image"]}},
     },
     ("id", "object", "created", "owned_by"),
 )

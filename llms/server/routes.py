@@ -278,8 +278,12 @@ def _visible_models(request: web.Request) -> list[ModelCard]:
             "created": created,
             "owned_by": providers[0].name,
         }
-        if kinds is not None and kinds.is_embedding(model, providers):
-            card["type"] = "embedding"
+        if kinds is not None:
+            if kinds.is_embedding(model, providers):
+                card["type"] = "embedding"
+            images = kinds.takes_images(model, providers)
+            if images is not None:
+                card["input_modalities"] = ["text", "image"] if images else ["text"]
         cards.append(card)
     return cards
 

@@ -178,8 +178,11 @@ async def gemini_embed(
 
 
 def capabilities_of(model: str) -> list[str]:
-    """What the fakes say a model can do: a name with "embed" in it only embeds."""
-    return ["embedding"] if "embed" in model else ["completion", "tools"]
+    """What the fakes say a model can do: a name with "embed" in it only embeds, one with
+    "llava" in it also reads images (as Ollama's vision models say)."""
+    if "embed" in model:
+        return ["embedding"]
+    return ["completion", "vision"] if "llava" in model else ["completion", "tools"]
 
 
 async def ollama_show(fake: FakeOpenAI, request: web.Request) -> web.Response:
