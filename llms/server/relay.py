@@ -330,8 +330,10 @@ async def _pump(
                 # provider, as in resumable mode (streams/pump.py).
                 generation.fault(builder.failure)
                 raise builder.failure
-            # Nothing parsed is kept while the upstream is silent: an idle stream stays small.
+            # Nothing parsed or encoded is kept while the upstream is silent: an idle stream
+            # stays small (the last batch's bytes were ~0.6 KiB per idle stream).
             batch = []
+            data = b""
     except SlowClient as slow:
         log.warning("stream %s: %s", meta.id, slow.message)
         record.failed(slow, status=200)
