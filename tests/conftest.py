@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from llms import create_app
 from llms.config import Config, parse_config
+from tests.upstreams.ollama import FakeOllama
 from tests.upstreams.openai import FakeOpenAI
 
 Gateway = Callable[..., Awaitable[str]]
@@ -24,6 +25,16 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     server = TestServer(fake.app, host="127.0.0.1")
     await server.start_server()
     fake.base_url = str(server.make_url("/v1"))  # type: ignore[attr-defined]
+    yield fake
+    await server.close()
+
+
+@pytest.fixture
+async def fake_ollama() -> AsyncIterator[FakeOllama]:
+    fake = FakeOllama()
+    server = TestServer(fake.app, host="127.0.0.1")
+    await server.start_server()
+    fake.base_url = str(server.make_url("/")).rstrip("/")  # type: ignore[attr-defined]
     yield fake
     await server.close()
 

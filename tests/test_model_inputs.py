@@ -5,28 +5,16 @@ model whose card says it reads text only."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-import pytest
-from aiohttp.test_utils import TestServer
 
 from llms.adapters.embeddings import ModelKind, from_gemini_model, from_ollama_show
 from llms.config import parse_config
 from llms.server.model_kinds import ModelKinds
 from tests.conftest import gateway_config
 from tests.upstreams.ollama import FakeOllama
-
-
-@pytest.fixture
-async def ollama() -> AsyncIterator[FakeOllama]:
-    fake = FakeOllama()
-    server = TestServer(fake.app, host="127.0.0.1")
-    await server.start_server()
-    fake.base_url = str(server.make_url("/")).rstrip("/")  # type: ignore[attr-defined]
-    yield fake
-    await server.close()
 
 
 async def cards_once_known(gateway: str, wanted: set[str]) -> dict[str, Any]:
@@ -44,14 +32,14 @@ async def cards_once_known(gateway: str, wanted: set[str]) -> dict[str, Any]:
 
 
 async def test_ollama_vision_models_say_they_read_images(
-    ollama: FakeOllama, make_gateway: Callable[..., Awaitable[str]]
+    fake_ollama: FakeOllama, make_gateway: Callable[..., Awaitable[str]]
 ) -> None:
     gateway = await make_gateway(
         gateway_config(
             {
                 "ol": {
                     "type": "ollama",
-                    "base_url": ollama.base_url,  # type: ignore[attr-defined]
+                    "base_url": fake_ollama.base_url,  # type: ignore[attr-defined]
                     "models": {
                         "vision": "llava:7b",
                         "text": "llama3.2",

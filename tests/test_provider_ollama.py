@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
-from aiohttp.test_utils import TestServer
 from openai.types.chat import ChatCompletionChunk
 
 from tests.conftest import gateway_config
@@ -80,16 +79,6 @@ GOLDEN = {
 }
 NAMES = sorted(GOLDEN)
 TOOL_NAMES = [name for name in NAMES if GOLDEN[name].tools]
-
-
-@pytest.fixture
-async def fake_ollama() -> AsyncIterator[FakeOllama]:
-    fake = FakeOllama()
-    server = TestServer(fake.app, host="127.0.0.1")
-    await server.start_server()
-    fake.base_url = str(server.make_url("/")).rstrip("/")  # type: ignore[attr-defined]
-    yield fake
-    await server.close()
 
 
 def ollama_provider(fake: FakeOllama, **fields: Any) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 from playwright.async_api import FilePayload, expect
 
 from tests.browser.support import Stack
@@ -206,39 +205,33 @@ async def test_a_model_that_takes_no_images_is_said_plainly(
 
 
 async def test_an_image_for_a_text_only_model_is_refused_before_sending(
-    stack: StartStack,
+    stack: StartStack, fake_ollama: FakeOllama
 ) -> None:
     """Ollama says what a model reads (/api/show `capabilities`): the gateway's card for a model
     without "vision" says `input_modalities: ["text"]`, and the UI says so instead of sending."""
-    ollama = FakeOllama()
-    server = TestServer(ollama.app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        base = str(server.make_url("/")).rstrip("/")
-        s = await stack(provider_options={"type": "ollama", "base_url": base})
-        async with aiohttp.ClientSession() as session:  # the gateway asks in the background
-            for _ in range(100):
-                async with session.get(f"{s.url}/v1/models") as response:
-                    card = (await response.json())["data"][0]
-                if "input_modalities" in card:
-                    break
-                await asyncio.sleep(0.05)
-        assert card["input_modalities"] == ["text"]
-        await s.open()
-        await s.page.get_by_test_id("attach-input").set_input_files(
-            [file("red.png", "image/png", png(2, 2))]
-        )
-        await s.page.get_by_test_id("composer").fill("Describe it")
-        notice = s.page.get_by_test_id("attach-notice")  # said as soon as the image is there
-        await expect(notice).to_contain_text("test-model does not take images.")
-        await expect(s.page.get_by_test_id("send")).to_be_disabled()
-        await s.page.get_by_test_id("composer").press("Enter")
-        await expect(s.answers).to_have_count(0)  # nothing was sent
-        await expect(s.page.get_by_test_id("attachment")).to_have_count(1)  # nor lost
-        assert ollama.received == []
-        await shot(s, "08-image-refused-before-sending")
-    finally:
-        await server.close()
+    base = fake_ollama.base_url  # type: ignore[attr-defined]
+    s = await stack(provider_options={"type": "ollama", "base_url": base})
+    async with aiohttp.ClientSession() as session:  # the gateway asks in the background
+        for _ in range(100):
+            async with session.get(f"{s.url}/v1/models") as response:
+                card = (await response.json())["data"][0]
+            if "input_modalities" in card:
+                break
+            await asyncio.sleep(0.05)
+    assert card["input_modalities"] == ["text"]
+    await s.open()
+    await s.page.get_by_test_id("attach-input").set_input_files(
+        [file("red.png", "image/png", png(2, 2))]
+    )
+    await s.page.get_by_test_id("composer").fill("Describe it")
+    notice = s.page.get_by_test_id("attach-notice")  # said as soon as the image is there
+    await expect(notice).to_contain_text("test-model does not take images.")
+    await expect(s.page.get_by_test_id("send")).to_be_disabled()
+    await s.page.get_by_test_id("composer").press("Enter")
+    await expect(s.answers).to_have_count(0)  # nothing was sent
+    await expect(s.page.get_by_test_id("attachment")).to_have_count(1)  # nor lost
+    assert fake_ollama.received == []
+    await shot(s, "08-image-refused-before-sending")
 
 
 async def test_a_long_question_is_collapsed(stack: StartStack) -> None:
