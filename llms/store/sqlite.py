@@ -64,13 +64,19 @@ OPEN_STATEMENTS = (
     "BEGIN UPDATE responses_total SET bytes = bytes - OLD.size + NEW.size; END",
 )
 # An upsert, not INSERT OR REPLACE: a replace deletes without firing the delete trigger.
-UPSERT = (
+UPSERT_INTO = (
     "INSERT INTO responses (id, owner, created_at, status, size, response, input_items, history) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, "
+    "VALUES "
+)
+UPSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
+UPSERT_ON_CONFLICT = (
+    " ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, "
     "created_at = excluded.created_at, status = excluded.status, size = excluded.size, "
     "response = excluded.response, input_items = excluded.input_items, "
     "history = excluded.history"
 )
+# Rows a statement upserts at most (8 parameters each; SQLite allows 32,766 a statement).
+UPSERT_MAX_ROWS = 256
 SELECT = (
     "SELECT id, owner, created_at, status, response, input_items, history FROM responses "
     "WHERE id = ? AND owner IS ? AND created_at > ?"
@@ -106,8 +112,17 @@ UPDATE_RESPONSE = (
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _upsert(rows: int) -> str:
+    return UPSERT_INTO + ", ".join([UPSERT_ROW] * rows) + UPSERT_ON_CONFLICT
+
+
 async def _put_rows(rows: list[tuple[Any, ...]], db: aiosqlite.Connection) -> None:
-    await db.executemany(UPSERT, rows)
+    # One statement for the whole batch: one trip through aiosqlite's thread and one implicit
+    # transaction (executemany autocommits each row: a commit, its locks and WAL frames each).
+    for start in range(0, len(rows), UPSERT_MAX_ROWS):
+        part = rows[start : start + UPSERT_MAX_ROWS]
+        await db.execute(_upsert(len(part)), [value for row in part for value in row])
 
 
 class SQLiteResponseStore:
@@ -186,8 +201,8 @@ class SQLiteResponseStore:
         )
 
         # Puts made while one is being written go together in the next trip through aiosqlite's
-        # thread (each trip costs wake-ups of the loop): one statement a row, autocommitted, each
-        # atomic with the triggers that keep the total.
+        # thread (each trip costs wake-ups of the loop and of that thread): one statement for
+        # them all, autocommitted, atomic with the triggers that keep the total.
         written = asyncio.get_running_loop().create_future()
         self._pending.append((row, written))
         if self._writing is None:
