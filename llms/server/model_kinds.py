@@ -41,9 +41,7 @@ class ModelKinds:
     def __init__(self) -> None:
         self.known: dict[tuple[str, str], ModelKind] = {}
 
-    def _kinds(
-        self, model: str, providers: tuple[ProviderConfig, ...]
-    ) -> list[ModelKind | None]:
+    def _kinds(self, model: str, providers: tuple[ProviderConfig, ...]) -> list[ModelKind | None]:
         known = self.known
         return [known.get((p.name, p.models.get(model, model))) for p in providers]
 
