@@ -78,7 +78,7 @@ system:
 # The suite runs on PYTEST_WORKERS pytest-xdist processes (most of its time is spent waiting on
 # sockets and timers, not computing); PYTEST_WORKERS=0 runs it in this one process.
 PYTEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -q $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile)
+PYTEST := $(BIN)/python -m pytest -q $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: setup system ui $(NODE_CLIENT)
 	cd $(UI) && npm test
