@@ -304,7 +304,7 @@ async def test_cors_answers_allowed_origins_only(
     assert status == 200
     assert headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     exposed = {h.strip() for h in headers["Access-Control-Expose-Headers"].split(",")}
-    assert {"X-Stream-Id", "X-Provider", "X-Request-Id"} <= exposed
+    assert {"X-Stream-Id", "X-Provider", "X-Request-Id", "X-Heartbeat-Interval"} <= exposed
     assert "Origin" in headers.getall("Vary")
     # Errors carry the CORS headers too, so the browser can read them.
     status, headers, _ = await request(

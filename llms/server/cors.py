@@ -19,7 +19,9 @@ from llms.errors import PermissionDenied
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Signal = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
-EXPOSED_HEADERS = "X-Stream-Id, X-Provider, X-Request-Id, X-Replica, Retry-After"
+EXPOSED_HEADERS = (
+    "X-Stream-Id, X-Provider, X-Request-Id, X-Replica, X-Heartbeat-Interval, Retry-After"
+)
 ALLOWED_METHODS = "GET, POST, OPTIONS"
 MAX_AGE_S = "600"
 # The headers a preflight may ask for are echoed when they look like header names.
