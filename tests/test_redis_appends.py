@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from cluster.run import free_port
 from llms.errors import ServiceUnavailable
 from llms.streams.redis import RedisStreams, UpstreamLost
+from llms.streams.redis_appends import FLUSH, pack
 from tests.cluster import (
     MISSING,
     SKIP_REASON,
@@ -125,3 +126,106 @@ async def test_redis_not_answering_fails_every_waiting_append_with_503() -> None
     finally:
         with contextlib.suppress(Exception):
             await streams.close()
+
+
+async def _calls(client: aioredis.Redis) -> dict[str, int]:
+    stats = await client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+
+
+async def test_a_flush_is_one_command_carrying_registrations_providers_and_batches(
+    redis_port: int,
+) -> None:
+    """64 streams registered, given a provider and appended at once: their meta, leases and
+    events are all in Redis, written by a few EVALSHA (one per flush), not one command each;
+    a terminal batch sets the expiry and ends the lease."""
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    streams = RedisStreams(url, max_bytes=1 << 20, ttl_s=60)
+    observer = aioredis.Redis.from_url(url)
+    names = [f"flush-one-{i}" for i in range(STREAMS)]
+
+    async def pump(i: int) -> None:
+        await streams.register(names[i], f"key-{i}")
+        streams.set_provider(names[i], f"provider-{i}")
+        event_log = streams.new_log(names[i])
+        await event_log.append([("chunk", _chunk(i, 0)), ("chunk", _chunk(i, 1))])
+        if i % 2 == 0:
+            await event_log.append([("done", b"[DONE]")])
+
+    try:
+        await streams.redis.ping()
+        await observer.config_resetstat()
+        await asyncio.gather(*(pump(i) for i in range(STREAMS)))
+        calls = await _calls(observer)
+        assert calls.get("xadd") == STREAMS * 2 + STREAMS // 2, calls
+        # One per flush: registrations, then the first batches, then the ends (and the script
+        # loaded once); never one per stream.
+        assert 1 <= calls.get("evalsha", 0) <= 8, calls
+        for name in ("hset", "set", "expire"):
+            assert calls.get(name, 0) >= STREAMS, (name, calls)  # run by the script
+        for i, name in enumerate(names):
+            meta = await observer.hgetall(f"llms:s:{name}:meta")
+            assert meta[b"owner"] == f"key-{i}".encode()
+            assert meta[b"replica"] == streams.replica.encode()
+            assert meta[b"provider"] == f"provider-{i}".encode()
+            ended = i % 2 == 0
+            assert await observer.exists(f"llms:s:{name}:lease") == (0 if ended else 1)
+            ttls = [await observer.ttl(f"llms:s:{name}{part}") for part in ("", ":meta")]
+            # Running: the meta outlives the TTL (the lease refresher extends both); ended: both
+            # expire after it.
+            assert all(0 < t <= 61 for t in ttls) if ended else ttls[1] > 3600, (name, ttls)
+            events = await streams.new_log(name).read(0, wait=False)
+            expected = [_chunk(i, 0), _chunk(i, 1), *([b"[DONE]"] if ended else [])]
+            assert [e.data for e in events] == expected
+            assert [e.seq for e in events] == list(range(1, len(expected) + 1))
+    finally:
+        await observer.delete(*(f"llms:s:{n}{p}" for n in names for p in ("", ":meta", ":lease")))
+        await streams.close()
+        await observer.aclose()
+
+
+async def test_the_script_is_loaded_again_after_redis_forgot_it(redis_port: int) -> None:
+    """Redis restarted (its scripts are gone): the next flush loads the script again and
+    appends, nothing is lost or refused."""
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    streams = RedisStreams(url, max_bytes=1 << 20, ttl_s=60)
+    try:
+        event_log = streams.new_log("flush-noscript")
+        await event_log.append([("chunk", b"1")])
+        await streams.redis.script_flush()
+        await event_log.append([("chunk", b"2"), ("done", b"[DONE]")])
+        events = await streams.new_log("flush-noscript").read(0, wait=False)
+        assert [(e.seq, e.data) for e in events] == [(1, b"1"), (2, b"2"), (3, b"[DONE]")]
+    finally:
+        await streams.redis.delete("llms:s:flush-noscript")
+        await streams.close()
+
+
+async def test_a_flush_run_twice_is_accepted_once_and_other_events_at_its_ids_are_refused(
+    redis_port: int,
+) -> None:
+    """redis-py sends a command again when its connection failed, maybe after Redis ran it:
+    the same flush run twice writes its events once and is accepted (the stream goes on);
+    different events at ids already taken (a reader declared the stream lost) are refused."""
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    client = aioredis.Redis.from_url(url)
+    flush = client.register_script(FLUSH)
+    key = "llms:s:flush-twice"
+    head, events = pack(0, [("chunk", b"a\n1 2"), ("chunk", b"")], 64, 61)
+    args = [0, 0, "replica", 3600, 3000, head, events]
+    try:
+        assert await flush(keys=[key], args=args) == b"1"
+        assert await flush(keys=[key], args=args) == b"1"
+        entries = await client.xrange(key)
+        assert [(e[0], e[1][b"k"], e[1][b"d"]) for e in entries] == [
+            (b"0-1", b"chunk", b"a\n1 2"),
+            (b"0-2", b"chunk", b""),
+        ]
+        head, events = pack(0, [("chunk", b"a\n1 2"), ("chunk", b"other")], 64, 61)
+        assert await flush(keys=[key], args=[*args[:5], head, events]) == b"0"
+        head, events = pack(1, [("error", b"{}"), ("done", b"[DONE]")], 64, 61)
+        assert await flush(keys=[key], args=[*args[:5], head, events]) == b"0"
+        assert await client.xlen(key) == 2
+    finally:
+        await client.delete(key)
+        await client.aclose()

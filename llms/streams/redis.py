@@ -21,22 +21,22 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.client import Pipeline, PubSub
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llms.errors import ServiceUnavailable, UpstreamError
 from llms.streams.log import TERMINAL, Event, StreamGone
 from llms.streams.memory import FinishedBudget, MemoryLog
-from llms.streams.redis_appends import UNAVAILABLE, Appends
+from llms.streams.redis_appends import LEASES, UNAVAILABLE, Appends, pack
 
 log = logging.getLogger("llms.streams.redis")
 
@@ -76,27 +76,6 @@ def _key(stream_id: str, part: str = "") -> str:
     return f"llms:s:{stream_id}{':' + part if part else ''}"
 
 
-def _add(
-    pipe: Pipeline,
-    stream_id: str,
-    seq: int,
-    events: Sequence[tuple[str, bytes]],
-    *,
-    max_events: int,
-    ttl_s: int,
-) -> int:
-    """Queue XADDs for `events` after `seq` (and the expiry if one is terminal); the new top."""
-    key = _key(stream_id)
-    for kind, data in events:
-        seq += 1
-        pipe.xadd(key, {"k": kind, "d": data}, id=f"0-{seq}", maxlen=max_events, approximate=True)
-    if events and events[-1][0] in TERMINAL:
-        for part in ("", "meta"):
-            pipe.expire(_key(stream_id, part), ttl_s)
-        pipe.delete(_key(stream_id, "lease"))
-    return seq
-
-
 def _seq_of(entry_id: bytes) -> int:
     return int(entry_id.split(b"-")[1])
 
@@ -107,7 +86,6 @@ class RedisLog:
     __slots__ = (
         "_appends",
         "_closed",
-        "_key",
         "_max_events",
         "_reader_seen",
         "_redis",
@@ -115,6 +93,7 @@ class RedisLog:
         "_stream_id",
         "_ttl_s",
         "finished",
+        "key",
     )
 
     def __init__(
@@ -123,7 +102,7 @@ class RedisLog:
         self._redis = redis
         self._appends = appends
         self._stream_id = stream_id
-        self._key = _key(stream_id)
+        self.key = _key(stream_id)
         self._max_events = max(64, max_bytes // BYTES_PER_EVENT)
         self._ttl_s = int(ttl_s) + 1
         self._seq = 0  # the last seq this log wrote
@@ -146,20 +125,18 @@ class RedisLog:
         # id is skipped or reordered.
         await asyncio.shield(self._appends.submit(self, batch))
 
-    def queue_batch(self, pipe: Pipeline, batch: list[tuple[str, bytes]]) -> int:
-        """Queue the commands that append `batch` after this log's last event; the new top."""
-        return _add(
-            pipe, self._stream_id, self._seq, batch, max_events=self._max_events, ttl_s=self._ttl_s
-        )
+    def pack(self, batch: list[tuple[str, bytes]]) -> tuple[bytes, bytes]:
+        """`batch` as the flush script appends it after this log's last event."""
+        return pack(self._seq, batch, self._max_events, self._ttl_s)
 
-    def written(self, seq: int, batch: list[tuple[str, bytes]], refused: Exception | None) -> None:
-        """Redis answered for a batch queued by queue_batch."""
-        if refused is not None:
+    def written(self, batch: list[tuple[str, bytes]], *, accepted: bool) -> None:
+        """Redis answered for a batch packed by `pack`."""
+        if not accepted:
             # An id at or below the top: a reader declared this stream lost (our lease lapsed).
             self._closed = self.finished = True
-            log.warning("stream %s: Redis refused the append: %s", self._stream_id, refused)
+            log.warning("stream %s: Redis refused the append (taken over)", self._stream_id)
             return
-        self._seq = seq
+        self._seq += len(batch)
         if batch[-1][0] in TERMINAL:
             self.finished = True
 
@@ -177,18 +154,21 @@ class RedisLog:
                 if cursor is not None and loop.time() - self._reader_seen >= REFRESH_S:
                     self._reader_seen = loop.time()
                     await redis.set(_key(self._stream_id, "reader"), b"1", px=LEASE_MS)
-                # RESP2 shape: [[key, [(b"0-<seq>", {b"k": kind, b"d": data}), …]]]
+                # Unparsed (RedisStreams sets no callback for XREAD): RESP3 {key: entries},
+                # RESP2 [[key, entries]]; an entry [b"0-<seq>", [b"k", kind, b"d", data]] (the
+                # field order every writer of these streams uses, redis_appends.FLUSH).
                 reply: Any = await redis.xread(
-                    {self._key: f"0-{after}"},
+                    {self.key: f"0-{after}"},
                     count=READ_COUNT,
                     block=BLOCK_MS if wait and not finished else None,
                 )
             except RedisError as exc:
                 raise _unavailable(exc) from None
             if reply:
+                entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
                 events = [
-                    Event.of(_seq_of(entry_id), fields[b"k"].decode(), fields[b"d"])
-                    for entry_id, fields in reply[0][1]
+                    Event.of(int(entry_id[2:]), fields[1].decode(), fields[3])
+                    for entry_id, fields in entries
                 ]
                 if events[0].seq > after + 1:
                     raise StreamGone(
@@ -215,7 +195,7 @@ class RedisLog:
         returns the two events)."""
         redis = self._redis
         pipe = redis.pipeline(transaction=False)
-        pipe.xrevrange(self._key, count=1)
+        pipe.xrevrange(self.key, count=1)
         pipe.exists(_key(self._stream_id, "lease"))
         replies: Any = await pipe.execute()
         last, leased = replies
@@ -228,22 +208,18 @@ class RedisLog:
         # Short-lived: if the reader that took it dies before it appends, another one will.
         if not await redis.set(lost, b"1", nx=True, px=LEASE_MS):
             return False  # another reader is declaring it
-        top: Any = await redis.xrevrange(self._key, count=1)
+        top: Any = await redis.xrevrange(self.key, count=1)
         if top and top[0][1][b"k"].decode() in TERMINAL:
             return False  # it ended meanwhile: the next XREAD has the end
         error = UpstreamLost("The gateway replica producing this stream stopped before it ended.")
-        pipe = redis.pipeline(transaction=False)
-        _add(
-            pipe,
-            self._stream_id,
+        declared = await self._appends.declare(
+            self.key,
             _seq_of(top[0][0]) if top else 0,
             [("error", orjson.dumps(error.to_body())), ("done", b"[DONE]")],
-            max_events=self._max_events,
-            ttl_s=self._ttl_s,
+            self._max_events,
+            self._ttl_s,
         )
-        try:
-            await pipe.execute()
-        except ResponseError:
+        if not declared:
             # The producer wrote meanwhile: it is alive after all. Let a later reader try again.
             await redis.delete(lost)
             return False
@@ -307,14 +283,20 @@ class RedisStreams:
             socket_keepalive=True,
         )
         self.redis: Redis = Redis.from_pool(pool)  # the pool is closed with the client
-        self._appends = Appends(self.redis)
+        # A resuming or mirroring reader's XREAD replies are turned into events directly: redis-py's
+        # parsing into (id, dict) tuples first was a third of the reader's CPU per event.
+        self.redis.set_response_callback("XREAD", _unparsed)
         self.replica = secrets.token_hex(6)
+        self._running_s = int(ttl_s) + RUNNING_EXTRA_S
+        self._appends = Appends(
+            self.redis, replica=self.replica, lease_ms=LEASE_MS, running_s=self._running_s
+        )
+        self._leases = self.redis.register_script(LEASES)
         self._max_bytes = max_bytes
         self._finished = finished
         self._ttl_s = ttl_s
         self._leased: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._background: set[asyncio.Task[None]] = set()
         self.on_cancel: Callable[[str], None] | None = None
 
     def new_log(self, stream_id: str) -> RedisLog:
@@ -339,9 +321,9 @@ class RedisStreams:
         ]
 
     async def close(self) -> None:
-        for task in [*self._tasks, *self._background]:
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._appends.close()
         if self._leased:
             with contextlib.suppress(RedisError):
@@ -349,32 +331,18 @@ class RedisStreams:
         await self.redis.aclose()
 
     async def register(self, stream_id: str, owner: str | None) -> None:
-        """A new stream pumped here: its owner, and the lease that says it is alive."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(_key(stream_id, "meta"), mapping={"owner": owner or "", "replica": self.replica})
-        pipe.expire(_key(stream_id, "meta"), int(self._ttl_s) + RUNNING_EXTRA_S)
-        pipe.set(_key(stream_id, "lease"), self.replica, px=LEASE_MS)
-        try:
-            await pipe.execute()
-        except RedisError as exc:
-            raise _unavailable(exc) from None
+        """A new stream pumped here: its owner, and the lease that says it is alive (written
+        with the other streams' writes of the moment, redis_appends.py)."""
+        await self._appends.register(_key(stream_id), owner or "")
         self._leased.add(stream_id)
 
     def release(self, stream_id: str) -> None:
         self._leased.discard(stream_id)
 
     def set_provider(self, stream_id: str, provider: str) -> None:
-        """Note which provider answers (readers on other replicas send it as X-Provider)."""
-
-        async def store() -> None:
-            try:
-                await self.redis.hset(_key(stream_id, "meta"), "provider", provider)
-            except RedisError as exc:
-                log.warning("stream %s: cannot store its provider: %s", stream_id, exc)
-
-        task = asyncio.get_running_loop().create_task(store())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        """Note which provider answers (readers on other replicas send it as X-Provider); it
+        is stored with the next write of this replica."""
+        self._appends.note_provider(_key(stream_id), provider)
 
     async def lookup(self, stream_id: str) -> RemoteStream | None:
         """A stream known to Redis (pumped here or by another replica), or None."""
@@ -411,19 +379,15 @@ class RedisStreams:
             raise _unavailable(exc) from None
 
     async def _refresh_leases(self) -> None:
-        running_s = int(self._ttl_s) + RUNNING_EXTRA_S
         while True:
             await asyncio.sleep(REFRESH_S)
             if not self._leased:
                 continue
             try:
-                pipe = self.redis.pipeline(transaction=False)
-                for stream_id in self._leased:
-                    pipe.set(_key(stream_id, "lease"), self.replica, px=LEASE_MS)
-                    # A stream running for longer than its keys' expiry keeps them.
-                    pipe.expire(_key(stream_id, "meta"), running_s)
-                    pipe.expire(_key(stream_id), running_s)
-                await pipe.execute()
+                # The leases, and the expiry of their keys: a stream running for longer than
+                # its keys' expiry keeps them.
+                keys = [_key(stream_id) for stream_id in self._leased]
+                await self._leases(keys=keys, args=[self.replica, LEASE_MS, self._running_s])
             except RedisError as exc:
                 log.warning("cannot refresh stream leases: %s", exc)
 
@@ -446,6 +410,10 @@ class RedisStreams:
         finally:
             with contextlib.suppress(RedisError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _unparsed(response: Any, **options: Any) -> Any:
+    return response
 
 
 def _text(value: Any) -> str:
