@@ -8,10 +8,14 @@ direct and floor runs are the chat request of the same shape, as the other scena
 
 - **added p99 at one client**: non-stream, the upstream answering in 20 ms
   (``bench-c8-d0-f20-s8``); added = p99 of the total time minus the direct p99.
-- **the stream test**: 64 deltas 20 ms apart (``bench-c64-d20-f20-s8``), one client; added TTFT
-  p99 and added per-token (gap) p99. Embeddings have no stream.
+- **the stream test**: 64 deltas 20 ms apart (``bench-c64-d20-f20-s8``); added TTFT p99 and added
+  per-token (gap) p99 of 192 streams from 16 clients at once, each starting a stream's length / 16
+  after the previous, their samples pooled (one client's 12 streams made p99 their maximum).
+  Embeddings have no stream.
 - **streams sustained** (bench.ramp): the ramp of concurrent 64 x 20 ms chat streams, on a floor
   and a ``--workers 1`` gateway of their own in front of bench.ticker (deltas on a shared tick).
+- **memory per open idle stream** (bench.board_idle): RSS per stream with N chat streams held
+  open and idle, through a floor and a ``--workers 1`` gateway of their own; their ratio.
 
 Called by ``python -m bench``; fills ``report["board"]`` and stops every process it started.
 """
@@ -23,6 +27,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from bench.board_clients import MessagesWholeClient, ResponsesWholeClient
+from bench.board_idle import FULL as IDLE_FULL
+from bench.board_idle import QUICK as IDLE_QUICK
+from bench.board_idle import IdleSettings, run_idle
 from bench.embeddings_load import EmbeddingsLoadClient
 from bench.figures import Report
 from bench.gateways import WARM_SHAPE, Gateways
@@ -44,7 +51,8 @@ STREAM = Shape(64, 20, 20, 8)
 
 @dataclass(frozen=True)
 class BoardSettings:
-    """Requests per run of each method (one client), untimed warm-up ones, the ramp."""
+    """Requests per run of each method, untimed warm-up ones, the ramp, and how many clients
+    the stream test runs at once (the non-stream method runs one)."""
 
     nonstream_requests: int
     stream_requests: int
@@ -52,11 +60,13 @@ class BoardSettings:
     max_seconds: float
     ramp: RampSettings
     stream_shape: Shape = STREAM
+    idle: IdleSettings = IDLE_FULL
+    stream_clients: int = 1
 
 
-FULL = BoardSettings(200, 12, 2, 120.0, RAMP_FULL)
+FULL = BoardSettings(200, 192, 2, 120.0, RAMP_FULL, stream_clients=16)
 # The quick run (tests): 8 deltas 20 ms apart instead of 64, so that it stays short.
-QUICK = BoardSettings(6, 2, 1, 30.0, RAMP_QUICK, Shape(8, 20, 20, 8))
+QUICK = BoardSettings(6, 4, 1, 30.0, RAMP_QUICK, Shape(8, 20, 20, 8), IDLE_QUICK, stream_clients=2)
 
 
 def _client(api: str, stream: bool, target: str, spec: LoadSpec, shape: Shape) -> LoadClient:
@@ -81,16 +91,21 @@ def _client(api: str, stream: bool, target: str, spec: LoadSpec, shape: Shape) -
 async def measure_one(
     api: str, stream: bool, target: str, child: Child, watched: dict[str, Child], s: BoardSettings
 ) -> Report:
-    """One run at one client: warm-up, then the measured requests with CPU sampled around them."""
+    """One run (non-stream: one client; stream: ``stream_clients`` at once, staggered over one
+    stream's length): warm-up (opening every client's connection, and the target's to the
+    upstream), then the measured requests with CPU sampled around them."""
     shape = s.stream_shape if stream else NONSTREAM
+    clients = s.stream_clients if stream else 1
+    stream_s = (shape.first_ms + shape.delay_ms * shape.chunks) / 1000
     spec = LoadSpec(
         url=child.base_url,
         model=shape.model,
         stream=stream,
         requests=s.stream_requests if stream else s.nonstream_requests,
-        concurrency=1,
+        concurrency=clients,
         max_seconds=s.max_seconds,
-        warmup=s.warmup,
+        warmup=max(s.warmup, clients),
+        stagger_s=stream_s / clients,
     )
     async with _client(api, stream, target, spec, shape) as client:
         warm: LoadResult = await client.warm()
@@ -172,6 +187,7 @@ async def run_board(
     ramp_settings = asdict(s.ramp) | {"shape": s.ramp.shape.model}
     settings = {"nonstream": NONSTREAM.model, "stream": s.stream_shape.model, "ramp": ramp_settings}
     settings |= {"requests": {"nonstream": s.nonstream_requests, "stream": s.stream_requests}}
+    settings["stream_clients"] = s.stream_clients
     board: Report = {"settings": settings}
     report["board"] = board
     logs = results_dir / "board"
@@ -193,6 +209,8 @@ async def run_board(
         await methods.stop_all()
         gateways.remove(methods)
         board["gateway"] = methods.info
+        # Memory per open idle stream, on a floor and a gateway of their own (bench.board_idle).
+        board["idle"] = await run_idle(upstream, s.idle, _start, tmp, logs, module, start_timeout)
         # The ramp: one upstream writing every stream on a shared tick, a floor and a gateway.
         ramp_models = sorted({s.ramp.shape.model, WARM_SHAPE.model})
         ticker = await _start(
@@ -245,5 +263,13 @@ def board_errors(report: Report) -> int:
             errors += (entry.get("warmup") or {}).get("errors", 0)
             errors += entry.get("stop", "") != "stopped on SIGTERM with exit code 0"
     clean = "stopped on SIGTERM with exit code 0"
+    idle = board.get("idle") or {}
+    errors += sum((idle.get(target) or {}).get("errors", 0) for target in ("floor", "gateway"))
+    errors += sum(
+        (entry.get("warmup") or {}).get("errors", 0) + (entry.get("stop", clean) != clean)
+        for entry in (idle.get("gateway_info") or {}).values()
+    )
+    errors += (idle.get("floor_warmup") or {}).get("errors", 0)
+    errors += idle.get("floor_stop", clean) != clean
     errors += sum(outcome != clean for outcome in (board.get("stops") or {}).values())
     return errors

@@ -101,8 +101,33 @@ def board_markdown(report: Report) -> list[str]:
             *_ramp_rows(board["ramp"]),
             "",
         ]
+    lines += _idle_lines(board.get("idle"))
     lines += _peer_table(board)
     return lines
+
+
+def _idle_lines(idle: Report | None) -> list[str]:
+    """Memory per open idle stream: floor, gateway, their ratio (bench.board_idle)."""
+    if not idle or "gateway" not in idle:
+        return []
+    s = idle["settings"]
+    rows = [
+        f"| {target} | {r['streams']} | {r['errors']} | {r['rss_kib_before']} | "
+        f"{r['rss_kib_open']} | {fmt(r['kib_per_stream'], 1)} |"
+        for target in ("floor", "gateway")
+        if (r := idle.get(target))
+    ]
+    return [
+        f"### Memory per open idle stream (`{s['shape']}`: {s['streams']} chat streams held "
+        f"open, each after its first event, idle {s['settle_s']:g} s; Rss of a fresh process)",
+        "",
+        "| target | streams | errors | Rss before KiB | Rss open KiB | KiB per stream |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Gateway / floor: **{fmt(idle.get('ratio'), 2)}x** (target: at most 1.15x).",
+        "",
+    ]
 
 
 def _peer_table(board: Report) -> list[str]:

@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         print=lambda text: print(text, flush=True),
         access_log=None,
         backlog=4096,
+        # As the gateway: a client that leaves cancels its handler, which closes the upstream
+        # (else a stream left while the upstream is silent is held until the upstream writes).
+        handler_cancellation=True,
     )
     return 0
 

@@ -90,10 +90,18 @@ def test_quick_board_run_reports_every_api_three_ways(tmp_path: Path) -> None:
                     assert level["cpu_us_per_chunk"][who] > 0, (target, who)
         assert result["sustained"] == max((lv["level"] for lv in levels if lv["held"]), default=0)
     assert all(stop == "stopped on SIGTERM with exit code 0" for stop in board["stops"].values())
+    idle = board["idle"]  # memory per open idle stream: every stream held, RSS read around them
+    for target in ("floor", "gateway"):
+        held = idle[target]
+        assert held["errors"] == 0 and held["streams"] == idle["settings"]["streams"], held
+        grown = held["rss_kib_open"] - held["rss_kib_before"]
+        assert held["kib_per_stream"] == pytest.approx(grown / held["streams"]), held
+    assert "ratio" in idle
     assert board_errors({"board": board}) == 0
     md = (tmp_path / "latest.md").read_text()
     assert "## The boards' methods: gateway vs Python floor vs direct" in md
     assert "### Streams sustained" in md
+    assert "### Memory per open idle stream" in md
     assert "| LiteLLM-Rust | 0.107 | 512 (board max) |" in md
     assert "| llms (this run) |" in md and "| Python floor (this run) |" in md
 
