@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn, Protocol
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from llms.api.chat import CHAT, DONE, StreamEncoder, error_event
 from llms.chunks import StreamMeta
@@ -38,11 +39,28 @@ from llms.wire import ChatRequest, Chunk
 log = logging.getLogger("llms.relay")
 
 KEEPALIVE = b": keep-alive\n\n"
+# Header names are `istr`s: a plain str name costs each response's header dict one more object
+# (~110 B, kept while the stream is open) once aiohttp serialises the headers.
+X_STREAM_ID = istr("X-Stream-Id")
+X_HEARTBEAT_INTERVAL = istr("X-Heartbeat-Interval")
+X_PROVIDER = istr("X-Provider")
 STREAM_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
+    hdrs.CONTENT_TYPE: "text/event-stream",
+    hdrs.CACHE_CONTROL: "no-cache",
+    istr("X-Accel-Buffering"): "no",
 }
+_INTERVALS: dict[float, str] = {}
+
+
+def stream_headers(stream_id: str, heartbeat_s: float) -> dict[str, str]:
+    """A stream's response headers; the heartbeat interval's text is shared between streams."""
+    interval = _INTERVALS.get(heartbeat_s)
+    if interval is None:
+        interval = _INTERVALS.setdefault(heartbeat_s, f"{heartbeat_s:g}")
+    headers = dict(STREAM_HEADERS)
+    headers[X_STREAM_ID] = stream_id
+    headers[X_HEARTBEAT_INTERVAL] = interval  # the web UI's watchdog reads it
+    return headers
 
 
 async def write_encodable(
@@ -255,11 +273,10 @@ async def relay(
     `native`: the client's request for upstreams that speak its API (llms/native.py); an
     attempt that commits natively is written by `NativeStream` instead of `encoder`.
     """
-    headers = dict(STREAM_HEADERS)
-    headers["X-Stream-Id"] = meta.id
-    headers["X-Heartbeat-Interval"] = f"{heartbeat_s:g}"  # the web UI's watchdog reads it
-    # The API's own heartbeat (Messages: `event: ping`), else a `: keep-alive` comment.
-    out = ClientStream(request, headers, heartbeat_s, getattr(encoder, "heartbeat", KEEPALIVE))
+    # The API's own heartbeat (Messages: `event: ping`), else a `: keep-alive` comment. The
+    # headers' dict is not kept in this frame: the response has its own copy.
+    heartbeat = getattr(encoder, "heartbeat", KEEPALIVE)
+    out = ClientStream(request, stream_headers(meta.id, heartbeat_s), heartbeat_s, heartbeat)
     end = _Ending(out, encoder, on_end)
     try:
         try:
@@ -313,7 +330,7 @@ async def _pump(
     encoder = end.encoder
     try:
         if not out.started:
-            out.response.headers["X-Provider"] = generation.provider.name
+            out.response.headers[X_PROVIDER] = generation.provider.name
         write = out.write
         encode = encoder.chunks
         # Chat completions' and native encoders write chunks as they are: nothing to check.
@@ -424,10 +441,7 @@ async def relay_log(
 
     Each event carries `id: <seq>`; leaving does not stop the generation (the pump's grace does).
     """
-    headers = dict(STREAM_HEADERS)
-    headers["X-Stream-Id"] = stream.id
-    headers["X-Heartbeat-Interval"] = f"{heartbeat_s:g}"
-    out = ClientStream(request, headers, heartbeat_s)
+    out = ClientStream(request, stream_headers(stream.id, heartbeat_s), heartbeat_s)
     stream.attach()
     seq = after
     try:
@@ -438,7 +452,7 @@ async def relay_log(
                     raise failure_of(failed.data)
                 events = events[:-1]
             if not out.started and stream.provider is not None:
-                out.response.headers["X-Provider"] = stream.provider
+                out.response.headers[X_PROVIDER] = stream.provider
             for piece in slices(events, WRITE_SLICE):
                 await out.write(b"".join([event.to_wire() for event in piece]))
                 seq = piece[-1].seq
