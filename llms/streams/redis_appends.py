@@ -71,7 +71,7 @@ for i = 1, #KEYS - r - p do
     local id = '0-' .. seq
     local added = redis.pcall('XADD', key, 'MAXLEN', '~', maxlen, id, 'k', kind, 'd', data)
     if type(added) == 'table' and added.err then
-      local there = redis.call('XRANGE', key, id, id)
+      local there = redis.pcall('XRANGE', key, id, id)  -- an error: no entries, refused
       local fields = there[1] and there[1][2]
       if not (fields and fields[2] == kind and fields[4] == data) then
         ok = '0'
