@@ -229,3 +229,25 @@ async def test_a_flush_run_twice_is_accepted_once_and_other_events_at_its_ids_ar
     finally:
         await client.delete(key)
         await client.aclose()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_a_reader_reads_the_events_in_either_protocol(redis_port: int, protocol: int) -> None:
+    """XREAD's reply is read unparsed (no redis-py callback): RESP2's list and RESP3's map give
+    the same events, data with spaces and newlines whole."""
+    url = f"redis://127.0.0.1:{redis_port}/0?protocol={protocol}"
+    streams = RedisStreams(url, max_bytes=1 << 20, ttl_s=60)
+    name = f"read-resp{protocol}"
+    try:
+        await streams.new_log(name).append([("chunk", b"a b\nc"), ("done", b"[DONE]")])
+        events = await streams.new_log(name).read(1, wait=True)
+        assert streams.redis.connection_pool.connection_kwargs["protocol"] == protocol
+        assert [(e.seq, e.kind, e.data) for e in events] == [(2, "done", b"[DONE]")]
+        events = await streams.new_log(name).read(0, wait=False)
+        assert [(e.seq, e.kind, e.wire) for e in events] == [
+            (1, "chunk", b"id: 1\ndata: a b\nc\n\n"),
+            (2, "done", b"id: 2\ndata: [DONE]\n\n"),
+        ]
+    finally:
+        await streams.redis.delete(f"llms:s:{name}")
+        await streams.close()
