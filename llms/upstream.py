@@ -25,6 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from llms.adapters.base import UpstreamRequest
 from llms.config import Timeouts
+from llms.deadlines import Entry, deadlines
 from llms.errors import (
     GatewayError,
     UpstreamConnectError,
@@ -45,20 +46,21 @@ trace_headers: Callable[[], Mapping[str, str] | None] | None = None
 class Watchdog:
     """Cancels a task once `expires` (loop time) passes.
 
-    Moving the deadline is one attribute store: the timer re-arms itself lazily when it fires
-    early, so a stream pays for a timer only once per timeout period, not once per chunk.
+    Moving the deadline is one attribute store: the entry (llms/deadlines.py: one loop timer
+    for every open stream's deadlines) is re-armed lazily when it comes due early, so a stream
+    pays for a heap entry only once per timeout period, not once per chunk.
     `expires = None` pauses it (while the task writes to a slow client, say).
     """
 
-    __slots__ = ("_base", "_handle", "_loop", "_task", "expires", "fired")
+    __slots__ = ("_base", "_deadlines", "_task", "deadline", "expires", "fired")
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._deadlines = deadlines()
         task = asyncio.current_task()
         assert task is not None
         self._task = task
         self._base = task.cancelling()
-        self._handle: asyncio.TimerHandle | None = None
+        self.deadline: Entry | None = None
         self.expires: float | None = None
         self.fired = False
 
@@ -67,21 +69,18 @@ class Watchdog:
             self.expires = None
             return
         self.expires = when
-        handle = self._handle
-        if handle is None:
-            self._handle = self._loop.call_at(when, self._check)
-        elif when < handle.when():
-            # An earlier deadline (idle after first-token): the armed timer would be too late.
-            handle.cancel()
-            self._handle = self._loop.call_at(when, self._check)
+        entry = self.deadline
+        if entry is None or when < entry.when:
+            # None armed, or an earlier deadline (idle after first-token): the armed one
+            # would be too late.
+            self._deadlines.at(when, self)
 
-    def _check(self) -> None:
-        self._handle = None
+    def due(self) -> None:
         expires = self.expires
         if expires is None:
             return
-        if self._loop.time() < expires:
-            self._handle = self._loop.call_at(expires, self._check)
+        if self._deadlines.loop.time() < expires:
+            self._deadlines.at(expires, self)
             return
         self.fired = True
         self._task.cancel()
@@ -95,9 +94,7 @@ class Watchdog:
 
     def stop(self) -> None:
         self.expires = None
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._deadlines.cancel(self)
 
 
 class Authoriser(Protocol):

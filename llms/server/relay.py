@@ -25,6 +25,7 @@ from multidict import istr
 
 from llms.api.chat import CHAT, DONE, StreamEncoder, error_event
 from llms.chunks import StreamMeta
+from llms.deadlines import Entry, deadlines
 from llms.errors import GatewayError, ServiceUnavailable, UpstreamMalformed
 from llms.generation import Generation
 from llms.native import NativeRoute, NativeStream
@@ -44,7 +45,7 @@ KEEPALIVE = b": keep-alive\n\n"
 X_STREAM_ID = istr("X-Stream-Id")
 X_HEARTBEAT_INTERVAL = istr("X-Heartbeat-Interval")
 X_PROVIDER = istr("X-Provider")
-STREAM_HEADERS = {
+STREAM_HEADERS: dict[str, str] = {
     hdrs.CONTENT_TYPE: "text/event-stream",
     hdrs.CACHE_CONTROL: "no-cache",
     istr("X-Accel-Buffering"): "no",
@@ -106,6 +107,7 @@ class ClientStream:
     __slots__ = (
         "_beat",
         "_buffer",
+        "_deadlines",
         "_heartbeat",
         "_interval",
         "_loop",
@@ -113,9 +115,9 @@ class ClientStream:
         "_request",
         "_slow_s",
         "_started",
-        "_timer",
         "_writing",
         "closed",
+        "deadline",
         "last_write",
         "response",
     )
@@ -141,9 +143,10 @@ class ClientStream:
         self.response = web.StreamResponse(status=200, headers=headers)
         self.closed = False
         self.last_write = self._loop.time()
-        self._timer: asyncio.TimerHandle | None = self._loop.call_at(
-            self.last_write + interval, self._tick
-        )
+        # The keep-alive's deadline: an entry of the loop's one timer (llms/deadlines.py).
+        self.deadline: Entry | None = None
+        self._deadlines = deadlines()
+        self._deadlines.at(self.last_write + interval, self)
 
     @property
     def started(self) -> bool:
@@ -191,8 +194,8 @@ class ClientStream:
             self._writing -= 1
         self.last_write = self._loop.time()
 
-    def _tick(self) -> None:
-        self._timer = None
+    def due(self) -> None:
+        """The keep-alive's deadline came: a heartbeat if nothing was written since."""
         if self.closed:
             return
         due = self.last_write + self._interval
@@ -200,7 +203,7 @@ class ClientStream:
             # A write still waiting for the client says more than a keep-alive would.
             due = max(due, self._loop.time() + self._interval)
         if self._loop.time() < due:
-            self._timer = self._loop.call_at(due, self._tick)
+            self._deadlines.at(due, self)
         elif self._beat is None:
             self._beat = self._loop.create_task(self._send_keepalive())
 
@@ -219,13 +222,11 @@ class ClientStream:
         finally:
             self._beat = None
             if not self.closed:
-                self._timer = self._loop.call_at(self.last_write + self._interval, self._tick)
+                self._deadlines.at(self.last_write + self._interval, self)
 
     def close(self) -> None:
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadlines.cancel(self)
         if self._beat is not None:
             self._beat.cancel()
 
