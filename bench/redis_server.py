@@ -121,7 +121,8 @@ async def commandstats(child: Child) -> dict[str, tuple[int, int]]:
 def command_figures(
     before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], events: int
 ) -> Report:
-    """Commands the gateway sent between two samples, in all and per streamed event."""
+    """Commands the gateway sent between two samples, in all and per streamed event (as Redis
+    counts them: the commands a Lua script runs count too, besides its EVALSHA)."""
     calls: dict[str, int] = {}
     usec = 0
     for name, (count, spent) in after.items():
