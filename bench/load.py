@@ -37,6 +37,9 @@ class LoadSpec:
     resumable: bool = False
     # One answer may take this long at most: heartbeats can keep a stuck stream open forever.
     request_timeout_s: float = 30.0
+    # The measured run's clients start this far apart (client i after i x stagger_s), so that
+    # concurrent streams do not all begin, and tick, at the same instant; the warm-up does not wait.
+    stagger_s: float = 0.0
 
 
 @dataclass
@@ -296,21 +299,25 @@ class LoadClient:
             result.events += state.events
             result.status_events += state.statuses
 
-    async def _run(self, count: int, result: LoadResult) -> None:
-        """Run ``count`` requests, ``concurrency`` at a time, within the wall-clock cap."""
+    async def _run(self, count: int, result: LoadResult, stagger_s: float = 0.0) -> None:
+        """Run ``count`` requests, ``concurrency`` at a time (client i starting after i x
+        ``stagger_s``), within the wall-clock cap."""
         started = 0
         finished = 0
 
-        async def worker() -> None:
+        async def worker(index: int) -> None:
             """Take the next request number until all are taken."""
             nonlocal started, finished
+            if index and stagger_s:
+                await asyncio.sleep(index * stagger_s)
             while started < count:
                 started += 1
                 await self._one(result)
                 finished += 1
 
         begin = time.perf_counter()
-        workers = [asyncio.create_task(worker()) for _ in range(min(self.spec.concurrency, count))]
+        clients = min(self.spec.concurrency, count)
+        workers = [asyncio.create_task(worker(index)) for index in range(clients)]
         try:
             async with asyncio.timeout(self.spec.max_seconds):
                 await asyncio.gather(*workers)
@@ -337,5 +344,5 @@ class LoadClient:
     async def run(self) -> LoadResult:
         """The measured run of ``spec.requests`` requests."""
         result = LoadResult()
-        await self._run(self.spec.requests, result)
+        await self._run(self.spec.requests, result, self.spec.stagger_s)
         return result
