@@ -28,6 +28,10 @@ __all__ = [
 ]
 
 _BOM = b"\xef\xbb\xbf"
+# One byte sought by its value: `b"\n" in data` first tries the needle as an int, raises and
+# clears a TypeError, then searches (~2k instructions, once per event); `10 in data` does not.
+_LF = 0x0A
+_CR = 0x0D
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
@@ -105,9 +109,9 @@ class SSEDecoder:
 
         Raises UpstreamMalformed when one event (or one line) exceeds `max_event_bytes`.
         """
-        if self._cr or not self._bom_done or b"\r" in chunk:
+        if self._cr or not self._bom_done or _CR in chunk:
             chunk = self._normalize(chunk)
-        if not (self._partial_len or self._size or self._event) and b"\n\n" in chunk:
+        if not (self._partial_len or self._size or self._event) and chunk.find(b"\n\n") >= 0:
             return self._feed_blocks(chunk)
         return self._feed_lines(chunk)
 
@@ -124,7 +128,7 @@ class SSEDecoder:
         event_id = self._id
         limit = self._max
         for block in blocks:
-            if block[:6] == b"data: " and b"\n" not in block and len(block) <= limit:
+            if block[:6] == b"data: " and _LF not in block and len(block) <= limit:
                 events.append(_event(("message", block[6:].decode("utf-8", "replace"), event_id)))
             else:
                 events += self._feed_lines(block + b"\n\n")
@@ -136,7 +140,7 @@ class SSEDecoder:
 
     def _feed_lines(self, chunk: bytes) -> list[SSEEvent]:
         """The general path: split into lines and apply every field rule."""
-        if b"\n" not in chunk:
+        if _LF not in chunk:
             if chunk:
                 self._partial.append(chunk)
                 self._partial_len += len(chunk)
@@ -234,7 +238,7 @@ class SSEDecoder:
             self._cr = False
             if chunk[0] == 0x0A:
                 chunk = chunk[1:]
-        if b"\r" in chunk:
+        if _CR in chunk:
             self._cr = chunk[-1] == 0x0D
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         return chunk
@@ -264,7 +268,7 @@ class NDJSONDecoder:
 
         Raises UpstreamMalformed when one line exceeds `max_event_bytes`.
         """
-        if b"\n" not in chunk:
+        if _LF not in chunk:
             if chunk:
                 self._partial.append(chunk)
                 self._partial_len += len(chunk)
@@ -310,7 +314,7 @@ def encode_sse(data: bytes | str, *, id: str | None = None, event: str | None = 
     """
     if isinstance(data, str):
         data = data.encode()
-    if id is None and event is None and b"\n" not in data and b"\r" not in data:
+    if id is None and event is None and _LF not in data and _CR not in data:
         return b"data: " + data + b"\n\n"
     head = b""
     for name, value in ((b"id", id), (b"event", event)):
