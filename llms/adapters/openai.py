@@ -139,9 +139,10 @@ class Converter:
     def feed(self, event: SSEEvent) -> list[Chunk]:
         if self.done:
             return []
-        if event.data[:6] == "[DONE]":
+        data = event.data
+        if data.startswith("[DONE]"):
             return self._finish()
-        obj = from_json_event(event.data)
+        obj = from_json_event(data)
         if obj.get("error") or obj.get("object") == "error":
             raise _stream_error(obj)
         return self._normalise(obj)
@@ -166,25 +167,22 @@ class Converter:
             if index in self._finished:
                 continue
             delta = choice.get("delta")
-            if not isinstance(delta, dict):
+            if type(delta) is not dict:
                 delta = choice["delta"] = {}
+            # The common chunk, one more piece of text (`{"content": …}` alone after the
+            # first), needs none of the rules below but the finish reason's.
+            plain = False
             if index not in self._roles:
                 self._roles.add(index)
                 delta["role"] = "assistant"
                 if delta.get("content") is None:
                     delta["content"] = ""
+            elif len(delta) == 1 and "content" in delta:
+                plain = True
             elif "role" in delta:
                 del delta["role"]
-            if "reasoning" in delta:
-                reasoning = delta.pop("reasoning")
-                if reasoning and not delta.get("reasoning_content"):
-                    delta["reasoning_content"] = reasoning
-            if "reasoning_content" in delta and delta["reasoning_content"] is None:
-                del delta["reasoning_content"]
-            if delta.get("tool_calls") is not None:  # null: no calls (LiteLLM sends it)
-                self._tool_calls(index, delta)
-            if delta.get("function_call"):
-                self._calls.add(index)
+            if not plain:
+                self._rare_fields(index, delta)
             finish = choice.get("finish_reason")
             if finish is not None:
                 if finish not in FINISH_REASONS:
@@ -200,7 +198,7 @@ class Converter:
                     finish = "function_call"
                 choice["finish_reason"] = finish
                 self._finished.add(index)
-            elif not any(delta.values()):
+            elif not (delta["content"] if plain else any(delta.values())):
                 # Nothing but nulls and empty strings: noise for the client.
                 continue
             else:
@@ -220,6 +218,19 @@ class Converter:
         elif "usage" in obj:
             del obj["usage"]
         return [obj]  # type: ignore[list-item]
+
+    def _rare_fields(self, index: int, delta: dict[str, Any]) -> None:
+        """`reasoning` renamed, a null `reasoning_content` dropped, tool and function calls."""
+        if "reasoning" in delta:
+            reasoning = delta.pop("reasoning")
+            if reasoning and not delta.get("reasoning_content"):
+                delta["reasoning_content"] = reasoning
+        if "reasoning_content" in delta and delta["reasoning_content"] is None:
+            del delta["reasoning_content"]
+        if delta.get("tool_calls") is not None:  # null: no calls (LiteLLM sends it)
+            self._tool_calls(index, delta)
+        if delta.get("function_call"):
+            self._calls.add(index)
 
     def _tool_calls(self, choice_index: int, delta: dict[str, Any]) -> None:
         seen = self._tools.setdefault(choice_index, {})
