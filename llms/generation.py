@@ -65,9 +65,14 @@ def check_committable(chunks: list[Chunk]) -> None:
                 raise UpstreamMalformed(
                     "The upstream sent a choice whose `index` is not an integer."
                 )
-    _, error = to_json_each(chunks)
-    if error is not None:
-        raise error
+    try:
+        # One call for the whole batch (the usual case: every chunk encodes). The list adds a
+        # level of nesting, so a failure is checked again chunk by chunk.
+        orjson.dumps(chunks)
+    except orjson.JSONEncodeError:
+        _, error = to_json_each(chunks)
+        if error is not None:
+            raise error from None
 
 
 def carries_output(chunk: Chunk) -> bool:

@@ -231,6 +231,8 @@ class Metrics:
             MultiProcessCollector(self.registry, multiprocess_dir)  # type: ignore[no-untyped-call]
             self.registry.register(circuits)
         self._children: dict[tuple[str, str], _Children] = {}
+        # (model, provider, status) -> its llms_requests_total child (labels() is not free)
+        self._requests: dict[tuple[str, str, int], Counter] = {}
 
     def model_label(self, model: str) -> str:
         return self._models(model) if model in self.providers.routes else "unknown"
@@ -260,7 +262,12 @@ class Metrics:
         if record.endpoint == COUNT_TOKENS:
             self._count_finished(record, model, provider)
             return
-        self.requests.labels(model, provider, self._statuses(str(record.status))).inc()
+        key = (model, provider, record.status)
+        requests = self._requests.get(key)
+        if requests is None:
+            status = self._statuses(str(record.status))  # once capped, always "other"
+            requests = self._requests[key] = self.requests.labels(model, provider, status)
+        requests.inc()
         if record.stream:
             self.active_streams.dec()
         if record.error_type is not None:
