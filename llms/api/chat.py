@@ -39,8 +39,9 @@ def encode_chunks(chunks: Iterable[Chunk]) -> bytes:
     Raises orjson.JSONEncodeError for a chunk nested too deeply (the relay then writes the
     chunks before it and ends the stream with `upstream_malformed`).
     """
-    dumps = orjson.dumps
-    return b"".join([b"data: " + dumps(item) + b"\n\n" for item in chunks])
+    # One join with the event separator between: no two concatenations per chunk.
+    body = b"\n\ndata: ".join(map(orjson.dumps, chunks))
+    return b"data: " + body + b"\n\n" if body else b""
 
 
 def error_event(error: GatewayError) -> bytes:
