@@ -97,6 +97,17 @@ def parse_chat_request(raw: bytes | bytearray, max_nodes: int = MAX_JSON_NODES) 
     string(model, "model", max_length=MAX_MODEL_LENGTH)
     check_messages(body.get("messages"))
     _stream(body)
+    if not _CHECKED_ABOVE.issuperset(body):
+        _optional_fields(body)
+    return cast(ChatRequest, body)
+
+
+# A body of these fields alone (the common minimal request) skips the optional fields' checks.
+_CHECKED_ABOVE = frozenset({"model", "messages", "stream"})
+
+
+def _optional_fields(body: dict[str, Any]) -> None:
+    """Every field but model, messages and stream (each check lets an absent field pass)."""
     _sampling(body)
     fields.stop(body.get("stop"))
     check_tools(body.get("tools"))
@@ -111,7 +122,6 @@ def parse_chat_request(raw: bytes | bytearray, max_nodes: int = MAX_JSON_NODES) 
     fields.strings(body.get("modalities"), "modalities")
     _metadata(body.get("metadata"))
     fields.logit_bias(body.get("logit_bias"))
-    return cast(ChatRequest, body)
 
 
 def _too_deep() -> InvalidRequest:
