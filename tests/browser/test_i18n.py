@@ -3,6 +3,7 @@ switched live in Settings, kept across a reload, <html lang> in step; axe-clean 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from playwright.async_api import expect
 
 from tests.browser.support import Stack
 from tests.browser.test_accessibility import AXE_PAGE, assert_accessible
+from tests.browser.test_admin_page import ADMIN
+from tests.browser.test_admin_spend_page import admin, earlier_days
 from tests.upstreams.openai import FakeOpenAI, text_script
 
 StartStack = Callable[..., Awaitable[Stack]]
@@ -87,3 +90,54 @@ async def test_switching_the_language_in_settings_is_live_and_kept(stack: StartS
     await page.reload()
     await expect(page.get_by_test_id("model-picker")).to_be_enabled()
     await expect(page.get_by_test_id("new-thread")).to_have_text("New chat")
+
+
+async def test_german_untitled_chat_and_chart_dates(
+    stack: StartStack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """An untitled chat is "Neuer Chat", and a spend chart's dates use German day and month
+    names (uPlot's date names from Intl), in the legend as the pointer moves over the chart."""
+    fake_openai.scripts["up"] = text_script(["Hallo."])
+    db = tmp_path / "keys.db"
+    s = await stack(
+        server={"admin_key": ADMIN, "api_keys": ["sk-ui"]},
+        state={"keys_store": f"sqlite:{db}"},
+        page_options={"locale": "de-DE"},
+    )
+    made = await admin(s.url, "POST", "", {"name": "team", "budget_usd": 0.1})
+    await earlier_days(db, str(made["id"]), {3: 0.03, 1: 0.01})
+    page = s.page
+    await page.goto(s.url + "/")
+    dialog = page.get_by_test_id("api-key-dialog")
+    await dialog.locator("input").fill("sk-ui")
+    await dialog.locator("input").press("Enter")
+    await expect(dialog).to_be_hidden()
+    await s.settled(await s.send("Sag hallo."))
+    await page.get_by_test_id("rename-thread").click()
+    await page.get_by_test_id("thread-rename-input").fill("")
+    await page.get_by_test_id("thread-rename-input").press("Enter")
+    title = page.locator(".thread-title")
+    await expect(title).to_have_text("Neuer Chat")
+    await expect(page.get_by_role("button", name="„Neuer Chat“ umbenennen")).to_be_attached()
+    await expect(page).to_have_title("Neuer Chat · llms")
+    await s.screenshot("i18n-de-untitled")
+
+    await page.goto(s.url + "/keys")
+    await page.get_by_label("Admin-Schlüssel").fill(ADMIN)
+    await page.get_by_role("button", name="Schlüssel laden").click()
+    await page.get_by_role("button", name="Ausgaben von team im Zeitverlauf zeigen").click()
+    figure = page.locator("figure.chart-card")
+    await expect(figure.locator(".u-legend")).to_contain_text("Zeit")
+    over = figure.locator(".u-over")
+    box = await over.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
+    when = figure.locator(".u-legend .u-series").first.locator(".u-value")
+    await expect(when).to_have_text(GERMAN_DAY)
+    await s.screenshot("i18n-de-chart")
+
+
+GERMAN_DAY = re.compile(
+    r"^(Mo|Di|Mi|Do|Fr|Sa|So)\.?, \d{1,2}\. "
+    r"(Jan|Feb|März|Apr|Mai|Juni|Juli|Aug|Sept|Okt|Nov|Dez)\.? \d{4}$"
+)

@@ -113,6 +113,7 @@ export const de: Messages = {
     deleted: "Chat gelöscht. | {n} Chats gelöscht.",
     undo: "Rückgängig",
     storedHere: "Chats werden nur in diesem Browser gespeichert.",
+    untitled: "Neuer Chat",
   },
   shortcuts: {
     title: "Tastenkürzel",
@@ -197,6 +198,7 @@ export const de: Messages = {
     completion: "Antwort",
     cost: "Kosten",
     overTime: "{title} im Zeitverlauf",
+    chartTime: "Zeit",
   },
   models: {
     loading: "Modelle werden geladen…",

@@ -115,6 +115,7 @@ export const en = {
     deleted: "Chat deleted. | {n} chats deleted.",
     undo: "Undo",
     storedHere: "Chats are stored in this browser only.",
+    untitled: "New chat",
   },
   shortcuts: {
     title: "Keyboard shortcuts",
@@ -199,6 +200,7 @@ export const en = {
     completion: "Completion",
     cost: "Cost",
     overTime: "{title} over time",
+    chartTime: "Time",
   },
   models: {
     loading: "Loading models…",

@@ -5,10 +5,16 @@
  */
 import { computed, reactive, toRaw, type ComputedRef } from "vue";
 import { ThreadDB, type Thread, type ThreadMeta } from "./db";
+import { t } from "../i18n";
 import type { ChatMessage } from "./message";
 
 export const CHANNEL = "llms-threads";
 export const UNTITLED = "New chat";
+
+/** A chat's title as shown: an untitled chat's stored "New chat" in the UI's language. */
+export function shownTitle(title: string): string {
+  return title === UNTITLED ? t("sidebar.untitled") : title;
+}
 
 type SyncMessage =
   | { kind: "saved"; id: string }
