@@ -83,6 +83,9 @@ class Held(asyncio.Protocol):
             self._fail(problem)
             return
         body = bytes(self._raw[end + 4 :])
+        if body.endswith(b"\r\n0\r\n\r\n") or body == b"0\r\n\r\n":
+            self._fail(StreamError("ended", "the answer ended before any content"))
+            return
         # Whole chunks only: a chunk cut by the read is completed by the next one.
         cut = body.rfind(b"\r\n")
         try:
@@ -115,6 +118,7 @@ async def hold_streams(url: str, n: int) -> tuple[list[Held], list[str]]:
     errors: list[str] = []
 
     async def one() -> None:
+        conn: Held | None = None
         try:
             _, conn = await loop.create_connection(
                 lambda: Held(expected), parts.hostname or "127.0.0.1", parts.port or 80
@@ -124,7 +128,10 @@ async def hold_streams(url: str, n: int) -> tuple[list[Held], list[str]]:
             async with asyncio.timeout(30):
                 await conn.first
         except (OSError, TimeoutError, StreamError, ValueError, KeyError) as exc:
-            errors.append(repr(exc))
+            kind = exc.kind if isinstance(exc, StreamError) else type(exc).__name__
+            errors.append(f"{kind}: {exc}")
+            if conn is not None and conn.transport is not None:
+                conn.transport.close()  # a failed stream is not held
             return
         held.append(conn)
 

@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestServer
 
 from bench.board import APIS, TARGETS, _added, board_errors
 from bench.board_clients import MessagesWholeClient, ResponsesWholeClient
+from bench.board_idle import IDLE_SHAPE, hold_streams
 from bench.floor import make_app
 from bench.load import LoadSpec
 from bench.ramp import RampSettings, ramp, run_level
@@ -279,3 +280,47 @@ async def test_whole_clients_check_every_answer(
         assert result.ok == 3 and not result.errors, result.samples
     else:
         assert result.ok == 0 and dict(result.errors) == {kind: 3}, result.samples
+
+
+def _idle_app(mode: str) -> web.Application:
+    """IDLE_SHAPE's stream: the role, the first delta, then silence; ``mode`` breaks it."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if mode == "http_500":
+            return web.json_response({"error": {"message": "boom"}}, status=500)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        first = content_pieces(IDLE_SHAPE)[0]
+        await resp.write(_chunk("", IDLE_SHAPE.model))
+        if mode == "closed":
+            return resp  # the body ends before any content
+        await resp.write(_chunk(first + "x" if mode == "content" else first, IDLE_SHAPE.model))
+        await asyncio.sleep(60)
+        return resp
+
+    app = web.Application(handler_args={"handler_cancellation": True})
+    app.router.add_post("/v1/chat/completions", handler)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind"),
+    [("ok", ""), ("content", "content"), ("http_500", "http_500"), ("closed", "ended")],
+)
+async def test_idle_streams_are_held_only_after_their_first_content_event(
+    mode: str, kind: str, aiohttp_server: ServerFactory
+) -> None:
+    """bench.board_idle counts a stream as held only once its first delta arrived intact."""
+    srv = await aiohttp_server(_idle_app(mode))
+    held, errors = await hold_streams(f"http://127.0.0.1:{srv.port}/v1/chat/completions", 3)
+    try:
+        if mode == "ok":
+            assert len(held) == 3 and errors == []
+        else:
+            assert held == [] and len(errors) == 3, errors
+            assert all(error.startswith(f"{kind}: ") for error in errors), errors
+    finally:
+        for conn in held:
+            if conn.transport is not None:
+                conn.transport.close()
