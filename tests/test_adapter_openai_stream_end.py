@@ -118,6 +118,28 @@ def test_done_finishes_every_open_choice_once() -> None:
     assert finishes == [(0, "stop"), (1, "stop")]
 
 
+def test_legacy_function_call_finishes_as_function_call_per_choice() -> None:
+    """A choice that sent `function_call` (over several chunks) ends with `function_call`, at
+    its `stop` or at [DONE]; a choice beside it that did not ends with `stop`."""
+    call = {"function_call": {"name": "f", "arguments": ""}}
+    more = {"function_call": {"arguments": "{}"}}
+    chunks = feed(new(), ROLE, up(call), up(more), up({}, "stop"))
+    assert choices(chunks)[-1]["finish_reason"] == "function_call"
+    conv = new()
+    chunks = feed(conv, up(call), up(more), up({"content": "b"}, index=1), "[DONE]")
+    finishes = [(c["index"], c["finish_reason"]) for c in choices(chunks) if c["finish_reason"]]
+    assert finishes == [(0, "function_call"), (1, "stop")]
+    assert feed(conv, "[DONE]") == []
+
+
+def test_close_after_every_choice_finished_ends_without_done() -> None:
+    conv = new()
+    feed(conv, up({"content": "a"}, index=0), up({"content": "b"}, index=1))
+    feed(conv, up({}, "stop", index=1), up({}, "length", index=0))
+    assert conv.close() == []
+    assert conv.done
+
+
 def test_done_after_finish_adds_no_second_finish() -> None:
     conv = new()
     chunks = feed(conv, ROLE, up({}, "stop"), "[DONE]")

@@ -126,13 +126,15 @@ class Converter:
 
     def __init__(self, context: StreamContext) -> None:
         self._ctx = context
-        self._roles: set[int] = set()
-        self._finished: set[int] = set()
+        # Choice indexes as tuples, not sets: almost every stream has one choice, and an idle
+        # stream keeps its converter (an empty set is 216 B, a tuple of one index 48 B).
+        self._roles: tuple[int, ...] = ()
+        self._finished: tuple[int, ...] = ()
         # choice index -> {upstream call key: gateway tool index}; the key is the upstream's
         # `index`, or ("id", id) / ("new", n) for servers that omit it
         self._tools: dict[int, dict[object, int]] = {}
         # choices that carry a legacy `function_call` (the `functions` request field)
-        self._calls: set[int] = set()
+        self._calls: tuple[int, ...] = ()
         self.done = False
         self.usage: Usage | None = None
 
@@ -151,7 +153,7 @@ class Converter:
         if self.done:
             return []
         # Some servers omit [DONE]: the end of the body after every choice finished is a normal end.
-        if self._roles and self._roles <= self._finished:
+        if self._roles and all(index in self._finished for index in self._roles):
             return self._finish()
         raise UpstreamIncomplete("The upstream ended the stream before it finished the answer.")
 
@@ -173,7 +175,7 @@ class Converter:
             # first), needs none of the rules below but the finish reason's.
             plain = False
             if index not in self._roles:
-                self._roles.add(index)
+                self._roles += (index,)
                 delta["role"] = "assistant"
                 if delta.get("content") is None:
                     delta["content"] = ""
@@ -197,7 +199,7 @@ class Converter:
                 elif finish == "stop" and index in self._calls:
                     finish = "function_call"
                 choice["finish_reason"] = finish
-                self._finished.add(index)
+                self._finished += (index,)
             elif not (delta["content"] if plain else any(delta.values())):
                 # Nothing but nulls and empty strings: noise for the client.
                 continue
@@ -229,8 +231,8 @@ class Converter:
             del delta["reasoning_content"]
         if delta.get("tool_calls") is not None:  # null: no calls (LiteLLM sends it)
             self._tool_calls(index, delta)
-        if delta.get("function_call"):
-            self._calls.add(index)
+        if delta.get("function_call") and index not in self._calls:
+            self._calls += (index,)
 
     def _tool_calls(self, choice_index: int, delta: dict[str, Any]) -> None:
         seen = self._tools.setdefault(choice_index, {})
@@ -279,9 +281,9 @@ class Converter:
         meta = self._ctx.meta
         out: list[Chunk] = []
         if not self._roles:
-            self._roles.add(0)
+            self._roles = (0,)
             out.append(role_chunk(meta))
-        for index in sorted(self._roles - self._finished):
+        for index in sorted(i for i in self._roles if i not in self._finished):
             reason: FinishReason = (
                 "tool_calls"
                 if self._tools.get(index)
@@ -290,7 +292,7 @@ class Converter:
                 else "stop"
             )
             out.append(finish_chunk(meta, reason, index))
-            self._finished.add(index)
+            self._finished += (index,)
         if self._ctx.include_usage:
             for item in out:
                 item["usage"] = None  # as on every chunk before the usage chunk
