@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import itertools
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,7 +27,7 @@ import pytest
 
 from cluster.run import find_binary, free_port, kill_group, start_redis, wait_for_redis
 from llms.errors import InvalidRequest
-from llms.server.bodies import check_json_nodes
+from llms.server.bodies import BodyBudget, ParsedBody, check_json_nodes
 from llms.streams.log import StreamGone
 from llms.streams.memory import FinishedBudget, MemoryLog
 from tests.conftest import gateway_config
@@ -513,6 +514,29 @@ def test_json_values_are_counted_outside_strings_and_name_their_field() -> None:
     assert caught.value.param == 'x\\"y'
     assert caught.value.code == "too_many_json_values"
     check_json_nodes(b'"' + b"[1, 2], " * 1000 + b'"', 1)  # one string: one value
+
+
+def test_a_parsed_body_gives_its_share_back_once_when_it_is_collected() -> None:
+    budget = BodyBudget(1000)
+    budget.take(300, 0)
+    budget.take(200, 0)
+    first, second = ParsedBody({"model": "m"}), ParsedBody({"model": "n"})
+    first.hold(budget, 300)
+    second.hold(budget, 200)
+    copied = [copy.copy(first), copy.deepcopy(first), dict(first)]
+    assert all(type(one) is dict and one == {"model": "m"} for one in copied)
+    del copied  # copies hold no share: nothing comes back twice
+    assert budget.held == 500
+    del first
+    assert budget.held == 200
+    second["self"] = second  # kept by a cycle alone: back when the collector runs
+    del second
+    assert budget.held == 200
+    gc.collect()
+    assert budget.held == 0
+    never = ParsedBody({"model": "m"})  # read, but failed before it held anything
+    del never
+    assert budget.held == 0
 
 
 async def test_a_finished_log_leaves_the_budget_when_it_is_collected() -> None:

@@ -19,9 +19,8 @@ import gc
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -51,9 +50,30 @@ class ServerBusy(RateLimited):
 
 
 class ParsedBody(dict[str, Any]):
-    """A parsed request body that can be watched for its collection (plain dicts cannot)."""
+    """A parsed request body that gives its share of the budget back when it is collected.
 
-    __slots__ = ("__weakref__",)
+    `__del__` (run in whichever thread collects it, a cycle's too) rather than a
+    `weakref.finalize`, whose record (the finalizer, its info, arguments and registry entry)
+    kept ~0.6 KiB more per request in flight: an open stream keeps its parsed request.
+    """
+
+    __slots__ = ("_budget", "_held")
+
+    def hold(self, budget: BodyBudget, size: int) -> None:
+        """Give `size` bytes back to `budget` when this body is collected."""
+        self._budget = budget
+        self._held = size
+
+    def __del__(self) -> None:
+        try:
+            budget = self._budget
+        except AttributeError:
+            return  # never held: its bytes were given back where it was read
+        budget.give_back(self._held)
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
+        # A copy (copy, deepcopy, pickle) is a plain dict: it holds no share of its own.
+        return dict, (dict(self),)
 
 
 class BodyBudget:
@@ -145,20 +165,20 @@ async def read_chat_body(
                 ) from None
         if len(raw) > OFF_LOOP_BYTES:
             async with budget.parsing:
-                chat = await asyncio.to_thread(_parsed, parse, raw, max_nodes)
+                body = await asyncio.to_thread(_parsed, parse, raw, max_nodes)
         else:
-            chat = _parsed(parse, raw, max_nodes)
+            body = _parsed(parse, raw, max_nodes)
     except BaseException:
         budget.give_back(held)
         raise
-    weakref.finalize(chat, budget.give_back, held)
-    return chat
+    body.hold(budget, held)
+    return cast(ChatRequest, body)
 
 
 def _parsed(
     parse: Callable[[bytes | bytearray, int], ChatRequest], raw: bytes | bytearray, max_nodes: int
-) -> ChatRequest:
-    return ParsedBody(parse(raw, max_nodes))  # type: ignore[return-value]
+) -> ParsedBody:
+    return ParsedBody(parse(raw, max_nodes))
 
 
 async def _read(request: web.Request, take: Callable[[int], None]) -> bytearray:
