@@ -81,15 +81,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     """Every error becomes OpenAI's error shape with the right status.
 
     Outermost, it also puts the request id in the logging context for the whole request.
+    One coroutine (an open stream keeps each frame of its chain: ~0.25 KiB apiece).
     """
     token = CURRENT_REQUEST_ID.set(assign_request_id(request))
-    try:
-        return await _answer(request, handler)
-    finally:
-        CURRENT_REQUEST_ID.reset(token)
-
-
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as error:
@@ -117,6 +111,8 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             ),
             request,
         )
+    finally:
+        CURRENT_REQUEST_ID.reset(token)
 
 
 def assign_request_id(request: web.Request) -> str:
