@@ -177,7 +177,16 @@ class Generation:
                     self._pending = None
                     raise pending
                 if not self._ended:
-                    batch = await self._read()
+                    # The chunks of the next upstream read that yields any, [] at the end of
+                    # the body; read here rather than in a coroutine of its own: an idle stream
+                    # waits in this frame, one fewer kept (~0.25 KiB).
+                    call = self._call
+                    while True:
+                        data = await call.read(min(self._loop.time() + self._idle, self._end_by))
+                        batch = []
+                        self._convert(data, batch)
+                        if batch or self._ended:
+                            break
                 if not batch:
                     self._end()
                     raise StopAsyncIteration
@@ -232,16 +241,6 @@ class Generation:
         if record is not None:
             record.finish_reason = self._finish
             record.usage = self._converter.usage
-
-    async def _read(self) -> list[Chunk]:
-        """The chunks of the next upstream read that yields any; [] at the end of the body."""
-        call = self._call
-        while True:
-            data = await call.read(min(self._loop.time() + self._idle, self._end_by))
-            out: list[Chunk] = []
-            self._convert(data, out)
-            if out or self._ended:
-                return out
 
     def _convert(self, data: bytes, out: list[Chunk]) -> None:
         """Decode and convert one read (b"" = the end of the body) into `out`.
