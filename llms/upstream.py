@@ -148,6 +148,7 @@ class UpstreamCall:
         "_sent",
         "_session",
         "_timeouts",
+        "_url",
         "watchdog",
     )
 
@@ -159,7 +160,9 @@ class UpstreamCall:
         authoriser: Authoriser | None = None,
     ) -> None:
         self._session = session
-        self._request = request
+        # The request until it is sent: an open stream keeps no copy of the body it sent.
+        self._request: UpstreamRequest | None = request
+        self._url = request.url
         self._timeouts = timeouts
         self._authoriser = authoriser
         self._sent: Mapping[str, str] = {}  # the authoriser's headers on the request sent
@@ -187,15 +190,17 @@ class UpstreamCall:
         With an authoriser, its headers are added first; a 401 to a credential it had cached
         sends the request once more with a fresh one.
         """
+        given = self._request
+        if given is None:
+            raise RuntimeError("UpstreamCall.open: the request was already sent")
+        self._request = None
         authoriser = self._authoriser
         if authoriser is None:
-            self._response = await self._send(self._request, deadline)
+            self._response = await self._send(given, deadline)
         else:
             for _ in range(2):
-                sent = self._sent = await self._authorised(authoriser, deadline)
-                request = dataclasses.replace(
-                    self._request, headers={**self._request.headers, **sent}
-                )
+                sent = self._sent = await self._authorised(authoriser, given, deadline)
+                request = dataclasses.replace(given, headers={**given.headers, **sent})
                 response = await self._send(request, deadline)
                 if response.status != 401 or not authoriser.rejected(sent):
                     break
@@ -204,11 +209,13 @@ class UpstreamCall:
         self._content = self._response.content
         self._watch(self._response)
 
-    async def _authorised(self, authoriser: Authoriser, deadline: float) -> Mapping[str, str]:
+    async def _authorised(
+        self, authoriser: Authoriser, request: UpstreamRequest, deadline: float
+    ) -> Mapping[str, str]:
         """The authoriser's headers, before `deadline`."""
         self.watchdog.expect_by(deadline)
         try:
-            return await authoriser.authorise(self._session, self._request)
+            return await authoriser.authorise(self._session, request)
         except asyncio.CancelledError:
             if self.watchdog.absorb():
                 raise UpstreamTimeout(
@@ -319,7 +326,7 @@ class UpstreamCall:
             raise
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamDisconnected(
-                f"The upstream connection broke mid-stream: {_reason(exc, self._request.url)}."
+                f"The upstream connection broke mid-stream: {_reason(exc, self._url)}."
             ) from None
         except HttpProcessingError:
             # aiohttp's pure-Python parser raises its framing errors as they are.

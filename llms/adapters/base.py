@@ -20,7 +20,9 @@ from llms.config import ProviderConfig
 from llms.errors import UpstreamHTTPError, UpstreamMalformed
 from llms.wire import ChatRequest, Chunk, Usage
 
-Framing = Literal["sse", "ndjson", "eventstream"]
+# "sse_bytes": SSE whose events keep their data as bytes (framing.SSEBytesEvent), for a
+# converter that parses each as JSON at once.
+Framing = Literal["sse", "sse_bytes", "ndjson", "eventstream"]
 
 # Headers worth passing on to a client that must wait before retrying.
 RETRY_HEADERS = ("retry-after", "retry-after-ms")
@@ -41,12 +43,8 @@ class UpstreamRequest:
     method: str
     url: str
     headers: Mapping[str, str]
+    # Kept until it is sent (llms.upstream.UpstreamCall.open), not while the answer streams.
     body: bytes
-
-    def __post_init__(self) -> None:
-        # The body lives as long as the stream. orjson's output pins a 4 KiB buffer whatever
-        # its length; an exact-size copy keeps an idle stream small.
-        object.__setattr__(self, "body", b"%b" % self.body)
 
 
 @dataclass(frozen=True, slots=True)
