@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 import uuid
 import zlib
-from typing import NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from llms.chunks import DEFAULT_MAX_ANSWER_BYTES, answer_too_large
 from llms.errors import UpstreamMalformed
@@ -22,6 +22,8 @@ __all__ = [
     "EventStreamDecoder",
     "EventStreamMessage",
     "NDJSONDecoder",
+    "SSEBytesDecoder",
+    "SSEBytesEvent",
     "SSEDecoder",
     "SSEEvent",
     "encode_sse",
@@ -46,23 +48,41 @@ class SSEEvent(NamedTuple):
     """The last-event-ID string in force after this block (it persists across events)."""
 
 
-def _event(fields: tuple[str, str, str]) -> SSEEvent:
-    """Build an SSEEvent without the Python-level `__new__` of a NamedTuple (hot path)."""
-    return tuple.__new__(SSEEvent, fields)
+class SSEBytesEvent(NamedTuple):
+    """One dispatched server-sent event whose data is left undecoded (`SSEBytesDecoder`)."""
+
+    event: str
+    """The event type, as in `SSEEvent`."""
+    data: bytes
+    """The `data:` values of the block joined with b"\\n", as UTF-8 bytes, not checked: a
+    consumer that parses them as JSON (orjson takes bytes) skips a decode to `str` and, for a
+    non-ASCII `str`, orjson's encoding of it back to UTF-8; invalid UTF-8 is its to handle."""
+    id: str
+    """The last-event-ID string, as in `SSEEvent`."""
+
+
+E = TypeVar("E", SSEEvent, SSEBytesEvent)
+# Events are built without the Python-level `__new__` of a NamedTuple (hot path).
+_new = tuple.__new__
 
 
 def _too_big(limit: int) -> UpstreamMalformed:
     return UpstreamMalformed(f"upstream event exceeds {limit} bytes")
 
 
-class SSEDecoder:
+class _SSEParser(Generic[E]):
     """Decode a `text/event-stream` body fed in arbitrary pieces, by the WHATWG rules.
 
     Lines end at CRLF, LF or a lone CR (also when CR and LF arrive in different pieces); one
     leading UTF-8 BOM is stripped; invalid UTF-8 becomes U+FFFD. An event is dispatched at a
     blank line when its data buffer is non-empty. `last_event_id` and `retry` hold the stream's
-    state as the spec defines it.
+    state as the spec defines it. `SSEDecoder` gives each event's data decoded (`SSEEvent`),
+    `SSEBytesDecoder` as the bytes it came as (`SSEBytesEvent`); the parsing is the same.
     """
+
+    # The event type built, and whether its data stays bytes (set by each subclass).
+    _kind: Any = SSEEvent
+    _raw = False
 
     __slots__ = (
         "_bom_done",
@@ -104,7 +124,7 @@ class SSEDecoder:
         """True while part of an event or of a line is buffered: EOF now would cut it off."""
         return self._partial_len > 0 or self._size > 0
 
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
+    def feed(self, chunk: bytes) -> list[E]:
         """Consume the next piece of the body; return the events it completed, in order.
 
         Raises UpstreamMalformed when one event (or one line) exceeds `max_event_bytes`.
@@ -115,7 +135,7 @@ class SSEDecoder:
             return self._feed_blocks(chunk)
         return self._feed_lines(chunk)
 
-    def _feed_blocks(self, chunk: bytes) -> list[SSEEvent]:
+    def _feed_blocks(self, chunk: bytes) -> list[E]:
         """The fast path, at an event boundary: whole `data: …` blocks become events directly.
 
         Nearly every upstream event is one `data: ` line and a blank line. Any other block, and
@@ -124,12 +144,20 @@ class SSEDecoder:
         """
         blocks = chunk.split(b"\n\n")
         tail = blocks.pop()
-        events: list[SSEEvent] = []
+        events: list[E] = []
         event_id = self._id
         limit = self._max
+        kind = self._kind
+        raw = self._raw
         for block in blocks:
             if block[:6] == b"data: " and _LF not in block and len(block) <= limit:
-                events.append(_event(("message", block[6:].decode("utf-8", "replace"), event_id)))
+                data = block[6:]
+                events.append(
+                    _new(
+                        kind,
+                        ("message", data if raw else data.decode("utf-8", "replace"), event_id),
+                    )
+                )
             else:
                 events += self._feed_lines(block + b"\n\n")
                 event_id = self._id
@@ -138,7 +166,7 @@ class SSEDecoder:
             events += self._feed_lines(tail)
         return events
 
-    def _feed_lines(self, chunk: bytes) -> list[SSEEvent]:
+    def _feed_lines(self, chunk: bytes) -> list[E]:
         """The general path: split into lines and apply every field rule."""
         if _LF not in chunk:
             if chunk:
@@ -159,7 +187,7 @@ class SSEDecoder:
             partial.append(rest)
         self._partial_len = len(rest)
 
-        events: list[SSEEvent] = []
+        events: list[E] = []
         data = self._data
         size = self._size
         for line in lines:
@@ -172,12 +200,13 @@ class SSEDecoder:
                     data.clear()
                     etype = self._event
                     events.append(
-                        _event(
+                        _new(
+                            self._kind,
                             (
                                 etype.decode("utf-8", "replace") if etype else "message",
-                                payload.decode("utf-8", "replace"),
+                                payload if self._raw else payload.decode("utf-8", "replace"),
                                 self._id,
-                            )
+                            ),
                         )
                     )
                 self._event = b""
@@ -213,7 +242,7 @@ class SSEDecoder:
             raise _too_big(self._max)
         return events
 
-    def flush(self) -> list[SSEEvent]:
+    def flush(self) -> list[E]:
         """Signal the end of the body; always [] since WHATWG discards an unfinished event.
 
         The buffers are left as they are, so `pending` still tells whether an event was cut off.
@@ -242,6 +271,22 @@ class SSEDecoder:
             self._cr = chunk[-1] == 0x0D
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         return chunk
+
+
+class SSEDecoder(_SSEParser[SSEEvent]):
+    """A `text/event-stream` body's events, their data decoded to `str` (U+FFFD for invalid
+    UTF-8); see `_SSEParser` for the rules."""
+
+    __slots__ = ()
+
+
+class SSEBytesDecoder(_SSEParser[SSEBytesEvent]):
+    """A `text/event-stream` body's events, their data left as bytes: for a converter that
+    parses it as JSON (the OpenAI one), which then costs no UTF-8 decode and re-encode."""
+
+    __slots__ = ()
+    _kind = SSEBytesEvent
+    _raw = True
 
 
 class NDJSONDecoder:

@@ -31,7 +31,13 @@ import orjson
 from llms.adapters.base import Converter
 from llms.config import ProviderConfig
 from llms.errors import GatewayError, UpstreamMalformed, UpstreamTimeout
-from llms.framing import BodyDecoder, EventStreamDecoder, NDJSONDecoder, SSEDecoder
+from llms.framing import (
+    BodyDecoder,
+    EventStreamDecoder,
+    NDJSONDecoder,
+    SSEBytesDecoder,
+    SSEDecoder,
+)
 from llms.native import NativeConverter
 from llms.telemetry.record import RequestRecord, finish_reason_of
 from llms.upstream import UpstreamCall
@@ -122,7 +128,7 @@ class Generation:
     def __init__(
         self,
         call: UpstreamCall,
-        decoder: SSEDecoder | NDJSONDecoder | BodyDecoder | EventStreamDecoder,
+        decoder: SSEDecoder | SSEBytesDecoder | NDJSONDecoder | BodyDecoder | EventStreamDecoder,
         converter: Converter,
         provider: ProviderConfig,
         native: NativeConverter | None = None,

@@ -30,7 +30,13 @@ from llms.errors import (
     UpstreamHTTPError,
     UpstreamMalformed,
 )
-from llms.framing import BodyDecoder, EventStreamDecoder, NDJSONDecoder, SSEDecoder
+from llms.framing import (
+    BodyDecoder,
+    EventStreamDecoder,
+    NDJSONDecoder,
+    SSEBytesDecoder,
+    SSEDecoder,
+)
 from llms.generation import Generation
 from llms.native import NativeRoute
 from llms.providers import CircuitBreaker, Providers
@@ -362,7 +368,7 @@ class Router:
                 mapping = adapter if native is None or not native.serves(provider) else native
                 raise mapping.from_error_response(call.status, call.headers, body)
             context = StreamContext(meta, include_usage)
-            decoder: SSEDecoder | NDJSONDecoder | BodyDecoder | EventStreamDecoder
+            decoder: SSEDecoder | SSEBytesDecoder | NDJSONDecoder | BodyDecoder | EventStreamDecoder
             if native is not None and native.serves(provider):
                 max_bytes = int(self.config.server.max_answer_mb * 2**20)
                 decoder = BodyDecoder(max_bytes) if whole else SSEDecoder()
@@ -374,11 +380,14 @@ class Router:
                 decoder = BodyDecoder(int(self.config.server.max_answer_mb * 2**20))
                 converter = answers_whole.new_whole_converter(context)
             else:
+                framing = adapter.FRAMING
                 decoder = (
-                    SSEDecoder()
-                    if adapter.FRAMING == "sse"
+                    SSEBytesDecoder()
+                    if framing == "sse_bytes"
+                    else SSEDecoder()
+                    if framing == "sse"
                     else EventStreamDecoder()
-                    if adapter.FRAMING == "eventstream"
+                    if framing == "eventstream"
                     else NDJSONDecoder()
                 )
                 converter = adapter.new_converter(context)

@@ -14,7 +14,7 @@ from llms.adapters import openai as adapter
 from llms.adapters.base import StreamContext
 from llms.chunks import StreamMeta
 from llms.errors import UpstreamMalformed
-from llms.framing import SSEEvent
+from llms.framing import SSEBytesEvent, SSEEvent
 from llms.wire import Chunk
 
 META_ID = "chatcmpl-gateway"
@@ -350,3 +350,62 @@ def test_reasoning_kept_when_reasoning_content_is_null() -> None:
     feed(conv, ROLE)
     chunks = feed(conv, up({"content": None, "reasoning_content": None, "reasoning": "r"}))
     assert choices(chunks)[0]["delta"].get("reasoning_content") == "r"
+
+
+# --- events whose data is bytes (the SSEBytesDecoder the gateway uses for this adapter) --------
+
+BYTES_STREAM = [
+    b'{"id":"u","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}',
+    '{"choices":[{"index":0,"delta":{"content":"caf\u00e9 \u65e5\u672c \U0001f642"}}]}'.encode(),
+    b'{"choices":[{"index":0,"delta":{"content":"a\xffb\xed\xa0\x80c"}}]}',
+    b'{"choices":[{"index":0,"delta":{"reasoning":"r\xc3\xa9","tool_calls":'
+    b'[{"index":0,"id":"c","function":{"name":"f","arguments":"{}"}}]}}]}',
+    b'{"choices":[{"index":0,"delta":{},"finish_reason":"STOP"}],'
+    b'"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}',
+    b"[DONE]",
+]
+
+
+def both_ways(items: list[bytes], include_usage: bool = True) -> tuple[object, object]:
+    """What one converter makes of the events with bytes data and another of the same events
+    decoded (invalid UTF-8 as U+FFFD, as SSEDecoder gives them): chunks, or the error raised."""
+    results = []
+    for as_bytes in (True, False):
+        conv = new(include_usage)
+        try:
+            out: list[Chunk] = []
+            for data in items:
+                text = data.decode("utf-8", "replace")
+                out += conv.feed(SSEBytesEvent("message", data, "") if as_bytes else event(text))
+            results.append((out, conv.done, conv.usage))
+        except Exception as exc:  # the error itself is compared
+            results.append((type(exc), str(exc), getattr(exc, "code", None)))
+    return results[0], results[1]
+
+
+def test_bytes_events_give_the_chunks_of_decoded_events() -> None:
+    got, expected = both_ways(BYTES_STREAM)
+    assert got == expected
+    chunks = got[0]  # type: ignore[index]
+    assert chunks[1]["choices"][0]["delta"]["content"] == "caf\u00e9 \u65e5\u672c \U0001f642"
+    assert chunks[2]["choices"][0]["delta"]["content"] == "a\ufffdb\ufffd\ufffd\ufffdc"
+    assert chunks[-1]["usage"]["total_tokens"] == 7
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not json \xff",
+        b"[1, 2]",
+        b'"text"',
+        b'{"error":{"message":"overloaded \xc3\xa9","code":"busy"}}',
+        b'{"object":"error","message":"bad \xff"}',
+        b"[DONE] trailing",
+        b" [DONE]",
+        b"\xef\xbb\xbf{}",
+        b"",
+    ],
+)
+def test_bytes_events_fail_or_end_as_decoded_events_do(data: bytes) -> None:
+    got, expected = both_ways([BYTES_STREAM[0], data])
+    assert got == expected

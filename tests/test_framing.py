@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from llms.errors import UpstreamMalformed
-from llms.framing import BodyDecoder, NDJSONDecoder, SSEDecoder, SSEEvent, encode_sse
+from llms.framing import (
+    BodyDecoder,
+    NDJSONDecoder,
+    SSEBytesDecoder,
+    SSEBytesEvent,
+    SSEDecoder,
+    SSEEvent,
+    encode_sse,
+)
 
 # protocol.md §2.5: (input pieces as the network delivered them, expected events, expected retry).
 # Events are (type, data, lastEventId). A single-element list means the vector gives no boundary.
@@ -210,6 +218,52 @@ def test_events_under_limit_pass() -> None:
     decoder = SSEDecoder(max_event_bytes=100)
     body = (b"data: " + b"x" * 80 + b"\n\n") * 50
     assert len(decode([body], decoder)) == 50
+
+
+# --- SSEBytesDecoder: the same parsing, the data left as bytes ---------------------------------
+
+# Bodies that take both the fast path (whole `data:` blocks at a boundary) and the line parser:
+# multi-byte text, invalid UTF-8, CRLF and lone CR, a BOM, comments, event types, ids, multi-line
+# data, `retry`, an unfinished tail.
+BYTES_BODIES = [
+    b"".join(piece for pieces, _, _ in VECTORS for piece in pieces),
+    "data: caf\u00e9 \u65e5\u672c \U0001f642\n\ndata: \u2014\n\n".encode(),
+    b"data: a\xffb\xe2\x82\n\ndata: \xed\xa0\x80\xc0\x80\n\n"
+    b"event: e\xff\ndata: x\xf4\x90\x80\x80\n\n",
+    b'\xef\xbb\xbfdata: {"a":1}\r\n\r\nid: 7\rdata: \xe2\x82\xac\r\r'
+    b": c\ndata: 1\ndata: 2\n\ndata: tail",
+]
+
+
+@pytest.mark.parametrize("body", BYTES_BODIES, ids=["vectors", "utf8", "invalid-utf8", "crlf-bom"])
+def test_bytes_decoder_gives_the_text_decoders_events_undecoded(body: bytes) -> None:
+    """Cut at every size from whole to one byte: the same events, types, ids, retry and pending
+    state as SSEDecoder, with each event's data the bytes that SSEDecoder decodes."""
+    for size in [None, *range(1, 12), 64]:
+        text, raw = SSEDecoder(), SSEBytesDecoder()
+        pieces = split([body], size)
+        expected = decode(pieces, text)
+        got = [event for piece in pieces for event in raw.feed(piece)] + raw.flush()
+        assert all(type(event) is SSEBytesEvent and type(event.data) is bytes for event in got)
+        assert [(e.event, e.data.decode("utf-8", "replace"), e.id) for e in got] == expected
+        assert (raw.retry, raw.last_event_id, raw.pending) == (
+            text.retry,
+            text.last_event_id,
+            text.pending,
+        )
+
+
+def test_bytes_decoder_keeps_the_bytes_as_sent() -> None:
+    body = b"data: a\xffb\n\nevent: x\ndata: \xe2\x82\ndata: \xac\n\n"
+    assert SSEBytesDecoder().feed(body) == [
+        ("message", b"a\xffb", ""),
+        ("x", b"\xe2\x82\n\xac", ""),
+    ]
+
+
+def test_bytes_decoder_bounds_an_event() -> None:
+    with pytest.raises(UpstreamMalformed, match="exceeds 100 bytes"):
+        SSEBytesDecoder(max_event_bytes=100).feed(b"data: " + b"x" * 200 + b"\n\n")
 
 
 # --- NDJSON -----------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from urllib.parse import quote
 
 import orjson
 
-from llms.adapters.base import StreamContext, UpstreamRequest, from_http_status
-from llms.adapters.openai import FRAMING, Converter, WholeConverter, error_fields
+from llms.adapters.base import Framing, StreamContext, UpstreamRequest, from_http_status
+from llms.adapters.openai import Converter, WholeConverter, error_fields
 from llms.adapters.openai import build_request as _openai_request
 from llms.adapters.openai import build_whole_request as _openai_whole_request
 from llms.config import ProviderConfig
@@ -30,6 +30,8 @@ from llms.errors import UpstreamHTTPError
 from llms.framing import SSEEvent
 from llms.wire import ChatRequest, Chunk, Usage
 
+# Decoded text events (OpenAI's own converter takes bytes): StreamConverter reads their data.
+FRAMING: Framing = "sse"
 _PROMPT_FILTER = "prompt_filter_results"
 
 

@@ -33,10 +33,12 @@ from llms.errors import (
     UpstreamMalformed,
     UpstreamStreamError,
 )
-from llms.framing import SSEEvent
+from llms.framing import SSEBytesEvent, SSEEvent
 from llms.wire import FINISH_REASONS, ChatRequest, Chunk, FinishReason, Usage
 
-FRAMING: Framing = "sse"
+# Events' data stays bytes: orjson parses UTF-8 bytes as they came, where a `str` would cost a
+# decode and, for non-ASCII text, orjson's encoding of it back to UTF-8 (~5k instructions a chunk).
+FRAMING: Framing = "sse_bytes"
 
 _FINISH_ALIASES: dict[str, FinishReason] = {
     "eos": "stop",
@@ -138,13 +140,22 @@ class Converter:
         self.done = False
         self.usage: Usage | None = None
 
-    def feed(self, event: SSEEvent) -> list[Chunk]:
+    def feed(self, event: SSEEvent | SSEBytesEvent) -> list[Chunk]:
         if self.done:
             return []
         data = event.data
-        if data.startswith("[DONE]"):
-            return self._finish()
-        obj = from_json_event(data)
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # Read as text, as if decoded (invalid UTF-8 as U+FFFD): `[DONE]`, else the text
+            # parsed (or refused) as any event's. Bytes and `str` give the same chunks.
+            text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+            if text.startswith("[DONE]"):
+                return self._finish()
+            obj = from_json_event(text)
+        else:
+            if not isinstance(obj, dict):
+                raise UpstreamMalformed("The upstream sent an event that is not a JSON object.")
         if obj.get("error") or obj.get("object") == "error":
             raise _stream_error(obj)
         return self._normalise(obj)
