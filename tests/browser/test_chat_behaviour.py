@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from playwright.async_api import expect
 
 from tests.browser.support import CuttableProxy, Stack, words
+from tests.browser.test_accessibility import AXE_PAGE, assert_accessible
 from tests.upstreams.openai import FakeOpenAI, error_script, text_script
 
 StartStack = Callable[..., Awaitable[Stack]]
@@ -56,7 +57,7 @@ async def test_a_failure_is_said_once_in_plain_words(
     fake_openai.scripts["up"] = error_script(
         500, {"error": {"message": raw, "type": "server_error"}}
     )
-    s = await stack()
+    s = await stack(page_options=AXE_PAGE)
     await s.open()
     answer = await s.send("Will this work?")
     await s.settled(answer, "failed")
@@ -72,6 +73,12 @@ async def test_a_failure_is_said_once_in_plain_words(
     request_id = (await s.posts()[0].response()).headers["x-request-id"]  # type: ignore[union-attr]
     await expect(details).to_contain_text(request_id)
     await s.screenshot("23-error-details")
+    # The failed answer's red text and its open details keep 4.5:1 contrast, in both themes.
+    await assert_accessible(s, "a failed answer, details open (light)")
+    await s.page.get_by_test_id("theme-toggle").click()
+    await expect(s.page.locator("html")).to_have_attribute("data-theme", "dark")
+    await assert_accessible(s, "a failed answer, details open (dark)")
+    await s.screenshot("23-error-details-dark")
 
 
 async def test_reconnecting_shows_where_the_text_grows(
@@ -111,7 +118,7 @@ async def test_a_max_tokens_cut_is_marked_and_continued(
         text_script(["The start ", "of it "], finish="length"),
         text_script(["and the end."]),
     ]
-    s = await stack()
+    s = await stack(page_options=AXE_PAGE)
     await s.open()
     answer = await s.send("Say it all.")
     await s.settled(answer)
@@ -120,6 +127,7 @@ async def test_a_max_tokens_cut_is_marked_and_continued(
     )
     await expect(answer.get_by_test_id("message-stats")).to_contain_text("Cut off")
     await expect(answer.get_by_test_id("message-stats")).not_to_contain_text("Done")
+    await assert_accessible(s, "an answer cut at max tokens")
     await s.screenshot("25-cut-off")
     await answer.get_by_test_id("continue").click()
     await expect(answer.get_by_test_id("message-content")).to_have_text(
@@ -134,6 +142,28 @@ async def test_a_max_tokens_cut_is_marked_and_continued(
     ]
 
 
+async def test_a_content_filter_stop_is_marked_without_continue(
+    stack: StartStack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.scripts["up"] = text_script(["Part of ", "it"], finish="content_filter")
+    s = await stack(page_options=AXE_PAGE)
+    await s.open()
+    answer = await s.send("Something the filter stops.")
+    await s.settled(answer)
+    await expect(answer.get_by_test_id("cut-note")).to_have_text(
+        "Stopped by the provider's content filter."
+    )
+    stats = answer.get_by_test_id("message-stats")
+    await expect(stats).to_contain_text("Filtered")
+    await expect(stats).not_to_contain_text("Done")
+    # Going on would only meet the same filter: no Continue, the answer stays as it came.
+    await expect(answer.get_by_test_id("continue")).to_have_count(0)
+    await expect(answer.get_by_test_id("message-content")).to_have_text("Part of it")
+    await assert_accessible(s, "an answer stopped by the content filter")
+    await s.screenshot("25-content-filter")
+    assert len(s.posts()) == 1
+
+
 async def test_edit_and_regenerate_keep_versions(
     stack: StartStack, fake_openai: FakeOpenAI
 ) -> None:
@@ -142,7 +172,7 @@ async def test_edit_and_regenerate_keep_versions(
         text_script(["Second answer."]),
         text_script(["Answer to the edit."]),
     ]
-    s = await stack()
+    s = await stack(page_options=AXE_PAGE)
     await s.open()
     answer = await s.send("Question")
     await s.settled(answer)
@@ -165,6 +195,8 @@ async def test_edit_and_regenerate_keep_versions(
         "Answer to the edit."
     )
     await expect(question.get_by_test_id("version-label")).to_have_text("2/2")
+    await expect(question.get_by_role("button", name="Previous version")).to_be_enabled()
+    await assert_accessible(s, "versions on a question and an answer")
     await s.screenshot("26-versions")
 
     # Nothing was lost, and it is all still there after a reload.
@@ -199,13 +231,15 @@ async def test_a_key_set_in_settings_reloads_the_models(
     stack: StartStack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.scripts["up"] = text_script(["In."])
-    s = await stack(server={"api_keys": ["sk-right"]})
+    s = await stack(server={"api_keys": ["sk-right"]}, page_options=AXE_PAGE)
     await s.page.goto(s.url + "/")
     dialog = s.page.get_by_test_id("api-key-dialog")
     await dialog.get_by_test_id("api-key-cancel").click()
     banner = s.page.get_by_test_id("error-banner")
     await expect(banner).to_contain_text("Could not load the models")
     await expect(s.page.get_by_test_id("model-picker")).to_be_disabled()
+    await assert_accessible(s, "the banner of a model list that did not load")
+    await s.screenshot("27-models-banner")
 
     await s.page.get_by_test_id("settings-toggle").click()
     await s.page.get_by_test_id("set-api-key").click()

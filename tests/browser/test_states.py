@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from playwright.async_api import Locator, expect
 
 from tests.browser.support import Stack, words
+from tests.browser.test_accessibility import AXE_PAGE, assert_accessible
 from tests.upstreams.openai import FakeOpenAI, error_script, text_script
 
 StartStack = Callable[..., Awaitable[Stack]]
@@ -56,6 +57,7 @@ async def rate_limited(s: Stack, answer: Locator, message: str, retry_after: int
     retry = answer.get_by_test_id("retry")
     await expect(retry).to_be_disabled()
     await expect(retry).to_contain_text(COUNTDOWN)
+    await assert_accessible(s, "a rate-limited answer, details open")
     if first > 1:
         await expect(text).to_contain_text(f"retry in {first - 1} s", timeout=2500)
 
@@ -73,7 +75,7 @@ async def test_a_rate_limit_shows_its_message_and_a_countdown(
         headers={"Retry-After": "4"},
     )
     fake_openai.scripts["up"] = [limited, text_script(["Better ", "now."])]
-    s = await stack()
+    s = await stack(page_options=AXE_PAGE)
     await s.open()
     answer = await s.send("Hello?")
     await rate_limited(s, answer, raw, 4)
@@ -93,7 +95,10 @@ async def test_the_gateways_own_rate_limit_shows_its_message_and_a_countdown(
     stack: StartStack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.scripts["up"] = text_script(["Within ", "the limit."])
-    s = await stack(server={"api_keys": [{"key": "sk-limited", "name": "tester", "rpm": 1}]})
+    s = await stack(
+        server={"api_keys": [{"key": "sk-limited", "name": "tester", "rpm": 1}]},
+        page_options=AXE_PAGE,
+    )
     await s.page.add_init_script("localStorage.setItem('llms.apiKey', 'sk-limited')")
     await s.open()
     await s.settled(await s.send("One request a minute."))
