@@ -119,6 +119,7 @@ async def test_picked_image_and_text_file_are_sent_as_parts(
     viewer = s.page.get_by_test_id("image-viewer")
     await expect(viewer).to_be_visible()
     await expect(viewer.get_by_test_id("image-full")).to_have_attribute("src", data_url)
+    await assert_accessible(s, "the image viewer")
     await shot(s, "02-image-full-size")
     await s.page.keyboard.press("Escape")
     await expect(viewer).to_be_hidden()

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from playwright.async_api import expect
 
 from tests.browser.support import Stack
+from tests.browser.test_accessibility import AXE_PAGE, assert_accessible
 from tests.upstreams.openai import FakeOpenAI, text_script
 
 StartStack = Callable[..., Awaitable[Stack]]
@@ -58,7 +59,7 @@ async def test_undo_brings_back_every_chat_just_deleted(
     stack: StartStack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.scripts["up"] = text_script(["Fine."])
-    s = await stack()
+    s = await stack(page_options=AXE_PAGE)
     await two_chats(s)
     items = s.page.get_by_test_id("thread-item")
     await items.first.get_by_test_id("delete-thread").click()
@@ -66,6 +67,7 @@ async def test_undo_brings_back_every_chat_just_deleted(
     await items.first.get_by_test_id("delete-thread").click()
     await expect(items).to_have_count(0)
     await expect(s.page.get_by_test_id("undo-text")).to_have_text("2 chats deleted.")
+    await assert_accessible(s, "the Undo notice")
     await s.screenshot("28-undo-two")
     await s.page.get_by_test_id("undo-delete").click()
     await expect(items).to_have_count(2)

@@ -58,8 +58,10 @@ async def test_searching_hundreds_of_models_with_the_keyboard(
     await expect(s.page.get_by_test_id("model-list")).to_have_count(0)
     await expect(picker).to_have_value("gamma-model-042")
 
-    await s.settled(await s.send("Which model?"))
+    answer = await s.send("Which model?")
+    await s.settled(answer)
     assert s.chat_bodies()[-1]["model"] == "gamma-model-042"
+    await expect(answer.get_by_test_id("answer-model")).to_have_text("gamma-model-042")
     await s.page.reload()  # the choice is kept
     await expect(picker).to_have_value("gamma-model-042")
 

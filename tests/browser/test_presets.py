@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from playwright.async_api import expect
 
 from tests.browser.support import Stack, words
+from tests.browser.test_accessibility import AXE_PAGE, assert_accessible
 from tests.upstreams.openai import FakeOpenAI, text_script
 
 StartStack = Callable[..., Awaitable[Stack]]
@@ -21,7 +22,7 @@ async def test_a_preset_from_the_composer_sets_the_system_prompt(
     stack: StartStack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.scripts["up"] = text_script(["Short."])
-    s = await stack()
+    s = await stack(page_options=AXE_PAGE)
     await s.open()
     button = s.page.get_by_test_id("presets-button")
     await expect(button).to_have_attribute("aria-expanded", "false")
@@ -34,6 +35,7 @@ async def test_a_preset_from_the_composer_sets_the_system_prompt(
     await expect(first).to_be_focused()
     await s.page.keyboard.press("ArrowDown")
     await expect(menu.get_by_role("menuitem").nth(1)).to_be_focused()
+    await assert_accessible(s, "the presets menu, open")
     await s.screenshot("presets-01-menu")
     await s.page.keyboard.press("Escape")
     await expect(menu).to_have_count(0)

@@ -50,6 +50,8 @@ async def test_tokens_appear_progressively(stack: StartStack, fake_openai: FakeO
     await expect(stats).to_contain_text("Done")
     await expect(stats).to_contain_text("TTFT")
     await expect(stats).to_contain_text("via fake")
+    # The answer names its model, not only the provider.
+    await expect(stats.get_by_test_id("answer-model")).to_have_text("test-model")
     await expect(s.page.get_by_test_id("send")).to_be_visible()
 
 
