@@ -12,6 +12,7 @@ import orjson
 from playwright.async_api import expect
 
 from tests.browser.support import Stack
+from tests.browser.test_accessibility import assert_accessible
 from tests.test_http_errors import request
 
 ADMIN = "adm-0123456789abcdef"
@@ -31,6 +32,7 @@ async def test_create_see_and_revoke_a_key(stack: StartStack, tmp_path: Any) -> 
     s = await stack(
         server={"admin_key": ADMIN, "api_keys": ["sk-ui"]},
         state={"keys_store": f"sqlite:{tmp_path / 'keys.db'}"},
+        page_options={"bypass_csp": True},  # axe-core, injected
     )
     page = s.page
     await page.goto(s.url + "/keys")
@@ -51,6 +53,7 @@ async def test_create_see_and_revoke_a_key(stack: StartStack, tmp_path: Any) -> 
     await form.get_by_label("rpm").fill("1.5")
     await form.get_by_role("button", name="Create").click()
     await expect(page.get_by_role("alert")).to_contain_text("rpm must be a positive whole number")
+    await assert_accessible(s, "the keys page with a form error")
     await form.get_by_label("rpm").fill("60")
     await form.get_by_label("Budget $").fill("5")
     await form.get_by_label("Per").select_option("month")

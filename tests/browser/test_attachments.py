@@ -162,7 +162,7 @@ async def test_pasted_image_is_made_smaller_and_dropped_file_inlined(
 
 
 async def test_files_that_cannot_be_sent_are_refused_in_words(stack: StartStack) -> None:
-    s = await stack()
+    s = await stack(page_options=AXE_PAGE)
     await s.open()
     picker = s.page.get_by_test_id("attach-input")
     notice = s.page.get_by_test_id("attach-notice")
@@ -175,6 +175,7 @@ async def test_files_that_cannot_be_sent_are_refused_in_words(stack: StartStack)
     await expect(notice).to_have_text(
         "huge.log is 300 KB: text files up to 256 KB can be attached."
     )
+    await assert_accessible(s, "a refused file's notice")
     await shot(s, "04-refused-file")
     await expect(s.page.get_by_test_id("send")).to_be_disabled()
 

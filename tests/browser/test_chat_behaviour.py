@@ -211,7 +211,7 @@ async def test_edit_and_regenerate_keep_versions(
 
 async def test_a_wrong_key_is_asked_for_again(stack: StartStack, fake_openai: FakeOpenAI) -> None:
     fake_openai.scripts["up"] = text_script(["In."])
-    s = await stack(server={"api_keys": ["sk-right"]})
+    s = await stack(server={"api_keys": ["sk-right"]}, page_options=AXE_PAGE)
     await s.page.goto(s.url + "/")
     dialog = s.page.get_by_test_id("api-key-dialog")
     await expect(dialog).to_be_visible()
@@ -219,6 +219,7 @@ async def test_a_wrong_key_is_asked_for_again(stack: StartStack, fake_openai: Fa
     await dialog.get_by_label("API key").press("Enter")
     await expect(dialog).to_contain_text("That key was not accepted either")
     await expect(dialog).to_be_visible()
+    await assert_accessible(s, "the API-key dialog after a wrong key")
     await s.screenshot("27-api-key-again")
     await dialog.get_by_label("API key").fill("sk-right")
     await dialog.get_by_label("API key").press("Enter")

@@ -142,7 +142,7 @@ async def test_an_answer_with_max_tokens_shows_how_far_along_it_is(
         text_script(words(40), delay_s=0.1),
         text_script(words(40), delay_s=0.1),
     ]
-    s = await stack()
+    s = await stack(page_options=AXE_PAGE)
     await s.open()
     # No max_tokens: no progress bar, the live figures as before.
     answer = await s.send("Count without a limit")
@@ -163,6 +163,7 @@ async def test_an_answer_with_max_tokens_shows_how_far_along_it_is(
     await expect(bar).to_have_attribute("aria-valuetext", valuetext)
     await expect(answer.get_by_test_id("answer-progress")).to_contain_text("/ 60 tokens (est.)")
     await s.screenshot("presets-03-progress")
+    await assert_accessible(s, "an answer streaming, with its progress bar and Stop")
     assert s.chat_bodies()[-1]["max_tokens"] == 60
     await s.settled(answer)
     await expect(bar).to_have_count(0)

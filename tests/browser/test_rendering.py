@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from playwright.async_api import expect
 
 from tests.browser.support import Stack, rich_script
+from tests.browser.test_accessibility import AXE_PAGE, assert_accessible
 from tests.upstreams.openai import FakeOpenAI, text_script
 
 StartStack = Callable[..., Awaitable[Stack]]
@@ -183,7 +184,7 @@ async def test_reasoning_streams_into_the_thinking_panel(
     fake_openai.scripts["up"] = rich_script(
         reasoning=thoughts, content=["The ", "answer ", "is ", "42."], delay_s=0.15
     )
-    s = await stack()
+    s = await stack(page_options=AXE_PAGE)
     await s.open()
     answer = await s.send("What is the answer?")
     thinking = answer.get_by_test_id("thinking")
@@ -201,6 +202,7 @@ async def test_reasoning_streams_into_the_thinking_panel(
     await thinking.locator("summary").click()
     await expect(thinking).to_have_js_property("open", True)
     await expect(thinking).to_contain_text("".join(thoughts))
+    await assert_accessible(s, "the thinking panel, open")
     await s.screenshot("03-thinking-done")
 
 
@@ -216,7 +218,7 @@ async def test_a_tool_call_renders_as_a_card(stack: StartStack, fake_openai: Fak
         {"index": 0, "function": {"arguments": 'is", "unit": "celsius"}'}},
     ]
     fake_openai.scripts["up"] = rich_script(tool_calls=calls, finish="tool_calls", delay_s=0.05)
-    s = await stack()
+    s = await stack(page_options=AXE_PAGE)
     await s.open()
     answer = await s.send("What's the weather in Paris?")
     await s.settled(answer)
@@ -225,4 +227,5 @@ async def test_a_tool_call_renders_as_a_card(stack: StartStack, fake_openai: Fak
     await expect(card).to_contain_text("get_weather")
     await expect(card).to_contain_text("call_weather_1")
     await expect(card.locator("pre")).to_have_text('{\n  "city": "Paris",\n  "unit": "celsius"\n}')
+    await assert_accessible(s, "a tool call's card")
     await s.screenshot("04-tool-call")
