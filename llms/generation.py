@@ -61,10 +61,24 @@ def to_json_each(chunks: list[Chunk]) -> tuple[list[bytes], UpstreamMalformed | 
     return out, None
 
 
-def check_committable(chunks: list[Chunk]) -> None:
+class EncodedBatch(list[Chunk]):
+    """The committed batch (`Generation.first`) with each chunk's JSON (`json`), which the
+    commit's check made: chat completions' encoder writes these bytes rather than encoding
+    every chunk again (a fast upstream's whole answer is one read, so all of it is this batch).
+    Nothing changes a chunk once its converter made it, so the bytes stay the chunks'."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, chunks: list[Chunk], json: list[bytes]) -> None:
+        super().__init__(chunks)
+        self.json = json
+
+
+def check_committable(chunks: list[Chunk]) -> list[bytes]:
     """Raise UpstreamMalformed for chunks that could not reach a client whole: a choice
     `index` that is not an integer, or one that cannot be encoded. Checked once, at the commit,
-    so a provider sending them is replaced; after it, the encoders notice what they cannot take."""
+    so a provider sending them is replaced; after it, the encoders notice what they cannot take.
+    Returns each chunk as JSON (`orjson.dumps`)."""
     for item in chunks:
         for choice in item["choices"]:
             if type(choice["index"]) is not int:
@@ -72,13 +86,11 @@ def check_committable(chunks: list[Chunk]) -> None:
                     "The upstream sent a choice whose `index` is not an integer."
                 )
     try:
-        # One call for the whole batch (the usual case: every chunk encodes). The list adds a
-        # level of nesting, so a failure is checked again chunk by chunk.
-        orjson.dumps(chunks)
+        return list(map(orjson.dumps, chunks))
     except orjson.JSONEncodeError:
         _, error = to_json_each(chunks)
-        if error is not None:
-            raise error from None
+        assert error is not None
+        raise error from None
 
 
 def carries_output(chunk: Chunk) -> bool:
@@ -315,5 +327,5 @@ class Generation:
                 error, self._pending = self._pending, None
                 raise error
             if committed or self._ended:
-                check_committable(held)
+                self.first = EncodedBatch(held, check_committable(held))
                 return

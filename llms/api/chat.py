@@ -12,6 +12,7 @@ from typing import Protocol
 import orjson
 
 from llms.errors import GatewayError
+from llms.generation import EncodedBatch
 from llms.wire import Chunk
 
 DONE = b"data: [DONE]\n\n"
@@ -39,8 +40,13 @@ def encode_chunks(chunks: Iterable[Chunk]) -> bytes:
     Raises orjson.JSONEncodeError for a chunk nested too deeply (the relay then writes the
     chunks before it and ends the stream with `upstream_malformed`).
     """
+    return events_of(map(orjson.dumps, chunks))
+
+
+def events_of(json: Iterable[bytes]) -> bytes:
+    """Chunks already encoded as JSON, as `data:` events in one buffer."""
     # One join with the event separator between: no two concatenations per chunk.
-    body = b"\n\ndata: ".join(map(orjson.dumps, chunks))
+    body = b"\n\ndata: ".join(json)
     return b"data: " + body + b"\n\n" if body else b""
 
 
@@ -55,6 +61,9 @@ class ChatEncoder:
     __slots__ = ()
 
     def chunks(self, batch: list[Chunk]) -> bytes:
+        if type(batch) is EncodedBatch:
+            # The committed batch: its chunks were encoded by the commit's check.
+            return events_of(batch.json)
         return encode_chunks(batch)
 
     def done(self) -> bytes:
