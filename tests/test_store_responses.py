@@ -7,6 +7,7 @@ The contract tests run on both backends; time is an injected clock, so retention
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import sys
 import time
@@ -121,9 +122,13 @@ async def redis_store(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
         await store.close()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "sqlite_behind", "redis"])
 def make_store(request: pytest.FixtureRequest) -> Factory:
-    """Either backend, for the tests of the contract both follow."""
+    """Either backend, for the tests of the contract both follow; SQLite also written behind
+    (one gateway process alone on the file: a put returns before its write lands)."""
+    if request.param == "sqlite_behind":
+        sqlite: Factory = request.getfixturevalue("sqlite_store")
+        return functools.partial(sqlite, write_behind=True)
     factory: Factory = request.getfixturevalue(f"{request.param}_store")
     return factory
 
@@ -345,6 +350,73 @@ async def test_sqlite_workers_opening_a_new_file_together(
     stored = record()
     await stores[0].put(stored)
     assert [await s.get(stored.id, "team") for s in stores] == [stored] * 4
+
+
+async def test_sqlite_written_behind_a_put_returns_first_and_this_process_waits_for_it(
+    sqlite_store: Factory, tmp_path: Path
+) -> None:
+    """With write_behind a put returns while its write still waits (here for another
+    connection's write lock); this store's own reads of the id wait until it lands, another
+    connection does not see it before."""
+    path = tmp_path / "behind.db"
+    store = await sqlite_store(path, write_behind=True)
+    kept, gone, changed = record(), record(), record()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock: the store's write must wait
+        for each in (kept, gone, changed):
+            await asyncio.wait_for(store.put(each), 2)  # returns although nothing is written
+        seen = other.execute("SELECT count(*) FROM responses").fetchone()[0]
+        reads = [
+            asyncio.create_task(store.get(kept.id, "team")),
+            asyncio.create_task(store.delete(gone.id, "team")),
+            asyncio.create_task(store.update_response(changed.id, b'{"x": 1}', "failed")),
+        ]
+        await asyncio.sleep(0.3)
+        assert seen == 0 and not any(task.done() for task in reads)
+        other.execute("ROLLBACK")
+        got, deleted, updated = await asyncio.wait_for(asyncio.gather(*reads), 5)
+    finally:
+        other.close()
+    assert (got, deleted, updated) == (kept, True, True)
+    assert await store.get(gone.id, "team") is None
+    assert await store.get(changed.id, "team") == replace(
+        changed, status="failed", response=b'{"x": 1}'
+    )
+
+
+async def test_sqlite_written_behind_a_close_writes_what_is_queued(tmp_path: Path) -> None:
+    path = tmp_path / "behind.db"
+    first = SQLiteResponseStore(path, write_behind=True)
+    await first.start()
+    stored = [record(size=KIB) for _ in range(20)]
+    for each in stored:
+        await first.put(each)
+    await first.close()  # without waiting for anything else
+    again = SQLiteResponseStore(path)
+    await again.start()
+    try:
+        assert [await again.get(each.id, "team") for each in stored] == stored
+    finally:
+        await again.close()
+
+
+async def test_sqlite_written_behind_a_failed_write_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "behind.db"
+    store = SQLiteResponseStore(path, write_behind=True)
+    await store.start()
+    lost = record()
+    await store.close()  # the write then finds no connection
+    await store.put(lost)  # the answer it belongs to is not failed by it
+    for _ in range(200):
+        if f"response {lost.id} was not stored" in caplog.text:
+            break
+        await asyncio.sleep(0.01)
+    assert f"response {lost.id} was not stored" in caplog.text
+    with pytest.raises(StoreUnavailable):
+        await store.get(lost.id, "team")  # waits for the failed write, then the closed store
 
 
 async def test_sqlite_survives_a_restart(tmp_path: Path) -> None:
@@ -596,6 +668,10 @@ async def test_the_factory_picks_redis_only_with_a_url(tmp_path: Path) -> None:
     assert [type(s) for s in stores] == [SQLiteResponseStore, RedisResponseStore]
     for store in stores:
         await store.close()
+    # Written behind only for a process alone on its file (not one of `--workers N`).
+    for alone in (False, True):
+        store = new_response_store(redis_url=None, sqlite_path=tmp_path / "r.db", alone=alone)
+        assert isinstance(store, SQLiteResponseStore) and store.write_behind is alone
 
 
 async def test_sqlite_a_cancelled_write_leaves_no_transaction_open(sqlite_store: Factory) -> None:

@@ -392,6 +392,25 @@ def test_background_responses_resume_and_cancel_through_another_worker(gateway: 
     other_conn.close()
 
 
+def test_a_stored_response_is_found_by_another_worker_as_its_stream_ends(gateway: Served) -> None:
+    """With `--workers N` a stored answer's stream ends only once the write landed (a worker
+    alone on its file writes behind the end instead): the other worker reads it at once."""
+    conn, first = connect(gateway.port)
+    other_conn, _ = connect_to(gateway.port, avoid=first)
+    for _ in range(10):
+        body = {"model": "m", "input": "hi", "stream": True}
+        conn.request("POST", "/v1/responses", json.dumps(body), JSON)
+        events = response_events(conn.getresponse())
+        assert events[-1]["type"] == "response.completed"
+        response_id = events[-1]["response"]["id"]
+        other_conn.request("GET", f"/v1/responses/{response_id}")
+        found = other_conn.getresponse()
+        assert found.status == 200, found.read()
+        assert json.loads(found.read())["status"] == "completed"
+    conn.close()
+    other_conn.close()
+
+
 def test_with_redis_every_worker_is_a_replica(
     upstream: ThreadedUpstream, redis_port: int, tmp_path: Path
 ) -> None:

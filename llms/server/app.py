@@ -196,7 +196,7 @@ def create_app(
     app.router.add_post("/v1/chat/completions", routes.chat_completions)
     # Memory mode with several workers: another worker may hold a stream; it is asked.
     siblings = worker.siblings if worker is not None and not state.redis_url else None
-    responses.install(app, siblings)
+    responses.install(app, siblings, alone=worker is None)
     messages.install(app)
     embeddings.install(app)
     completions.install(app)

@@ -470,11 +470,18 @@ async def _settled(store: ResponseStore, found: StoredResponse) -> web.Response:
     return web.Response(body=found.response, content_type="application/json")
 
 
-def install(app: web.Application, siblings: Callable[[], Sequence[Path]] | None = None) -> None:
+def install(
+    app: web.Application,
+    siblings: Callable[[], Sequence[Path]] | None = None,
+    *,
+    alone: bool = False,
+) -> None:
     """The routes, and the store `state.responses` configures (opened with the app).
 
     `siblings`: with `--workers N` in memory mode, the other workers, asked for a background
-    response's stream this one does not hold (as for `/v1/streams/{id}`).
+    response's stream this one does not hold (as for `/v1/streams/{id}`). `alone`: no other
+    worker shares the SQLite file, so stored answers are written behind their end (a stream
+    does not wait for the disk; this process's reads of the id wait for it instead).
     """
     config = app[keys.CONFIG]
     settings = config.state.responses
@@ -489,6 +496,7 @@ def install(app: web.Application, siblings: Callable[[], Sequence[Path]] | None 
             retention_s=settings.retention_days * 86400,
             max_record_mb=settings.max_record_mb,
             max_total_mb=settings.max_total_mb,
+            alone=alone,
         )
 
         async def opened(app: web.Application) -> AsyncIterator[None]:

@@ -30,8 +30,10 @@ def new_response_store(
     retention_s: float = RETENTION_S,
     max_record_mb: float = MAX_RECORD_MB,
     max_total_mb: float = MAX_TOTAL_MB,
+    alone: bool = False,
 ) -> ResponseStore:
-    """Redis when there is a `redis_url` (replicas share it), else the SQLite file."""
+    """Redis when there is a `redis_url` (replicas share it), else the SQLite file, written
+    behind the answers when this process is `alone` on it (not one of `--workers N`)."""
     if redis_url is not None:
         return RedisResponseStore(redis_url, retention_s=retention_s, max_record_mb=max_record_mb)
     return SQLiteResponseStore(
@@ -39,6 +41,7 @@ def new_response_store(
         retention_s=retention_s,
         max_record_mb=max_record_mb,
         max_total_mb=max_total_mb,
+        write_behind=alone,
     )
 
 

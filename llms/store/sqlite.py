@@ -6,6 +6,14 @@ waiting its turn; the file outlives restarts. Each write is one `BEGIN IMMEDIATE
 because another process wrote in between). A trigger-maintained total of the bytes held makes
 the total cap cheap to check on every write; past it the oldest records go first. Records past
 the retention are invisible at once and deleted by `purge()`, which runs every PURGE_EVERY_S.
+
+Puts waiting together are one multi-row upsert, one trip through aiosqlite's thread. A trip is
+slow to start on a busy gateway: that thread waits for the GIL each time it wakes and after each
+SQLite step (up to `sys.getswitchinterval()`, 5 ms, while the event loop is busy), so a put took
+~10-20 ms to land under load. With `write_behind` (one gateway process alone on the file) a put
+returns once queued: this process's own reads of that id (get, delete, update) wait for it to
+land, so nothing here can tell; another process on the file may not see it for those
+milliseconds, which is why `--workers N` keeps waiting.
 """
 
 from __future__ import annotations
@@ -137,6 +145,7 @@ class SQLiteResponseStore:
         max_total_mb: float = MAX_TOTAL_MB,
         purge_every_s: float = PURGE_EVERY_S,
         clock: Callable[[], float] = time.time,
+        write_behind: bool = False,
     ) -> None:
         self.path = Path(path).expanduser()
         self.retention_s = retention_s
@@ -153,6 +162,9 @@ class SQLiteResponseStore:
         self._unchecked = 0  # bytes written since the total was last checked
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
         self._writing: asyncio.Task[None] | None = None
+        # Write-behind: the puts queued or being written, by id (their batch's future).
+        self.write_behind = write_behind
+        self._landing: dict[str, asyncio.Future[None]] = {}
 
     # --- life -----------------------------------------------------------------------------------
 
@@ -207,28 +219,37 @@ class SQLiteResponseStore:
         self._pending.append((row, written))
         if self._writing is None:
             self._writing = asyncio.create_task(self._write_pending(), name="response store put")
-        await written
-        # The total is checked once this process has written a 64th of the cap since it last
-        # did (every write, for records that large), so the file stays within the cap plus
-        # that much per process.
-        self._unchecked += record.size
-        if self._unchecked >= self.max_total_bytes // EVICT_CHECKS:
-            self._unchecked = 0
+        if not self.write_behind:
+            await written
+            return
+        # Returns now; reads of this id wait for `written` (_landed), a failure is logged.
+        self._landing[record.id] = written
+        written.add_done_callback(functools.partial(self._landed, record.id))
 
-            async def evict(db: aiosqlite.Connection) -> None:
-                await self._evict(db, keep=record.id)
+    def _landed(self, response_id: str, written: asyncio.Future[None]) -> None:
+        if self._landing.get(response_id) is written:
+            del self._landing[response_id]
+        if not written.cancelled() and written.exception() is not None:
+            log.warning("response %s was not stored: %s", response_id, written.exception())
 
-            await self._write("put", evict)
+    async def _after_put(self, response_id: str) -> None:
+        """Wait until a write-behind put of this id has landed (or failed)."""
+        written = self._landing.get(response_id)
+        if written is not None:
+            await asyncio.wait((written,))
 
     async def _write_pending(self) -> None:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
+                rows = [row for row, _ in batch]
                 failure: StoreUnavailable | None = None
                 try:
-                    await self._run("put", functools.partial(_put_rows, [row for row, _ in batch]))
+                    await self._run("put", functools.partial(_put_rows, rows))
                 except StoreUnavailable as error:
                     failure = error
+                else:
+                    await self._check_total(rows)
                 for _, written in batch:
                     if written.done():  # its caller was cancelled
                         continue
@@ -239,9 +260,27 @@ class SQLiteResponseStore:
         finally:
             self._writing = None
 
+    async def _check_total(self, rows: list[tuple[Any, ...]]) -> None:
+        """Once this process has written a 64th of the cap since it last did (every write,
+        for records that large), evict past the cap, sparing the rows just written: the file
+        stays within the cap plus that much per process. Before the puts are told they landed.
+        """
+        self._unchecked += sum(row[4] for row in rows)
+        if self._unchecked < self.max_total_bytes // EVICT_CHECKS:
+            return
+        self._unchecked = 0
+        keep = [row[0] for row in rows[-UPSERT_MAX_ROWS:]]
+
+        async def evict(db: aiosqlite.Connection) -> None:
+            await self._evict(db, keep=keep)
+
+        with contextlib.suppress(StoreUnavailable):  # logged; the rows themselves are stored
+            await self._write("put", evict)
+
     async def get(self, response_id: str, owner: str | None) -> StoredResponse | None:
         if not is_response_id(response_id):
             return None
+        await self._after_put(response_id)
 
         async def read(db: aiosqlite.Connection) -> Any:
             cursor = await db.execute(SELECT, (response_id, owner, self._cutoff()))
@@ -263,6 +302,7 @@ class SQLiteResponseStore:
     async def delete(self, response_id: str, owner: str | None) -> bool:
         if not is_response_id(response_id):
             return False
+        await self._after_put(response_id)
 
         async def remove(db: aiosqlite.Connection) -> int:
             cursor = await db.execute(
@@ -286,6 +326,7 @@ class SQLiteResponseStore:
 
         if status not in STATUSES:
             raise ValueError(f"not a response status: {status!r}")
+        await self._after_put(response_id)
         values = {
             "response": response,
             "status": status,
@@ -317,7 +358,7 @@ class SQLiteResponseStore:
             self._unchecked = 0
 
             async def evict(db: aiosqlite.Connection) -> None:
-                await self._evict(db, keep=response_id)
+                await self._evict(db, keep=[response_id])
 
             await self._write("update", evict)
         return updated
@@ -361,16 +402,18 @@ class SQLiteResponseStore:
 
         return await self._run("total", read)
 
-    async def _evict(self, db: aiosqlite.Connection, *, keep: str) -> None:
-        """Past the total cap, delete the oldest records (never `keep`) until under it."""
+    async def _evict(self, db: aiosqlite.Connection, *, keep: list[str]) -> None:
+        """Past the total cap, delete the oldest records (never those in `keep`) until under it."""
         cursor = await db.execute("SELECT bytes FROM responses_total")
         row = await cursor.fetchone()
         excess = (int(row[0]) if row is not None else 0) - self.max_total_bytes
         if excess <= 0:
             return
         victims: list[tuple[str]] = []
+        spared = ", ".join("?" * len(keep))
         cursor = await db.execute(
-            "SELECT id, size FROM responses WHERE id != ? ORDER BY created_at, rowid", (keep,)
+            f"SELECT id, size FROM responses WHERE id NOT IN ({spared}) ORDER BY created_at, rowid",
+            keep,
         )
         while excess > 0:
             rows: Iterable[Any] = await cursor.fetchmany(EVICT_BATCH)
