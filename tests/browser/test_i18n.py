@@ -57,6 +57,14 @@ async def test_a_german_browser_gets_german(
     await expect(page.get_by_role("table", name="Verbrauch pro Modell")).to_be_visible()
     await expect(page.get_by_role("radiogroup", name="Zeitraum")).to_contain_text("24 Stunden")
     await assert_accessible(s, "the usage page in German")
+    # A chart's legend writes its numbers the German way too (6.082,23 tok/s, not 6082.23).
+    speed = page.locator("figure.chart-card").filter(has_text="Tokens pro Sekunde")
+    over = speed.locator(".u-over")
+    box = await over.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
+    value = speed.locator(".u-legend .u-series").nth(1).locator(".u-value")
+    await expect(value).to_have_text(GERMAN_SPEED)
     await s.screenshot("i18n-de-usage")
 
 
@@ -137,6 +145,7 @@ async def test_german_untitled_chat_and_chart_dates(
     await s.screenshot("i18n-de-chart")
 
 
+GERMAN_SPEED = re.compile(r"^\d{1,3}(\.\d{3})*(,\d{1,2})? tok/s$")
 GERMAN_DAY = re.compile(
     r"^(Mo|Di|Mi|Do|Fr|Sa|So)\.?, \d{1,2}\. "
     r"(Jan|Feb|März|Apr|Mai|Juni|Juli|Aug|Sept|Okt|Nov|Dez)\.? \d{4}$"

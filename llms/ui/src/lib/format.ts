@@ -24,6 +24,19 @@ export function compact(n: number): string {
   return new Intl.NumberFormat(tag, { notation: "compact", maximumFractionDigits: 1 }).format(n);
 }
 
+/**
+ * A chart's number (uPlot's axis and legend), up to 2 decimals in the UI's language: 0.25 and
+ * 1,234.5 in English, 0,25 and 1.234,5 in German. `short` (an axis label): "1.5k" / "1,5k" from
+ * 1000 on, no grouping.
+ */
+export function chartNumber(n: number, short = false): string {
+  const tag = locale() === "de" ? "de-DE" : "en-US";
+  if (short && Math.abs(n) >= 1000) {
+    return `${new Intl.NumberFormat(tag, { maximumFractionDigits: 1, useGrouping: false }).format(n / 1000)}k`;
+  }
+  return new Intl.NumberFormat(tag, { maximumFractionDigits: 2, useGrouping: !short }).format(n);
+}
+
 /** US dollars (the gateway's prices), four decimals below a cent. */
 export function money(value: number): string {
   const digits = value < 0.01 && value > 0 ? 4 : 2;
