@@ -80,6 +80,12 @@ async def test_the_presets_speak_german(stack: StartStack) -> None:
     await expect(
         s.page.get_by_role("status").filter(has_text="System-Prompt auf „Knapp“ gesetzt.")
     ).to_have_count(1)
+    # A starter prompt becomes the user's own words: German in a German UI.
+    await button.click()
+    await menu.get_by_role("menuitem", name=re.compile("^Einen Text zusammenfassen")).click()
+    await expect(s.page.get_by_test_id("composer")).to_have_value(
+        "Fasse den folgenden Text in fünf Stichpunkten zusammen:\n\n"
+    )
 
 
 async def test_presets_are_created_edited_and_deleted_in_settings(

@@ -7,9 +7,11 @@ import {
   applySystemPrompt,
   loadPresets,
   presetName,
+  presetText,
   problemOf,
   type PromptTarget,
 } from "../src/lib/presets";
+import { en } from "../src/i18n/en";
 import { newAnswer, type ChatMessage } from "../src/stores/message";
 
 class MemoryStorage {
@@ -92,6 +94,17 @@ describe("presetName", () => {
     expect(presetName(concise, translate)).toBe("<presets.builtinConcise>");
     expect(presetName({ ...concise, name: "Short" }, translate)).toBe("Short");
     expect(presetName({ id: "p1", name: "Mine", text: "t", kind: "system" }, translate)).toBe("Mine");
+  });
+});
+
+describe("presetText", () => {
+  it("gives a built-in starter in the UI's language until the user edits it; system prompts as they are", () => {
+    const starter = BUILTINS.find((b) => b.kind === "starter")!;
+    expect(presetText(starter, (key) => `<${key}>`)).toBe("<presets.builtinSummariseText>\n\n");
+    expect(presetText(starter, (key) => en.presets[key.split(".")[1] as keyof typeof en.presets])).toBe(starter.text);
+    expect(presetText({ ...starter, text: "Mine:" }, (key) => `<${key}>`)).toBe("Mine:");
+    const concise = BUILTINS[0]!;
+    expect(presetText(concise, (key) => `<${key}>`)).toBe(concise.text);
   });
 });
 

@@ -41,6 +41,7 @@ export const de: Messages = {
     builtinReviewer: "Code-Review",
     builtinTranslator: "Übersetzer (Englisch ↔ Deutsch)",
     builtinSummarise: "Einen Text zusammenfassen",
+    builtinSummariseText: "Fasse den folgenden Text in fünf Stichpunkten zusammen:",
   },
   progress: {
     label: "Länge der Antwort, gemessen an den max. Tokens",

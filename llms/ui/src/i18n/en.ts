@@ -43,6 +43,7 @@ export const en = {
     builtinReviewer: "Code reviewer",
     builtinTranslator: "Translator (English ↔ German)",
     builtinSummarise: "Summarise a text",
+    builtinSummariseText: "Summarise the following text in five bullet points:",
   },
   progress: {
     label: "Answer length, of the max tokens",

@@ -194,3 +194,16 @@ export function presetName(preset: Preset, translate: (key: string) => string): 
   const key = BUILTIN_NAMES[preset.id];
   return builtin && key && builtin.name === preset.name ? translate(key) : preset.name;
 }
+
+// A built-in starter prompt becomes the user's own words in the message box, so it is written in
+// the UI's language (system prompts are instructions to the model and stay as they are).
+const BUILTIN_STARTER_TEXTS: Record<string, string> = {
+  "builtin-summarise": "presets.builtinSummariseText",
+};
+
+/** A preset's text as applied: a built-in starter's in the UI's language, unless the user edited it. */
+export function presetText(preset: Preset, translate: (key: string) => string): string {
+  const builtin = BUILTINS.find((b) => b.id === preset.id);
+  const key = BUILTIN_STARTER_TEXTS[preset.id];
+  return builtin && key && builtin.text === preset.text ? `${translate(key)}\n\n` : preset.text;
+}
