@@ -70,6 +70,10 @@ class StreamMeta:
     id: str = field(default_factory=new_completion_id)
     created: int = field(default_factory=lambda: int(time.time()))
     model: str = ""
+    # Whether the client gets the chunks as chat completion JSON: the commit's check then
+    # encodes them, once, for the relay to write. False for the APIs that write events of
+    # their own from the chunks' values (Responses, Messages).
+    chat_json: bool = True
 
 
 def chunk(meta: StreamMeta, choices: list[ChunkChoice]) -> Chunk:

@@ -93,6 +93,34 @@ def check_committable(chunks: list[Chunk]) -> list[bytes]:
         raise error from None
 
 
+def check_values(chunks: list[Chunk]) -> None:
+    """`check_committable` for an API that writes events of its own from the chunks' values
+    (Responses, Messages): the same checks, without encoding what could not fail. A choice
+    that is one more piece of text and nothing else holds nothing nested (only a choice with
+    more can be nested too deeply to encode), and a chunk's other keys never reach that
+    client."""
+    dumps = orjson.dumps
+    try:
+        for item in chunks:
+            for choice in item["choices"]:
+                if type(choice["index"]) is not int:
+                    raise UpstreamMalformed(
+                        "The upstream sent a choice whose `index` is not an integer."
+                    )
+                delta = choice.get("delta")
+                if (
+                    type(delta) is not dict
+                    or len(delta) != 1
+                    or type(delta.get("content")) is not str
+                    or choice.get("logprobs") is not None
+                ):
+                    dumps(choice)
+    except orjson.JSONEncodeError:
+        raise UpstreamMalformed(
+            "The upstream sent a chunk the gateway cannot encode (nested too deeply)."
+        ) from None
+
+
 def carries_output(chunk: Chunk) -> bool:
     """True for a chunk past which the answer is committed to this provider."""
     if chunk.get("usage") or chunk.get("native_output"):
@@ -120,6 +148,7 @@ class Generation:
 
     __slots__ = (
         "_call",
+        "_chat_json",
         "_converter",
         "_decoder",
         "_end_by",
@@ -144,8 +173,11 @@ class Generation:
         converter: Converter,
         provider: ProviderConfig,
         native: NativeConverter | None = None,
+        *,
+        chat_json: bool = True,
     ) -> None:
         self._call = call
+        self._chat_json = chat_json  # StreamMeta.chat_json
         self._decoder = decoder
         self._converter = converter
         self._loop = asyncio.get_running_loop()
@@ -327,5 +359,8 @@ class Generation:
                 error, self._pending = self._pending, None
                 raise error
             if committed or self._ended:
-                self.first = EncodedBatch(held, check_committable(held))
+                if self._chat_json:
+                    self.first = EncodedBatch(held, check_committable(held))
+                else:
+                    check_values(held)
                 return

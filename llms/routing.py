@@ -391,7 +391,7 @@ class Router:
                     else NDJSONDecoder()
                 )
                 converter = adapter.new_converter(context)
-            generation = Generation(call, decoder, converter, provider)
+            generation = Generation(call, decoder, converter, provider, chat_json=meta.chat_json)
             await generation.commit(deadline)
         except BaseException as exc:
             call.close()

@@ -254,6 +254,79 @@ async def test_a_malformed_first_answer_falls_back_to_the_next_provider_once(
     assert ready["providers"]["first"]["consecutive_failures"] == 1  # counted against it
 
 
+# The same answer through the APIs that write events of their own (the commit's check skips
+# encoding a choice of one more piece of text, which holds nothing nested).
+API_BODIES = {
+    "/responses": {"model": "test-model", "input": "hi", "stream": True, "store": False},
+    "/messages": {"model": "test-model", "messages": MSG, "stream": True, "max_tokens": 50},
+}
+TOP_LEVEL_DEEP = (
+    orjson.dumps(chunk({"content": "deep "}) | {"extra": None})
+    .decode()
+    .replace('"extra":null', '"extra":' + '{"x":' * 300 + '"deep"' + "}" * 300)
+)
+
+
+def text_of(body: bytes) -> str:
+    """The text deltas of a Responses or Messages stream."""
+    text = ""
+    for event in data_events(body):
+        if isinstance(event, dict):
+            if event.get("type") == "response.output_text.delta":
+                text += event["delta"]
+            elif event.get("type") == "content_block_delta":
+                text += event["delta"].get("text", "")
+    return text
+
+
+@pytest.mark.parametrize("path", list(API_BODIES))
+@pytest.mark.parametrize(
+    "bad", [INDEX_LIST, MIXED_INDEXES, TOO_DEEP], ids=["list", "mixed", "deep"]
+)
+async def test_other_apis_fall_back_on_a_malformed_first_answer_too(
+    fake_openai: FakeOpenAI,
+    second_openai: FakeOpenAI,
+    make_gateway: Gateway,
+    bad: Any,
+    path: str,
+) -> None:
+    fake_openai.scripts["up-model"] = Script(writes=sse(bad, chunk({}, "stop"), "[DONE]"))
+    base = await gateway_for(
+        make_gateway,
+        {
+            "first": provider_config(url_of(fake_openai)),
+            "second": provider_config(url_of(second_openai)),
+        },
+    )
+    headers = {"anthropic-version": "2023-06-01"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base + path, json=API_BODIES[path], headers=headers) as resp:
+            status, provider, body = resp.status, resp.headers.get("X-Provider"), await resp.read()
+    assert status == 200, body
+    assert provider == "second"
+    assert text_of(body) == "Hello, world!"
+    assert len(fake_openai.received) == 1
+
+
+@pytest.mark.parametrize("path", list(API_BODIES))
+async def test_a_deep_key_beside_the_choices_is_no_failure_where_it_never_reaches_the_client(
+    fake_openai: FakeOpenAI, make_gateway: Gateway, path: str
+) -> None:
+    """Chat completions relay a chunk's every key (a chunk nested too deeply is malformed
+    there); a Responses or Messages client gets only the choices' values, so the same answer
+    is whole."""
+    fake_openai.scripts["up-model"] = Script(
+        writes=sse(TOP_LEVEL_DEEP, chunk({"content": "end"}), chunk({}, "stop"), "[DONE]")
+    )
+    base = await gateway_for(make_gateway, {"first": provider_config(url_of(fake_openai))})
+    headers = {"anthropic-version": "2023-06-01"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base + path, json=API_BODIES[path], headers=headers) as resp:
+            status, body = resp.status, await resp.read()
+    assert status == 200, body
+    assert text_of(body) == "deep end"
+
+
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
 @pytest.mark.parametrize(
     "bad", [INDEX_LIST, MIXED_INDEXES, TOO_DEEP], ids=["list", "mixed", "deep"]

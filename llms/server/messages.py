@@ -50,7 +50,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             )
         router = tracked.admit(call.model)
         chat = cast(ChatRequest, call.chat_with_thinking())
-        meta = StreamMeta(model=call.model)
+        meta = StreamMeta(model=call.model, chat_json=False)
         record.stream_id = meta.id
         message_id = new_message_id()
         try:

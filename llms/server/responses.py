@@ -117,7 +117,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         builder = ResponseBuilder(new_response_id(), call.model, now(), call)
         route = _route(natively, body, history, builder, refusal)
         kept = None if store is None else _Kept(store, call, builder, owner, history)
-        meta = StreamMeta(model=call.model)
+        meta = StreamMeta(model=call.model, chat_json=False)
         record.stream_id = meta.id
         try:
             if not call.stream:
@@ -235,7 +235,7 @@ async def _background(
     record = tracked.record
     chat = cast(ChatRequest, call.chat)
     response_id = builder.response["id"]
-    meta = StreamMeta(id=response_id, model=call.model)
+    meta = StreamMeta(id=response_id, model=call.model, chat_json=False)
     record.stream_id = response_id
     record.stream = record.resumable = True
     kept = _Kept(store, call, builder, owner, history)
