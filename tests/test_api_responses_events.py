@@ -654,3 +654,21 @@ def test_the_encoders_text_fast_path_writes_what_feed_would() -> None:
             b"ID", orjson.dumps(slow.response)
         )
     assert fast.chunks([text("late")]) == b""  # the response has ended
+
+
+def test_the_fast_path_numbers_a_long_answer_past_its_precomputed_tails() -> None:
+    """The fast path's frame tails are made once for the first sequence numbers; an answer
+    longer than those is numbered on, every delta exactly as `feed` makes it."""
+    stream: list[Chunk] = [role_chunk(META)] + [text(f" t{i}") for i in range(1500)]
+    stream.append(delta_chunk(META, {}, finish="stop"))
+    fast = ResponsesEncoder(ResponseBuilder("resp_1", "m", 1700000000, call()), lambda: 1)
+    fast_bytes = fast.chunks(stream[:700]) + fast.chunks(stream[700:]) + fast.done()
+    slow = ResponseBuilder("resp_1", "m", 1700000000, call())
+    events = slow.start()
+    for chunk in stream:
+        events += slow.feed([chunk])
+    events += slow.finish(completed_at=1)
+    ids = re.compile(rb'"(msg|rs|fc)_[0-9a-f]+"')
+    assert ids.sub(b"ID", fast_bytes) == ids.sub(b"ID", b"".join(e.sse for e in events))
+    numbers = [int(n) for n in re.findall(rb'"sequence_number":(\d+)', fast_bytes)]
+    assert numbers == list(range(len(numbers))) and len(numbers) > 1500
