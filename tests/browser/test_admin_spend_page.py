@@ -93,6 +93,7 @@ async def test_a_keys_spend_over_time_against_its_budget(stack: StartStack, tmp_
     await expect(chart.locator("canvas")).to_have_count(1)
     figure = page.locator("figure.chart-card")
     await expect(figure).to_contain_text("team: spend over the last 30 days")
+    await expect(figure.locator("figcaption")).to_have_css("text-align", "left")
     for label in ("spent in the month", "budget", "per day"):  # uPlot's legend
         await expect(figure.locator(".u-legend")).to_contain_text(label)
     await s.screenshot("admin-spend-chart")

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { i18n } from "../src/i18n";
-import { chartNumber, decimal, money } from "../src/lib/format";
+import { chartNumber, decimal, money, moneyTick } from "../src/lib/format";
 
 afterEach(() => {
   i18n.global.locale.value = "en";
@@ -28,5 +28,16 @@ describe("numbers in the UI's language", () => {
     i18n.global.locale.value = "de";
     expect(decimal(45.54)).toBe("45,5");
     expect(money(0.09)).toBe("0,09\u00a0$"); // a no-break space, as Intl writes it
+  });
+});
+
+describe("a money axis", () => {
+  it("shows as many decimals as its step needs, so ticks are not rounded into uneven ones", () => {
+    expect([0, 0.025, 0.05, 0.075, 0.1].map((v) => moneyTick(v, 0.025))).toEqual(["$0.000", "$0.025", "$0.050", "$0.075", "$0.100"]);
+    expect([0, 0.5, 1].map((v) => moneyTick(v, 0.5))).toEqual(["$0.00", "$0.50", "$1.00"]);
+    expect(moneyTick(20, 10)).toBe("$20.00");
+    expect(moneyTick(0.0002, 0.0001)).toBe("$0.0002");
+    i18n.global.locale.value = "de";
+    expect(moneyTick(0.025, 0.025)).toBe("0,025\u00a0$");
   });
 });

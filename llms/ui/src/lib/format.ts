@@ -37,15 +37,24 @@ export function chartNumber(n: number, short = false): string {
   return new Intl.NumberFormat(tag, { maximumFractionDigits: 2, useGrouping: !short }).format(n);
 }
 
-/** US dollars (the gateway's prices), four decimals below a cent. */
-export function money(value: number): string {
-  const digits = value < 0.01 && value > 0 ? 4 : 2;
+/** US dollars (the gateway's prices), four decimals below a cent (or `digits`). */
+export function money(value: number, digits: number = value < 0.01 && value > 0 ? 4 : 2): string {
   return new Intl.NumberFormat(locale() === "de" ? "de-DE" : "en-US", {
     style: "currency",
     currency: "USD",
     minimumFractionDigits: digits,
     maximumFractionDigits: digits,
   }).format(value);
+}
+
+/**
+ * A money axis label: as many decimals as the ticks' step needs (a $0.025 step reads $0.025,
+ * $0.050, not $0.03, $0.05), at least 2, at most 6.
+ */
+export function moneyTick(value: number, step: number): string {
+  let digits = 2;
+  while (digits < 6 && step > 0 && Math.abs(step * 10 ** digits - Math.round(step * 10 ** digits)) > 1e-6) digits++;
+  return money(value, digits);
 }
 
 /** "just now", "5 min ago", "yesterday", or a date. */
