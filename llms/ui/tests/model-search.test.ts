@@ -18,7 +18,7 @@ describe("searchModels", () => {
     expect(searchModels(MODELS, "nothing-like-it")).toEqual([]);
   });
 
-  it("is quick enough for hundreds of models", () => {
+  it("searches hundreds of models (800, from 7 providers)", () => {
     const many = Array.from({ length: 800 }, (_, i) => card(`model-${i}`, `p${i % 7}`));
     expect(searchModels(many, "model-79")).toHaveLength(11);
   });
