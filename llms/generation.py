@@ -94,27 +94,19 @@ def check_committable(chunks: list[Chunk]) -> list[bytes]:
 
 
 def check_values(chunks: list[Chunk]) -> None:
-    """`check_committable` for an API that writes events of its own from the chunks' values
-    (Responses, Messages): the same checks, without encoding what could not fail. A choice
-    that is one more piece of text and nothing else holds nothing nested (only a choice with
-    more can be nested too deeply to encode), and a chunk's other keys never reach that
-    client."""
-    dumps = orjson.dumps
+    """`check_committable` for an API that writes events of its own from the choices' values
+    (Responses, Messages): the same checks on the choices only (a chunk's other keys never
+    reach those clients), and no JSON kept. One orjson call for the batch's choices costs
+    about half of encoding every chunk, which is all chat's encoder needs."""
+    choices = [item["choices"] for item in chunks]
+    for each in choices:
+        for choice in each:
+            if type(choice["index"]) is not int:
+                raise UpstreamMalformed(
+                    "The upstream sent a choice whose `index` is not an integer."
+                )
     try:
-        for item in chunks:
-            for choice in item["choices"]:
-                if type(choice["index"]) is not int:
-                    raise UpstreamMalformed(
-                        "The upstream sent a choice whose `index` is not an integer."
-                    )
-                delta = choice.get("delta")
-                if (
-                    type(delta) is not dict
-                    or len(delta) != 1
-                    or type(delta.get("content")) is not str
-                    or choice.get("logprobs") is not None
-                ):
-                    dumps(choice)
+        orjson.dumps(choices)
     except orjson.JSONEncodeError:
         raise UpstreamMalformed(
             "The upstream sent a chunk the gateway cannot encode (nested too deeply)."
