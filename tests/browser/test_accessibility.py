@@ -166,3 +166,22 @@ async def test_a_phone_has_44px_targets_and_a_new_chat_button(
     assert small == [], "\n".join(map(str, small))
     await assert_accessible(s, "the chat list on a phone")
     await s.screenshot("a11y-phone-sidebar")
+
+
+async def test_the_skip_link_leads_somewhere_on_every_page(
+    stack: StartStack, tmp_path: Path
+) -> None:
+    """Each page starts with a skip link whose target is there and takes focus (Lighthouse's
+    skip-link audit; /keys once pointed at the chat's message box, not on that page)."""
+    s = await stack(state={"request_log": f"sqlite:{tmp_path / 'requests.db'}"})
+    first = "() => document.querySelector('a[href], button, input, select, textarea').className"
+    for path, target in (("/", "composer"), ("/usage", "usage-title"), ("/keys", "admin-title")):
+        await s.page.goto(s.url + path)
+        await expect(s.page.locator(f"#{target}")).to_be_attached()
+        assert await s.page.evaluate(first) == "skip", path  # first in the Tab order
+        skip = s.page.locator("a.skip")
+        await skip.focus()
+        await expect(skip).to_have_attribute("href", f"#{target}")
+        await expect(skip).to_be_in_viewport()  # shown when focused
+        await s.page.keyboard.press("Enter")
+        await expect(s.page.locator(f"#{target}")).to_be_focused()

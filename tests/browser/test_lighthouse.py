@@ -1,4 +1,4 @@
-"""Lighthouse's accessibility score of the chat and usage pages is at least 98.
+"""Lighthouse's accessibility score of the chat, usage and keys pages is at least 98.
 
 Lighthouse is the npm package pinned in tests/node (installed by `make`), run offline against
 Debian's Chromium on the real gateway serving the built UI. Skipped, with the reason, when it is
@@ -58,7 +58,7 @@ def failures(result: dict[str, Any]) -> list[str]:
     ]
 
 
-async def test_lighthouse_accessibility_of_the_chat_and_usage_pages(
+async def test_lighthouse_accessibility_of_the_chat_usage_and_keys_pages(
     fake_openai: FakeOpenAI, make_gateway: Callable[..., Awaitable[str]], tmp_path: Path
 ) -> None:
     providers = {
@@ -70,8 +70,8 @@ async def test_lighthouse_accessibility_of_the_chat_and_usage_pages(
     }
     config = gateway_config(providers, state={"request_log": f"sqlite:{tmp_path / 'log.db'}"})
     root = (await make_gateway(config)).removesuffix("/v1")
-    for page in ("/", "/usage"):
+    for page in ("/", "/usage", "/keys"):
         result = await lighthouse(root + page, tmp_path / "report.json")
-        assert result["finalDisplayedUrl"] == root + page  # the usage page was not left
+        assert result["finalDisplayedUrl"] == root + page  # the page was not left
         score = round(result["categories"]["accessibility"]["score"] * 100)
         assert score >= 98, f"{page}: accessibility {score}: {failures(result)}"

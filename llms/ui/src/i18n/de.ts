@@ -85,6 +85,7 @@ export const de: Messages = {
     answerCopied: "Letzte Antwort kopiert.",
     copyFailed: "Die Antwort konnte nicht kopiert werden.",
     skipToUsage: "Zum Verbrauch springen",
+    skipToKeys: "Zu den Schlüsseln springen",
     skipToComposer: "Zum Nachrichtenfeld springen",
     showChatList: "Chatliste anzeigen",
     backToChat: "Zurück zum Chat",

@@ -87,6 +87,7 @@ export const en = {
     answerCopied: "Last answer copied.",
     copyFailed: "Could not copy the answer.",
     skipToUsage: "Skip to the usage",
+    skipToKeys: "Skip to the keys",
     skipToComposer: "Skip to the message box",
     showChatList: "Show the chat list",
     backToChat: "Back to chat",
