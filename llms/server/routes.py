@@ -149,33 +149,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         include_usage = bool((chat.get("stream_options") or {}).get("include_usage"))
         heartbeat_s = server.heartbeat_s
         if request.headers.get("X-Stream-Resumable", "").lower() == "true":
-            record.resumable = True
-            chosen = request.headers.get("X-Stream-Id")
-            if chosen is not None:
-                # The client names the stream, so it can cancel before any byte arrives.
-                if not STREAM_ID.fullmatch(chosen):
-                    raise InvalidRequest(
-                        "X-Stream-Id must be 16 to 80 letters, digits, '-' or '_'.",
-                        param="X-Stream-Id",
-                        code="invalid_value",
-                    )
-                meta.id = record.stream_id = chosen
-            stream = await app[keys.STREAMS].start(
-                router,
-                chat,
-                meta,
-                include_usage=include_usage,
-                record=record,
-                on_done=app[keys.TELEMETRY].finish,
-                chosen_id=chosen is not None,
-            )
-            tracked.handed_over = True
-            # The stream's slot is held while it generates, whoever reads it.
-            pumping = stream.task
-            assert pumping is not None
-            lease = tracked.lease
-            pumping.add_done_callback(lambda _: lease.release(record.usage))
-            return await relay_log(request, stream, 0, heartbeat_s=heartbeat_s)
+            return await _resumable(request, tracked, router, chat, meta, include_usage)
         return await relay(
             request,
             router,
@@ -186,6 +160,49 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             shutting_down=app[keys.SHUTTING_DOWN],
             record=record,
         )
+
+
+async def _resumable(
+    request: web.Request,
+    tracked: Tracked,
+    router: Router,
+    chat: ChatRequest,
+    meta: StreamMeta,
+    include_usage: bool,
+) -> web.StreamResponse:
+    """A resumable stream: its pump started, then relayed from its log from the start.
+
+    A function of its own so that chat_completions' frame, which a default-mode stream keeps
+    while it is open, holds no closure cells or locals of this path."""
+    app = request.app
+    record = tracked.record
+    record.resumable = True
+    chosen = request.headers.get("X-Stream-Id")
+    if chosen is not None:
+        # The client names the stream, so it can cancel before any byte arrives.
+        if not STREAM_ID.fullmatch(chosen):
+            raise InvalidRequest(
+                "X-Stream-Id must be 16 to 80 letters, digits, '-' or '_'.",
+                param="X-Stream-Id",
+                code="invalid_value",
+            )
+        meta.id = record.stream_id = chosen
+    stream = await app[keys.STREAMS].start(
+        router,
+        chat,
+        meta,
+        include_usage=include_usage,
+        record=record,
+        on_done=app[keys.TELEMETRY].finish,
+        chosen_id=chosen is not None,
+    )
+    tracked.handed_over = True
+    # The stream's slot is held while it generates, whoever reads it.
+    pumping = stream.task
+    assert pumping is not None
+    lease = tracked.lease
+    pumping.add_done_callback(lambda _: lease.release(record.usage))
+    return await relay_log(request, stream, 0, heartbeat_s=app[keys.CONFIG].server.heartbeat_s)
 
 
 async def complete(
