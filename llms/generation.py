@@ -293,7 +293,15 @@ class Generation:
         converter = self._converter
         try:
             if data:
-                for event in self._decoder.feed(data):
+                events = self._decoder.feed(data)
+                feed_all = getattr(converter, "feed_all", None)
+                if feed_all is not None:
+                    # One call for the read's events (the OpenAI converter), to the same end.
+                    feed_all(events, out)
+                    if converter.done:
+                        self.close()
+                    return
+                for event in events:
                     out += converter.feed(event)
                     if converter.done:
                         self.close()

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
 from llms.adapters import openai as adapter
 from llms.adapters.base import StreamContext
 from llms.chunks import StreamMeta
-from llms.errors import UpstreamMalformed
+from llms.errors import UpstreamMalformed, UpstreamStreamError
 from llms.framing import SSEBytesEvent, SSEEvent
 from llms.wire import Chunk
 
@@ -409,3 +410,32 @@ def test_bytes_events_give_the_chunks_of_decoded_events() -> None:
 def test_bytes_events_fail_or_end_as_decoded_events_do(data: bytes) -> None:
     got, expected = both_ways([BYTES_STREAM[0], data])
     assert got == expected
+
+
+def test_feed_all_gives_what_feed_gives_event_by_event() -> None:
+    """A read's events in one call: the same chunks; nothing after [DONE]."""
+    events = [SSEBytesEvent("message", data, "") for data in [*BYTES_STREAM, BYTES_STREAM[1]]]
+    one_by_one, at_once = new(True), new(True)
+    expected: list[Chunk] = []
+    for item in events:
+        expected += one_by_one.feed(item)
+    got: list[Chunk] = []
+    at_once.feed_all(events, got)
+    assert got == expected
+    assert (at_once.done, at_once.usage) == (one_by_one.done, one_by_one.usage) == (True, ANY)
+    assert at_once.feed(events[1]) == []
+
+
+def test_feed_all_raises_after_the_chunks_before_the_error() -> None:
+    events = [
+        SSEBytesEvent("message", data, "")
+        for data in [*BYTES_STREAM[:3], b'{"error":{"message":"gone"}}', BYTES_STREAM[4]]
+    ]
+    conv, out = new(), list[Chunk]()
+    with pytest.raises(UpstreamStreamError, match="gone"):
+        conv.feed_all(events, out)
+    assert [c["choices"][0]["delta"].get("content") for c in out] == [
+        "",
+        "caf\u00e9 \u65e5\u672c \U0001f642",
+        "a\ufffdb\ufffd\ufffd\ufffdc",
+    ]

@@ -11,7 +11,7 @@ A non-stream request is sent non-stream (`build_whole_request`): the answer arri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -148,24 +148,36 @@ class Converter:
         self.usage: Usage | None = None
 
     def feed(self, event: SSEEvent | SSEBytesEvent) -> list[Chunk]:
-        if self.done:
-            return []
-        data = event.data
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            # Read as text, as if decoded (invalid UTF-8 as U+FFFD): `[DONE]`, else the text
-            # parsed (or refused) as any event's. Bytes and `str` give the same chunks.
-            text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-            if text.startswith("[DONE]"):
-                return self._finish()
-            obj = from_json_event(text)
-        else:
-            if not isinstance(obj, dict):
-                raise UpstreamMalformed("The upstream sent an event that is not a JSON object.")
-        if obj.get("error") or obj.get("object") == "error":
-            raise _stream_error(obj)
-        return self._normalise(obj)
+        out: list[Chunk] = []
+        self.feed_all((event,), out)
+        return out
+
+    def feed_all(self, events: Sequence[SSEEvent | SSEBytesEvent], out: list[Chunk]) -> None:
+        """`feed` for a read's events in one call: their chunks are added to `out` in order,
+        until the stream is done (events after `[DONE]` are ignored, as `feed` ignores them).
+        An error is raised with the chunks of the events before it already in `out`."""
+        loads = orjson.loads
+        normalise = self._normalise
+        for event in events:
+            if self.done:
+                return
+            data = event.data
+            try:
+                obj = loads(data)
+            except orjson.JSONDecodeError:
+                # Read as text, as if decoded (invalid UTF-8 as U+FFFD): `[DONE]`, else the
+                # text parsed (or refused) as any event's. Bytes and `str` give the same chunks.
+                text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                if text.startswith("[DONE]"):
+                    out += self._finish()
+                    return
+                obj = from_json_event(text)
+            else:
+                if not isinstance(obj, dict):
+                    raise UpstreamMalformed("The upstream sent an event that is not a JSON object.")
+            if obj.get("error") or obj.get("object") == "error":
+                raise _stream_error(obj)
+            normalise(obj, out)
 
     def close(self) -> list[Chunk]:
         if self.done:
@@ -175,8 +187,9 @@ class Converter:
             return self._finish()
         raise UpstreamIncomplete("The upstream ended the stream before it finished the answer.")
 
-    def _normalise(self, obj: dict[str, Any]) -> list[Chunk]:
-        meta = self._ctx.meta
+    def _normalise(self, obj: dict[str, Any], out: list[Chunk]) -> None:
+        """`obj` normalised in place and added to `out`, unless none of its choices is kept."""
+        ctx = self._ctx
         usage = obj.get("usage")
         if usage:
             self.usage = from_usage(usage) or self.usage
@@ -227,17 +240,18 @@ class Converter:
                 choice["logprobs"] = None
             kept.append(choice)
         if not kept:
-            return []
+            return
+        meta = ctx.meta
         obj["choices"] = kept
         obj["id"] = meta.id
         obj["created"] = meta.created
         obj["model"] = meta.model
         obj["object"] = "chat.completion.chunk"
-        if self._ctx.include_usage:
+        if ctx.include_usage:
             obj["usage"] = None
         elif "usage" in obj:
             del obj["usage"]
-        return [obj]  # type: ignore[list-item]
+        out.append(obj)  # type: ignore[arg-type]
 
     def _rare_fields(self, index: int, delta: dict[str, Any]) -> None:
         """`reasoning` renamed, a null `reasoning_content` dropped, tool and function calls."""
@@ -372,7 +386,8 @@ class WholeConverter:
             )
         obj["choices"] = deltas
         inner = self._inner
-        out = inner._normalise(obj)
+        out: list[Chunk] = []
+        inner._normalise(obj, out)
         out += inner._finish()
         self.usage = inner.usage
         self.done = True
