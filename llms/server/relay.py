@@ -324,26 +324,25 @@ async def relay(
         try:
             if not out.started:
                 out.response.headers[X_PROVIDER] = generation.provider.name
-            write = out.write
-            encode = encoder.chunks
             # Chat completions' and native encoders write chunks as they are: nothing to check.
             builder: _Translating | None = getattr(encoder, "builder", None)
             async for batch in generation:
                 try:
-                    data = encode(batch)
+                    data = encoder.chunks(batch)
                 except orjson.JSONEncodeError:
-                    await write_encodable(write, batch, generation, encoder)
-                await write(data)
+                    await write_encodable(out.write, batch, generation, encoder)
+                await out.write(data)
                 if builder is not None and builder.failure is not None:
                     # A chunk the API cannot take: its failure event is written; the upstream is
                     # closed now (finally, below), not read to its end, and it counts against the
                     # provider, as in resumable mode (streams/pump.py).
                     generation.fault(builder.failure)
                     raise builder.failure
-                # Nothing parsed or encoded is kept while the upstream is silent: an idle stream
-                # stays small (the last batch's bytes were ~0.6 KiB per idle stream).
-                batch = []
-                data = b""
+                # Nothing parsed, encoded or bound is kept while the upstream is silent: an idle
+                # stream stays small (the last batch's bytes were ~0.6 KiB per idle stream; an
+                # empty list in their place, or `out.write` and `encoder.chunks` bound once
+                # for the loop, 64 B each).
+                del batch, data
         except SlowClient as slow:
             log.warning("stream %s: %s", meta.id, slow.message)
             record.failed(slow, status=200)
