@@ -120,6 +120,26 @@ UPDATE_RESPONSE = (
 )
 
 
+OPEN_TRIES = 20
+
+
+async def _open_statements(db: aiosqlite.Connection) -> None:
+    """OPEN_STATEMENTS, busy_timeout first. Processes making a new file at once can still be
+    told "database is locked" without the busy handler being asked (SQLite does so where
+    waiting could deadlock, as when two connections switch a new file to WAL together): the
+    statements are idempotent, so they are run again, a moment later, a bounded number of
+    times. (`llms serve --workers N` makes the file before its workers, see `prepare`.)"""
+    for attempt in range(OPEN_TRIES):
+        try:
+            for statement in OPEN_STATEMENTS:
+                await db.execute(statement)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == OPEN_TRIES - 1:
+                raise
+            await asyncio.sleep(0.01 * (attempt + 1))
+
+
 @functools.lru_cache(maxsize=64)
 def _upsert(rows: int) -> str:
     return UPSERT_INTO + ", ".join([UPSERT_ROW] * rows) + UPSERT_ON_CONFLICT
@@ -175,9 +195,7 @@ class SQLiteResponseStore:
         except (sqlite3.Error, OSError) as exc:
             raise self._unavailable("open", exc) from None
         try:
-            # busy_timeout first: it also covers workers switching a new file to WAL together.
-            for statement in OPEN_STATEMENTS:
-                await db.execute(statement)
+            await _open_statements(db)
         except sqlite3.Error as exc:
             await db.close()
             raise self._unavailable("open", exc) from None
