@@ -16,7 +16,7 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from tests.browser.support import ROOT, Stack
-from tests.upstreams.openai import FakeOpenAI, text_script
+from tests.upstreams.openai import FakeOpenAI, error_script, text_script
 
 StartStack = Callable[..., Awaitable[Stack]]
 
@@ -185,3 +185,56 @@ async def test_the_skip_link_leads_somewhere_on_every_page(
         await expect(skip).to_be_in_viewport()  # shown when focused
         await s.page.keyboard.press("Enter")
         await expect(s.page.locator(f"#{target}")).to_be_focused()
+
+
+async def test_a_phone_keeps_44px_targets_in_every_state(
+    stack: StartStack, fake_openai: FakeOpenAI
+) -> None:
+    """Beyond a plain answer: a cut answer's Continue, the versions pager, a failure's Retry and
+    Details, the open Settings panel and the presets menu are 44 px targets on a phone, and
+    axe-clean."""
+    fake_openai.scripts["up"] = [
+        text_script(["Cut ", "short"], finish="length"),
+        text_script(["Again."]),
+        error_script(500, {"error": {"message": "boom", "type": "server_error"}}),
+    ]
+    s = await stack(page_options=PHONE)
+    await s.open()
+    answer = await s.send("First")
+    await s.settled(answer)
+    await expect(answer.get_by_test_id("continue")).to_be_visible()
+    await answer.get_by_test_id("regenerate").tap()
+    await s.settled(answer)
+    await expect(answer.get_by_test_id("version-label")).to_have_text("2/2")
+    failed = await s.send("Second")
+    await s.settled(failed, "failed")
+    await failed.get_by_test_id("error-details").locator("summary").tap()
+    for what in ("versions", "a failure, details open"):
+        target = answer if what == "versions" else failed
+        await target.scroll_into_view_if_needed()
+        small = await s.page.evaluate(SMALL_TARGETS)
+        assert small == [], f"{what}:\n" + "\n".join(map(str, small))
+        await assert_accessible(s, f"{what} on a phone")
+    await s.screenshot("a11y-phone-states")
+
+    await s.page.get_by_test_id("settings-toggle").tap()
+    panel = s.page.locator("#settings-panel")
+    await expect(panel).to_be_visible()
+    await s.page.wait_for_timeout(300)
+    # Nothing runs past the panel's right edge (the presets' rows once did, buttons cut off).
+    widths = await panel.evaluate("(el) => [el.scrollWidth, el.clientWidth]")
+    assert widths[0] <= widths[1], f"the Settings panel overflows: {widths}"
+    for _ in range(6):  # the panel scrolls: every part of it, top to bottom
+        small = await s.page.evaluate(SMALL_TARGETS)
+        assert small == [], "Settings:\n" + "\n".join(map(str, small))
+        await panel.evaluate("(el) => el.scrollBy(0, 400)")  # the panel scrolls itself
+    await assert_accessible(s, "Settings on a phone")
+    await s.screenshot("a11y-phone-settings")
+    await s.page.keyboard.press("Escape")
+
+    await s.page.get_by_test_id("presets-button").tap()
+    await expect(s.page.get_by_role("menu", name="Prompt presets")).to_be_visible()
+    small = await s.page.evaluate(SMALL_TARGETS)
+    assert small == [], "presets menu:\n" + "\n".join(map(str, small))
+    await assert_accessible(s, "the presets menu on a phone")
+    await s.screenshot("a11y-phone-presets")
