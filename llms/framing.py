@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 import uuid
 import zlib
+from itertools import repeat
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from llms.chunks import DEFAULT_MAX_ANSWER_BYTES, answer_too_large
@@ -142,6 +143,19 @@ class _SSEParser(Generic[E]):
         the unfinished tail, go through the general line parser, which is correct from an event
         boundary on.
         """
+        if chunk[:6] == b"data: " and chunk[-2:] == b"\n\n" and len(chunk) <= self._max:
+            # Quicker still when every block is one `data: ` line: splitting at "\n\ndata: "
+            # gives each event's data, and the line feeds counted show that no piece holds
+            # another line (two per block, none inside), so nothing else was in the read.
+            datas = chunk[6:-2].split(b"\n\ndata: ")
+            if chunk.count(b"\n") == 2 * len(datas):
+                event_id = self.last_event_id = self._id
+                values: list[bytes] | list[str] = (
+                    datas if self._raw else [data.decode("utf-8", "replace") for data in datas]
+                )
+                # Built in C: zip's tuples, each copied into the event type by tuple.__new__.
+                fields = zip(repeat("message"), values, repeat(event_id))
+                return list(map(_new, repeat(self._kind), fields))
         blocks = chunk.split(b"\n\n")
         tail = blocks.pop()
         events: list[E] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from llms.errors import UpstreamMalformed
@@ -264,6 +266,50 @@ def test_bytes_decoder_keeps_the_bytes_as_sent() -> None:
 def test_bytes_decoder_bounds_an_event() -> None:
     with pytest.raises(UpstreamMalformed, match="exceeds 100 bytes"):
         SSEBytesDecoder(max_event_bytes=100).feed(b"data: " + b"x" * 200 + b"\n\n")
+
+
+# Blocks a body is made of, for the fast paths' test: mostly single `data: ` lines (the case
+# read whole), and every kind that must leave them to the line parser.
+BLOCKS = [
+    b"data: plain",
+    b"data: ",
+    "data: caf\u00e9 \U0001f642".encode(),
+    b"data: bad \xff\xe2\x82",
+    b'data: {"a":"data: b"}',
+    b"data: a\ndata: b",
+    b": comment",
+    b"event: kind\ndata: e",
+    b"id: 9\ndata: i",
+    b"id",
+    b"retry: 250",
+    b"data:nospace",
+    b"data : not data",
+    b"",
+    b"\n",
+]
+
+
+@pytest.mark.parametrize("decoder_type", [SSEDecoder, SSEBytesDecoder])
+def test_reads_of_whole_blocks_decode_as_the_line_parser_does(
+    decoder_type: type[SSEDecoder] | type[SSEBytesDecoder],
+) -> None:
+    """A read of whole blocks takes the fast paths (every block one `data: ` line; or block by
+    block); one byte at a time only the line parser runs. Both give the same events and state,
+    read after read, whatever the blocks and whatever unfinished tail follows them."""
+    rng = random.Random(18)
+    for _ in range(400):
+        weights = [30, 3, 5, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1]
+        reads = []
+        for _ in range(rng.randint(1, 4)):
+            blocks = rng.choices(BLOCKS, weights, k=rng.randint(1, 6))
+            tail = rng.choice([b"", b"", b"", b"data: cut", b"data: x\n", b"\n"])
+            reads.append(b"".join(block + b"\n\n" for block in blocks) + tail)
+        whole, bytewise = decoder_type(), decoder_type()
+        for data in reads:
+            expected = [e for i in range(len(data)) for e in bytewise.feed(data[i : i + 1])]
+            assert whole.feed(data) == expected, reads
+            state = (whole.last_event_id, whole.retry, whole.pending)
+            assert state == (bytewise.last_event_id, bytewise.retry, bytewise.pending), reads
 
 
 # --- NDJSON -----------------------------------------------------------------------------------
