@@ -439,3 +439,34 @@ def test_feed_all_raises_after_the_chunks_before_the_error() -> None:
         "caf\u00e9 \u65e5\u672c \U0001f642",
         "a\ufffdb\ufffd\ufffd\ufffdc",
     ]
+
+
+def test_one_more_piece_of_text_after_the_first_chunk() -> None:
+    """The common chunk (`{"content": …}` alone, the choice open, no finish): kept with a null
+    finish reason and logprobs (or the upstream's), dropped when its text is empty or null."""
+    conv = new()
+    feed(conv, ROLE)
+    logprobs = {"content": [{"token": "b", "logprob": -0.5}]}
+    sent = [
+        up({"content": "a"}),
+        {"choices": [{"index": 0, "delta": {"content": "b"}, "logprobs": logprobs}]},
+        up({"content": ""}),
+        up({"content": None}),
+        {"choices": [{"delta": {"content": "c"}, "extra": 1}]},
+        up({"content": "d"}, "stop"),
+    ]
+    got = choices(feed(conv, *sent))
+    expected = [
+        {"index": 0, "delta": {"content": "a"}, "finish_reason": None, "logprobs": None},
+        {"index": 0, "delta": {"content": "b"}, "logprobs": logprobs, "finish_reason": None},
+        {
+            "delta": {"content": "c"},
+            "extra": 1,
+            "index": 0,
+            "finish_reason": None,
+            "logprobs": None,
+        },
+        {"index": 0, "delta": {"content": "d"}, "finish_reason": "stop", "logprobs": None},
+    ]
+    assert got == expected
+    assert [list(choice) for choice in got] == [list(choice) for choice in expected]  # the order

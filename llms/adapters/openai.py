@@ -202,8 +202,16 @@ class Converter:
             delta = choice.get("delta")
             if type(delta) is not dict:
                 delta = choice["delta"] = {}
-            # The common chunk, one more piece of text (`{"content": …}` alone after the
-            # first), needs none of the rules below but the finish reason's.
+            finish = choice.get("finish_reason")
+            if finish is None and len(delta) == 1 and "content" in delta and index in self._roles:
+                # The common chunk, one more piece of text (`{"content": …}` alone after the
+                # first): none of the rules below. Nothing but an empty or null text is noise.
+                if delta["content"]:
+                    choice["finish_reason"] = None
+                    if "logprobs" not in choice:
+                        choice["logprobs"] = None
+                    kept.append(choice)
+                continue
             plain = False
             if index not in self._roles:
                 self._roles += (index,)
@@ -216,7 +224,6 @@ class Converter:
                 del delta["role"]
             if not plain:
                 self._rare_fields(index, delta)
-            finish = choice.get("finish_reason")
             if finish is not None:
                 if finish not in FINISH_REASONS:
                     lowered = str(finish).lower()
