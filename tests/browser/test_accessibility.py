@@ -238,3 +238,52 @@ async def test_a_phone_keeps_44px_targets_in_every_state(
     assert small == [], "presets menu:\n" + "\n".join(map(str, small))
     await assert_accessible(s, "the presets menu on a phone")
     await s.screenshot("a11y-phone-presets")
+
+
+async def test_the_usage_and_keys_pages_on_a_phone(
+    stack: StartStack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The usage and keys pages fit a 390 px touch screen: no sideways scroll of the page, 44 px
+    targets, axe-clean; so does the API-key dialog."""
+    fake_openai.scripts["up"] = text_script(["Counted."])
+    s = await stack(
+        server={"admin_key": "adm-0123456789abcdef", "api_keys": ["sk-ui"]},
+        state={
+            "request_log": f"sqlite:{tmp_path / 'requests.db'}",
+            "keys_store": f"sqlite:{tmp_path / 'keys.db'}",
+        },
+        page_options=PHONE,
+    )
+    await s.page.goto(s.url + "/")
+    dialog = s.page.get_by_test_id("api-key-dialog")
+    await expect(dialog.get_by_label("API key")).to_be_focused()
+    small = await s.page.evaluate(SMALL_TARGETS)
+    assert small == [], "the API-key dialog:\n" + "\n".join(map(str, small))
+    await assert_accessible(s, "the API-key dialog on a phone")
+    await dialog.get_by_label("API key").fill("sk-ui")
+    await dialog.get_by_label("API key").press("Enter")
+    await s.settled(await s.send("Count me."))
+    await s.page.wait_for_timeout(300)  # the request log writes in the background
+    for path, ready in (
+        ("/usage", s.page.get_by_role("table", name="Usage per model")),
+        ("/keys", s.page.get_by_label("Admin key")),
+    ):
+        await s.page.goto(s.url + path)
+        await expect(ready).to_be_visible()
+        await s.page.wait_for_timeout(300)
+        width = await s.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width} px wide in a 390 px window"
+        small = await s.page.evaluate(SMALL_TARGETS)
+        assert small == [], f"{path}:\n" + "\n".join(map(str, small))
+        await assert_accessible(s, f"{path} on a phone")
+        await s.screenshot(f"a11y-phone-{path.strip('/')}")
+    # The keys, loaded: the create form and the table of keys.
+    await s.page.get_by_label("Admin key").fill("adm-0123456789abcdef")
+    await s.page.get_by_label("Admin key").press("Enter")
+    await expect(s.page.get_by_role("form", name="Create a key")).to_be_visible()
+    width = await s.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"/keys is {width} px wide in a 390 px window"
+    small = await s.page.evaluate(SMALL_TARGETS)
+    assert small == [], "/keys, loaded:\n" + "\n".join(map(str, small))
+    await assert_accessible(s, "/keys, loaded, on a phone")
+    await s.screenshot("a11y-phone-keys-loaded")
