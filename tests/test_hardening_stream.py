@@ -299,9 +299,11 @@ async def test_other_apis_fall_back_on_a_malformed_first_answer_too(
         },
     )
     headers = {"anthropic-version": "2023-06-01"}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(base + path, json=API_BODIES[path], headers=headers) as resp:
-            status, provider, body = resp.status, resp.headers.get("X-Provider"), await resp.read()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base + path, json=API_BODIES[path], headers=headers) as resp,
+    ):
+        status, provider, body = resp.status, resp.headers.get("X-Provider"), await resp.read()
     assert status == 200, body
     assert provider == "second"
     assert text_of(body) == "Hello, world!"
@@ -320,9 +322,11 @@ async def test_a_deep_key_beside_the_choices_is_no_failure_where_it_never_reache
     )
     base = await gateway_for(make_gateway, {"first": provider_config(url_of(fake_openai))})
     headers = {"anthropic-version": "2023-06-01"}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(base + path, json=API_BODIES[path], headers=headers) as resp:
-            status, body = resp.status, await resp.read()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base + path, json=API_BODIES[path], headers=headers) as resp,
+    ):
+        status, body = resp.status, await resp.read()
     assert status == 200, body
     assert text_of(body) == "deep end"
 
