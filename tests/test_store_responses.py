@@ -385,6 +385,30 @@ async def test_sqlite_written_behind_a_put_returns_first_and_this_process_waits_
     )
 
 
+async def test_sqlite_written_behind_puts_wait_to_be_written_together_unless_read(
+    sqlite_store: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write-behind store gathers puts before writing them (fewer thread trips on a busy
+    gateway); a read of one of them, or close(), ends that pause: nobody waits for it."""
+    monkeypatch.setattr("llms.store.sqlite.WRITE_BEHIND_S", 3600.0)
+    path = tmp_path / "gathered.db"
+    store = await sqlite_store(path, write_behind=True)
+    first, second = record(), record()
+    await store.put(first)
+    await store.put(second)
+    await asyncio.sleep(0.2)
+    with sqlite3.connect(path) as other:
+        assert other.execute("SELECT count(*) FROM responses").fetchone()[0] == 0  # gathering
+    assert await asyncio.wait_for(store.get(first.id, "team"), 5) == first
+    with sqlite3.connect(path) as other:
+        assert other.execute("SELECT count(*) FROM responses").fetchone()[0] == 2  # one batch
+    third = record()
+    await store.put(third)
+    await asyncio.wait_for(store.close(), 5)
+    again = await sqlite_store(path)
+    assert await again.get(third.id, "team") == third
+
+
 async def test_sqlite_written_behind_a_close_writes_what_is_queued(tmp_path: Path) -> None:
     path = tmp_path / "behind.db"
     first = SQLiteResponseStore(path, write_behind=True)
@@ -704,3 +728,12 @@ async def test_redis_out_of_memory_is_a_503_and_keeps_nothing(redis_store: Facto
         await store.redis.config_set("maxmemory", 0)
     assert await store.get(big.id, "team") is None
     assert await store.redis.exists(store.key(big.id)) == 0
+
+
+def test_ids_made_later_sort_later() -> None:
+    """Like OpenAI's, an id starts with its time: a stored response's index entry lands beside
+    the last ones (random ids made SQLite rewrite an index page per answer)."""
+    ids = [new_response_id() for _ in range(200)]
+    assert ids == sorted(ids) and len(set(ids)) == 200
+    assert all(len(i) == len("resp_") + 48 and is_response_id(i) for i in ids)
+    assert len({i[-34:] for i in ids}) == 200  # and 136 random bits after it

@@ -33,7 +33,6 @@ from llms.api.responses_object import (
     from_usage,
     input_items_page,
     new_response,
-    new_response_id,
     previous_response_not_found,
     response_not_found,
     to_failure,
@@ -42,6 +41,7 @@ from llms.api.responses_object import (
 from llms.api.responses_request import ResponsesCall
 from llms.chunks import new_call_id
 from llms.errors import GatewayError, UpstreamMalformed
+from llms.store.responses import new_response_id
 from llms.wire import Chunk
 
 __all__ = [

@@ -8,7 +8,6 @@ API's other bodies (a deletion, a page of input items) and the errors it names.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -231,11 +230,6 @@ def to_failure(error: GatewayError) -> dict[str, Any]:
 
 
 # --- the other objects and errors of the API ----------------------------------------------------
-
-
-def new_response_id() -> str:
-    """An unguessable `resp_…` id."""
-    return "resp_" + secrets.token_hex(24)
 
 
 def deleted(response_id: str) -> dict[str, Any]:

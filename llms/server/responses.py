@@ -25,7 +25,6 @@ from llms.api.responses_native import ResponsesRoute, serves, translatable
 from llms.api.responses_object import (
     deleted,
     input_items_page,
-    new_response_id,
     previous_response_not_found,
     response_not_found,
 )
@@ -43,7 +42,7 @@ from llms.server.relay import relay, relay_log
 from llms.server.requests import read_json_request
 from llms.server.routes import Tracked, complete_any, json_response
 from llms.server.siblings import Handler, asking_siblings
-from llms.store import ResponseStore, StoredResponse, new_response_store
+from llms.store import ResponseStore, StoredResponse, new_response_id, new_response_store
 from llms.store.responses import ResponseTooLarge, StoreUnavailable
 from llms.streams.pump import Cancelled, PumpHooks, Stream
 from llms.telemetry.usage import path_of

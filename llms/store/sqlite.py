@@ -121,6 +121,13 @@ UPDATE_RESPONSE = (
 
 
 OPEN_TRIES = 20
+# How long a write-behind store gathers puts before it writes them.
+WRITE_BEHIND_S = 0.02
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def _open_statements(db: aiosqlite.Connection) -> None:
@@ -185,6 +192,7 @@ class SQLiteResponseStore:
         # Write-behind: the puts queued or being written, by id (their batch's future).
         self.write_behind = write_behind
         self._landing: dict[str, asyncio.Future[None]] = {}
+        self._gathering: asyncio.Future[None] | None = None  # the writer's pause, cut short
 
     # --- life -----------------------------------------------------------------------------------
 
@@ -204,6 +212,7 @@ class SQLiteResponseStore:
         self._purging = asyncio.create_task(self._purge_forever(), name="response store purge")
 
     async def close(self) -> None:
+        self._write_now()
         if self._writing is not None:
             await asyncio.gather(self._writing, return_exceptions=True)
         task, self._purging = self._purging, None
@@ -254,9 +263,28 @@ class SQLiteResponseStore:
         """Wait until a write-behind put of this id has landed (or failed)."""
         written = self._landing.get(response_id)
         if written is not None:
+            self._write_now()
             await asyncio.wait((written,))
 
+    def _write_now(self) -> None:
+        """End the writer's pause: a read waits for a put, or the store closes."""
+        gathering = self._gathering
+        if gathering is not None and not gathering.done():
+            gathering.set_result(None)
+
     async def _write_pending(self) -> None:
+        if self.write_behind:
+            # Nobody waits for these puts: gather more for a moment (unless a read of one
+            # of them, or close(), asks now), so a busy gateway pays fewer thread trips, each
+            # a handful of GIL handoffs and wake-ups.
+            loop = asyncio.get_running_loop()
+            gathering = self._gathering = loop.create_future()
+            timer = loop.call_later(WRITE_BEHIND_S, _settle, gathering)
+            try:
+                await gathering
+            finally:
+                timer.cancel()
+                self._gathering = None
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
