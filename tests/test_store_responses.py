@@ -372,8 +372,13 @@ async def test_sqlite_written_behind_a_put_returns_first_and_this_process_waits_
             asyncio.create_task(store.delete(gone.id, "team")),
             asyncio.create_task(store.update_response(changed.id, b'{"x": 1}', "failed")),
         ]
-        await asyncio.sleep(0.3)
-        assert seen == 0 and not any(task.done() for task in reads)
+        # The write is written on the event loop's thread: busy, it is tried again later
+        # rather than waited for there (the loop keeps running other tasks meanwhile).
+        ticks = 0
+        for _ in range(30):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert seen == 0 and not any(task.done() for task in reads) and ticks == 30
         other.execute("ROLLBACK")
         got, deleted, updated = await asyncio.wait_for(asyncio.gather(*reads), 5)
     finally:
@@ -407,6 +412,28 @@ async def test_sqlite_written_behind_puts_wait_to_be_written_together_unless_rea
     await asyncio.wait_for(store.close(), 5)
     again = await sqlite_store(path)
     assert await again.get(third.id, "team") == third
+
+
+async def test_sqlite_written_behind_the_wal_is_checkpointed_off_the_loop(
+    sqlite_store: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write-behind connection never checkpoints (it could wait on the disk with the event
+    loop); past CHECKPOINT_BYTES the aiosqlite connection does, in its thread."""
+    monkeypatch.setattr("llms.store.sqlite.CHECKPOINT_BYTES", 64 * KIB)
+    path = tmp_path / "checkpointed.db"
+    store = await sqlite_store(path, write_behind=True)
+    before = path.stat().st_size
+    stored = [record(size=4 * KIB) for _ in range(40)]
+    for each in stored:
+        await store.put(each)
+    assert await store.get(stored[-1].id, "team") == stored[-1]  # written now
+    for _ in range(500):
+        if path.stat().st_size > before + 100 * KIB:
+            break
+        await asyncio.sleep(0.01)
+    assert path.stat().st_size > before + 100 * KIB  # the pages reached the database file
+    with sqlite3.connect(path) as other:
+        assert other.execute("SELECT count(*) FROM responses").fetchone()[0] == 40
 
 
 async def test_sqlite_written_behind_a_close_writes_what_is_queued(tmp_path: Path) -> None:

@@ -10,10 +10,16 @@ the retention are invisible at once and deleted by `purge()`, which runs every P
 Puts waiting together are one multi-row upsert, one trip through aiosqlite's thread. A trip is
 slow to start on a busy gateway: that thread waits for the GIL each time it wakes and after each
 SQLite step (up to `sys.getswitchinterval()`, 5 ms, while the event loop is busy), so a put took
-~10-20 ms to land under load. With `write_behind` (one gateway process alone on the file) a put
-returns once queued: this process's own reads of that id (get, delete, update) wait for it to
-land, so nothing here can tell; another process on the file may not see it for those
-milliseconds, which is why `--workers N` keeps waiting.
+~10-20 ms to land under load, and the threads' GIL handoffs cost the process more CPU than
+SQLite's own work (~9 µs an answer in batches).
+
+With `write_behind` (one gateway process alone on the file) a put returns once queued; this
+process's own reads of that id (get, delete, update) wait for it to land, so nothing here can
+tell, while another process on the file may not see it for a moment (so `--workers N` keeps
+waiting). The queued puts are gathered for WRITE_BEHIND_S and written on the event loop's
+thread, on a connection of their own: one transaction, never waiting for a lock (busy_timeout
+0: busy is tried again a moment later), never checkpointing (the aiosqlite connection
+checkpoints in its thread once CHECKPOINT_BYTES were written). No thread, no handoff.
 """
 
 from __future__ import annotations
@@ -121,6 +127,27 @@ UPDATE_RESPONSE = (
 
 
 OPEN_TRIES = 20
+# A write-behind store checkpoints its WAL once this much was written behind.
+CHECKPOINT_BYTES = 4 * MIB
+
+
+def _open_sync(path: Path) -> sqlite3.Connection:
+    """The write-behind connection (used on the event loop's thread only): it never waits for
+    a lock nor checkpoints; synchronous is per connection (NORMAL: no fsync a commit in WAL)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        for statement in (
+            "PRAGMA busy_timeout = 0",
+            "PRAGMA synchronous = NORMAL",
+            "PRAGMA wal_autocheckpoint = 0",
+        ):
+            db.execute(statement)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 # How long a write-behind store gathers puts before it writes them.
 WRITE_BEHIND_S = 0.02
 
@@ -193,6 +220,10 @@ class SQLiteResponseStore:
         self.write_behind = write_behind
         self._landing: dict[str, asyncio.Future[None]] = {}
         self._gathering: asyncio.Future[None] | None = None  # the writer's pause, cut short
+        self._sync: sqlite3.Connection | None = None  # write-behind's own, on the loop's thread
+        self._closing = False
+        self._unsynced = 0  # bytes written behind since the last checkpoint
+        self._checkpointing: asyncio.Task[None] | None = None
 
     # --- life -----------------------------------------------------------------------------------
 
@@ -208,13 +239,26 @@ class SQLiteResponseStore:
             await db.close()
             raise self._unavailable("open", exc) from None
         self._db = db
+        if self.write_behind:
+            try:
+                self._sync = _open_sync(self.path)
+            except sqlite3.Error as exc:
+                self._db = None
+                await db.close()
+                raise self._unavailable("open", exc) from None
         await self.purge()
         self._purging = asyncio.create_task(self._purge_forever(), name="response store purge")
 
     async def close(self) -> None:
+        self._closing = True
         self._write_now()
         if self._writing is not None:
             await asyncio.gather(self._writing, return_exceptions=True)
+        if self._checkpointing is not None:
+            await asyncio.gather(self._checkpointing, return_exceptions=True)
+        sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.close()
         task, self._purging = self._purging, None
         if task is not None:
             task.cancel()
@@ -274,17 +318,8 @@ class SQLiteResponseStore:
 
     async def _write_pending(self) -> None:
         if self.write_behind:
-            # Nobody waits for these puts: gather more for a moment (unless a read of one
-            # of them, or close(), asks now), so a busy gateway pays fewer thread trips, each
-            # a handful of GIL handoffs and wake-ups.
-            loop = asyncio.get_running_loop()
-            gathering = self._gathering = loop.create_future()
-            timer = loop.call_later(WRITE_BEHIND_S, _settle, gathering)
-            try:
-                await gathering
-            finally:
-                timer.cancel()
-                self._gathering = None
+            await self._write_behind()
+            return
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
@@ -305,6 +340,92 @@ class SQLiteResponseStore:
                         written.set_exception(failure)
         finally:
             self._writing = None
+
+    async def _write_behind(self) -> None:
+        """The write-behind writer: gathers the queued puts for WRITE_BEHIND_S (unless a read
+        of one of them, or close(), asks now), writes them in one transaction on this thread,
+        and tells each put it landed (or why not). Busy (another connection is writing) is
+        tried again after the next pause, for up to BUSY_TIMEOUT_MS."""
+        loop = asyncio.get_running_loop()
+        give_up: float | None = None
+        try:
+            while self._pending:
+                if not self._closing:
+                    gathering = self._gathering = loop.create_future()
+                    timer = loop.call_later(WRITE_BEHIND_S, _settle, gathering)
+                    try:
+                        await gathering
+                    finally:
+                        timer.cancel()
+                        self._gathering = None
+                batch, self._pending = self._pending, []
+                rows = [row for row, _ in batch]
+                failure: StoreUnavailable | None = None
+                try:
+                    self._write_rows(rows)
+                except sqlite3.OperationalError as exc:
+                    busy = "locked" in str(exc) or "busy" in str(exc)
+                    give_up = loop.time() + BUSY_TIMEOUT_MS / 1000 if give_up is None else give_up
+                    if busy and loop.time() < give_up and not self._closing:
+                        self._pending[:0] = batch  # first in the next try
+                        continue
+                    failure = self._unavailable("put", exc)
+                except (sqlite3.Error, OSError) as exc:
+                    failure = self._unavailable("put", exc)
+                except StoreUnavailable as error:
+                    failure = error
+                else:
+                    give_up = None
+                    self._synced(rows)
+                    await self._check_total(rows)
+                for _, written in batch:
+                    if written.done():
+                        continue
+                    if failure is None:
+                        written.set_result(None)
+                    else:
+                        written.set_exception(failure)
+        finally:
+            self._writing = None
+
+    def _write_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """The rows in one transaction on the write-behind connection (rolled back on any
+        failure). Raises StoreUnavailable when closed, sqlite3.Error as SQLite does."""
+        db = self._sync
+        if db is None:
+            raise StoreUnavailable("The gateway's response store is not open.")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(rows), UPSERT_MAX_ROWS):
+                part = rows[start : start + UPSERT_MAX_ROWS]
+                db.execute(_upsert(len(part)), [value for row in part for value in row])
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # none open: nothing to undo
+                db.execute("ROLLBACK")
+            raise
+
+    def _synced(self, rows: list[tuple[Any, ...]]) -> None:
+        """Count what was written behind; past CHECKPOINT_BYTES, checkpoint in the aiosqlite
+        connection's thread (the write-behind connection never does: it could wait on the
+        disk with the event loop)."""
+        self._unsynced += sum(row[4] for row in rows)
+        if self._unsynced < CHECKPOINT_BYTES or self._checkpointing is not None:
+            return
+        self._unsynced = 0
+
+        async def checkpoint() -> None:
+            async def run(db: aiosqlite.Connection) -> None:
+                await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+            try:
+                await self._run("checkpoint", run)
+            except StoreUnavailable:  # logged; the next one tries again
+                pass
+            finally:
+                self._checkpointing = None
+
+        self._checkpointing = asyncio.create_task(checkpoint(), name="response store checkpoint")
 
     async def _check_total(self, rows: list[tuple[Any, ...]]) -> None:
         """Once this process has written a 64th of the cap since it last did (every write,
