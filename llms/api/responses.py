@@ -130,6 +130,9 @@ class ResponseBuilder:
         self._announced = False
         self.terminal = False
         self.failure: UpstreamMalformed | None = None
+        # The JSON of the Response as its terminal event carried it (None before, and for an
+        # upstream's own Response adopted in passthrough): what storage keeps, not made twice.
+        self.final_json: bytes | None = None
 
     # --- the public steps -----------------------------------------------------------------
 
@@ -150,11 +153,18 @@ class ResponseBuilder:
     def start(self, *, in_progress: bool = True) -> list[ResponseEvent]:
         """`response.created` (+ `response.queued` for a queued response), then
         `response.in_progress` unless `in_progress` is false (call `in_progress()` later)."""
-        events = [self._whole("response.created")]
+        # One encoding of the Response for the events that carry it unchanged (created,
+        # queued, and in_progress when its status already says so).
+        body = orjson.dumps(self.response)
+        events = [self._whole("response.created", body)]
         if self._queued:
-            events.append(self._whole("response.queued"))
+            events.append(self._whole("response.queued", body))
         if in_progress:
-            events += self.in_progress()
+            if self._response["status"] == "in_progress" and not self._announced:
+                self._announced = True
+                events.append(self._whole("response.in_progress", body))
+            else:
+                events += self.in_progress()
         return events
 
     def in_progress(self) -> list[ResponseEvent]:
@@ -307,7 +317,7 @@ class ResponseBuilder:
             response["status"] = "completed"
             response["completed_at"] = completed_at or response["created_at"]
         self.terminal = True
-        events.append(self._whole(f"response.{response['status']}"))
+        events.append(self._whole(f"response.{response['status']}", self._final()))
         return events
 
     def fail(self, error: GatewayError) -> list[ResponseEvent]:
@@ -318,7 +328,7 @@ class ResponseBuilder:
         self._abandon()
         self._response["status"] = "failed"
         self._response["error"] = to_failure(error)
-        return [self._whole("response.failed")]
+        return [self._whole("response.failed", self._final())]
 
     def cancel(self) -> list[ResponseEvent]:
         """Status `cancelled`, open items `incomplete`. No event: neither OpenAI's nor the Open
@@ -335,6 +345,7 @@ class ResponseBuilder:
         self._response = response
         self._seq = sequence_number
         self._announced = True
+        self.final_json = None
 
     def error_event(self, error: GatewayError) -> ResponseEvent:
         """The in-stream `error` event, in OpenAI's flat shape and Open Responses' nested one
@@ -647,8 +658,20 @@ class ResponseBuilder:
             index: open_.part_index,
         }
 
-    def _whole(self, type: str) -> ResponseEvent:
-        return self._event(type, response=self.response)
+    def _whole(self, type: str, body: bytes | None = None) -> ResponseEvent:
+        """An event carrying the whole Response (`body`: its JSON, when already made); the
+        bytes orjson makes of `{"type", "response", "sequence_number"}`."""
+        if body is None:
+            body = orjson.dumps(self.response)
+        seq = self._seq
+        data = b'{"type":"%s","response":%s,"sequence_number":%d}' % (type.encode(), body, seq)
+        self._seq = seq + 1
+        return tuple.__new__(ResponseEvent, (type, seq, data, encode_event(type, data)))
+
+    def _final(self) -> bytes:
+        """The terminal Response's JSON, kept (`final_json`) for its stored copy."""
+        body = self.final_json = orjson.dumps(self.response)
+        return body
 
     def _delta(self, type: str, body: bytes) -> ResponseEvent:
         """A delta event from its assembled JSON `body` (without the sequence number)."""

@@ -280,13 +280,15 @@ class _Kept:
         return orjson.dumps([*(self.history or ()), *self.call.input_items, *output])
 
     def record(self, *, with_output: bool = True) -> StoredResponse:
-        response = self.builder.response
+        builder = self.builder
+        response = builder.response
+        final = builder.final_json if builder.terminal else None
         return StoredResponse(
             id=response["id"],
             owner=self.owner,
             created_at=response["created_at"],
             status=response["status"],
-            response=orjson.dumps(response),
+            response=orjson.dumps(response) if final is None else final,
             input_items=orjson.dumps(self.call.input_items),
             history=self.conversation(with_output=with_output),
         )
