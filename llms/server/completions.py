@@ -18,12 +18,12 @@ from llms.api.completions import COMPLETIONS, COMPLETIONS_LOG, from_completion, 
 from llms.api.completions_native import CompletionsRoute
 from llms.api.completions_request import CompletionsCall, chat_param, from_request
 from llms.chunks import StreamMeta
-from llms.errors import GatewayError, InvalidRequest
+from llms.errors import GatewayError
 from llms.routing import Router
 from llms.server import keys
 from llms.server.relay import relay, relay_log
 from llms.server.requests import read_json_request
-from llms.server.routes import STREAM_ID, Tracked, complete_any, json_response
+from llms.server.routes import Tracked, chosen_stream_id, complete_any, json_response
 
 
 async def create_completion(request: web.Request) -> web.StreamResponse:
@@ -75,15 +75,7 @@ async def _resumable(
     app = request.app
     record = tracked.record
     record.resumable = True
-    chosen = request.headers.get("X-Stream-Id")
-    if chosen is not None:
-        if not STREAM_ID.fullmatch(chosen):
-            raise InvalidRequest(
-                "X-Stream-Id must be 16 to 80 letters, digits, '-' or '_'.",
-                param="X-Stream-Id",
-                code="invalid_value",
-            )
-        meta.id = record.stream_id = chosen
+    chosen = chosen_stream_id(request, meta, record)
     stream = await app[keys.STREAMS].start(
         router,
         call.chat,

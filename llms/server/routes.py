@@ -41,6 +41,21 @@ from llms.wire import ChatRequest, Chunk, Completion, ModelCard
 STREAM_ID = re.compile(r"[A-Za-z0-9_-]{16,80}")
 
 
+def chosen_stream_id(request: web.Request, meta: StreamMeta, record: RequestRecord) -> str | None:
+    """A resumable stream's id as the client chose it (`X-Stream-Id`, so that it can cancel
+    before any byte arrives), checked and given to the stream and its record; None if unset."""
+    chosen = request.headers.get("X-Stream-Id")
+    if chosen is not None:
+        if not STREAM_ID.fullmatch(chosen):
+            raise InvalidRequest(
+                "X-Stream-Id must be 16 to 80 letters, digits, '-' or '_'.",
+                param="X-Stream-Id",
+                code="invalid_value",
+            )
+        meta.id = record.stream_id = chosen
+    return chosen
+
+
 def json_response(
     data: object, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -177,16 +192,7 @@ async def _resumable(
     app = request.app
     record = tracked.record
     record.resumable = True
-    chosen = request.headers.get("X-Stream-Id")
-    if chosen is not None:
-        # The client names the stream, so it can cancel before any byte arrives.
-        if not STREAM_ID.fullmatch(chosen):
-            raise InvalidRequest(
-                "X-Stream-Id must be 16 to 80 letters, digits, '-' or '_'.",
-                param="X-Stream-Id",
-                code="invalid_value",
-            )
-        meta.id = record.stream_id = chosen
+    chosen = chosen_stream_id(request, meta, record)
     stream = await app[keys.STREAMS].start(
         router,
         chat,

@@ -152,6 +152,20 @@ def _open_sync(path: Path) -> sqlite3.Connection:
 WRITE_BEHIND_S = 0.02
 
 
+def _tell(
+    batch: list[tuple[tuple[Any, ...], asyncio.Future[None]]], failure: StoreUnavailable | None
+) -> None:
+    """Tell each put of a batch that it landed, or why not (one whose caller was cancelled is
+    done already)."""
+    for _, written in batch:
+        if written.done():
+            continue
+        if failure is None:
+            written.set_result(None)
+        else:
+            written.set_exception(failure)
+
+
 def _settle(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -331,13 +345,7 @@ class SQLiteResponseStore:
                     failure = error
                 else:
                     await self._check_total(rows)
-                for _, written in batch:
-                    if written.done():  # its caller was cancelled
-                        continue
-                    if failure is None:
-                        written.set_result(None)
-                    else:
-                        written.set_exception(failure)
+                _tell(batch, failure)
         finally:
             self._writing = None
 
@@ -378,13 +386,7 @@ class SQLiteResponseStore:
                     give_up = None
                     self._synced(rows)
                     await self._check_total(rows)
-                for _, written in batch:
-                    if written.done():
-                        continue
-                    if failure is None:
-                        written.set_result(None)
-                    else:
-                        written.set_exception(failure)
+                _tell(batch, failure)
         finally:
             self._writing = None
 
