@@ -145,6 +145,7 @@ class Generation:
         "_decoder",
         "_end_by",
         "_ended",
+        "_feed_all",
         "_finish",
         "_given",
         "_idle",
@@ -172,6 +173,8 @@ class Generation:
         self._chat_json = chat_json  # StreamMeta.chat_json
         self._decoder = decoder
         self._converter = converter
+        # A converter that takes a read's events in one call (the OpenAI one), looked up once.
+        self._feed_all = getattr(converter, "feed_all", None)
         self._loop = asyncio.get_running_loop()
         self._idle = provider.timeouts.idle_s
         total = provider.timeouts.total_s
@@ -294,7 +297,7 @@ class Generation:
         try:
             if data:
                 events = self._decoder.feed(data)
-                feed_all = getattr(converter, "feed_all", None)
+                feed_all = self._feed_all
                 if feed_all is not None:
                     # One call for the read's events (the OpenAI converter), to the same end.
                     feed_all(events, out)

@@ -64,6 +64,8 @@ class ChatEncoder:
         if type(batch) is EncodedBatch:
             # The committed batch: its chunks were encoded by the commit's check.
             return events_of(batch.json)
+        if len(batch) == 1:  # a paced upstream's read: one chunk
+            return b"data: " + orjson.dumps(batch[0]) + b"\n\n"
         return encode_chunks(batch)
 
     def done(self) -> bytes:
