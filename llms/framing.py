@@ -20,6 +20,7 @@ from llms.errors import UpstreamMalformed
 
 __all__ = [
     "BodyDecoder",
+    "Decoder",
     "EventStreamDecoder",
     "EventStreamMessage",
     "NDJSONDecoder",
@@ -536,3 +537,7 @@ def _headers(data: bytes) -> dict[str, HeaderValue]:
             "The upstream's event stream has a header that does not parse."
         ) from None
     return headers
+
+
+# What an attempt reads its upstream's body with (routing picks it by the adapter's FRAMING).
+Decoder = SSEDecoder | SSEBytesDecoder | NDJSONDecoder | BodyDecoder | EventStreamDecoder

@@ -31,13 +31,7 @@ import orjson
 from llms.adapters.base import Converter
 from llms.config import ProviderConfig
 from llms.errors import GatewayError, UpstreamMalformed, UpstreamTimeout
-from llms.framing import (
-    BodyDecoder,
-    EventStreamDecoder,
-    NDJSONDecoder,
-    SSEBytesDecoder,
-    SSEDecoder,
-)
+from llms.framing import Decoder
 from llms.native import NativeConverter
 from llms.telemetry.record import RequestRecord, finish_reason_of
 from llms.upstream import UpstreamCall
@@ -79,12 +73,7 @@ def check_committable(chunks: list[Chunk]) -> list[bytes]:
     `index` that is not an integer, or one that cannot be encoded. Checked once, at the commit,
     so a provider sending them is replaced; after it, the encoders notice what they cannot take.
     Returns each chunk as JSON (`orjson.dumps`)."""
-    for item in chunks:
-        for choice in item["choices"]:
-            if type(choice["index"]) is not int:
-                raise UpstreamMalformed(
-                    "The upstream sent a choice whose `index` is not an integer."
-                )
+    _check_indexes([item["choices"] for item in chunks])
     try:
         return list(map(orjson.dumps, chunks))
     except orjson.JSONEncodeError:
@@ -99,18 +88,22 @@ def check_values(chunks: list[Chunk]) -> None:
     reach those clients), and no JSON kept. One orjson call for the batch's choices costs
     about half of encoding every chunk, which is all chat's encoder needs."""
     choices = [item["choices"] for item in chunks]
-    for each in choices:
-        for choice in each:
-            if type(choice["index"]) is not int:
-                raise UpstreamMalformed(
-                    "The upstream sent a choice whose `index` is not an integer."
-                )
+    _check_indexes(choices)
     try:
         orjson.dumps(choices)
     except orjson.JSONEncodeError:
         raise UpstreamMalformed(
             "The upstream sent a chunk the gateway cannot encode (nested too deeply)."
         ) from None
+
+
+def _check_indexes(choices: list[list[Any]]) -> None:
+    for each in choices:
+        for choice in each:
+            if type(choice["index"]) is not int:
+                raise UpstreamMalformed(
+                    "The upstream sent a choice whose `index` is not an integer."
+                )
 
 
 def carries_output(chunk: Chunk) -> bool:
@@ -162,7 +155,7 @@ class Generation:
     def __init__(
         self,
         call: UpstreamCall,
-        decoder: SSEDecoder | SSEBytesDecoder | NDJSONDecoder | BodyDecoder | EventStreamDecoder,
+        decoder: Decoder,
         converter: Converter,
         provider: ProviderConfig,
         native: NativeConverter | None = None,

@@ -32,6 +32,7 @@ from llms.errors import (
 )
 from llms.framing import (
     BodyDecoder,
+    Decoder,
     EventStreamDecoder,
     NDJSONDecoder,
     SSEBytesDecoder,
@@ -368,7 +369,7 @@ class Router:
                 mapping = adapter if native is None or not native.serves(provider) else native
                 raise mapping.from_error_response(call.status, call.headers, body)
             context = StreamContext(meta, include_usage)
-            decoder: SSEDecoder | SSEBytesDecoder | NDJSONDecoder | BodyDecoder | EventStreamDecoder
+            decoder: Decoder
             if native is not None and native.serves(provider):
                 max_bytes = int(self.config.server.max_answer_mb * 2**20)
                 decoder = BodyDecoder(max_bytes) if whole else SSEDecoder()

@@ -267,6 +267,16 @@ TOP_LEVEL_DEEP = (
 )
 
 
+async def post_api(base: str, path: str) -> tuple[int, str | None, bytes]:
+    """API_BODIES[path] posted: the status, X-Provider and the whole body."""
+    headers = {"anthropic-version": "2023-06-01"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base + path, json=API_BODIES[path], headers=headers) as resp,
+    ):
+        return resp.status, resp.headers.get("X-Provider"), await resp.read()
+
+
 def text_of(body: bytes) -> str:
     """The text deltas of a Responses or Messages stream."""
     text = ""
@@ -298,12 +308,7 @@ async def test_other_apis_fall_back_on_a_malformed_first_answer_too(
             "second": provider_config(url_of(second_openai)),
         },
     )
-    headers = {"anthropic-version": "2023-06-01"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(base + path, json=API_BODIES[path], headers=headers) as resp,
-    ):
-        status, provider, body = resp.status, resp.headers.get("X-Provider"), await resp.read()
+    status, provider, body = await post_api(base, path)
     assert status == 200, body
     assert provider == "second"
     assert text_of(body) == "Hello, world!"
@@ -321,12 +326,7 @@ async def test_a_deep_key_beside_the_choices_is_no_failure_where_it_never_reache
         writes=sse(TOP_LEVEL_DEEP, chunk({"content": "end"}), chunk({}, "stop"), "[DONE]")
     )
     base = await gateway_for(make_gateway, {"first": provider_config(url_of(fake_openai))})
-    headers = {"anthropic-version": "2023-06-01"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(base + path, json=API_BODIES[path], headers=headers) as resp,
-    ):
-        status, body = resp.status, await resp.read()
+    status, _, body = await post_api(base, path)
     assert status == 200, body
     assert text_of(body) == "deep end"
 

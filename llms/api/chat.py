@@ -64,7 +64,9 @@ class ChatEncoder:
         if type(batch) is EncodedBatch:
             # The committed batch: its chunks were encoded by the commit's check.
             return events_of(batch.json)
-        if len(batch) == 1:  # a paced upstream's read: one chunk
+        if len(batch) == 1:
+            # A paced upstream's read: one chunk, one event (no map and join; callgrind:
+            # ~2.5k instructions a chunk of bench-c64-d20-f20-s8).
             return b"data: " + orjson.dumps(batch[0]) + b"\n\n"
         return encode_chunks(batch)
 

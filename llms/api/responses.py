@@ -160,20 +160,19 @@ class ResponseBuilder:
         if self._queued:
             events.append(self._whole("response.queued", body))
         if in_progress:
-            if self._response["status"] == "in_progress" and not self._announced:
-                self._announced = True
-                events.append(self._whole("response.in_progress", body))
-            else:
-                events += self.in_progress()
+            events += self.in_progress(body)
         return events
 
-    def in_progress(self) -> list[ResponseEvent]:
-        """`response.in_progress` (status `in_progress`), once."""
+    def in_progress(self, body: bytes | None = None) -> list[ResponseEvent]:
+        """`response.in_progress` (status `in_progress`), once; `body`: the Response's JSON
+        when already made, used if the status was `in_progress` already."""
         if self.terminal or self._announced:
             return []
         self._announced = True
-        self._response["status"] = "in_progress"
-        return [self._whole("response.in_progress")]
+        if self._response["status"] != "in_progress":
+            self._response["status"] = "in_progress"
+            body = None
+        return [self._whole("response.in_progress", body)]
 
     def feed(self, chunks: Iterable[Chunk]) -> list[ResponseEvent]:
         """The events for one batch of chunks (only choice 0: the Responses API has no `n`).

@@ -87,11 +87,7 @@ async def _resumable(
         encoder=COMPLETIONS_LOG,
         native=CompletionsRoute(call),
     )
-    tracked.handed_over = True
-    pumping = stream.task
-    assert pumping is not None
-    lease = tracked.lease
-    pumping.add_done_callback(lambda _: lease.release(record.usage))
+    tracked.hand_over(stream)
     return await relay_log(request, stream, 0, heartbeat_s=app[keys.CONFIG].server.heartbeat_s)
 
 

@@ -252,11 +252,7 @@ async def _background(
         hooks=hooks,
         native=route,
     )
-    tracked.handed_over = True
-    pumping = stream.task
-    assert pumping is not None
-    lease = tracked.lease
-    pumping.add_done_callback(lambda _: lease.release(record.usage))
+    tracked.hand_over(stream)
     if call.stream:
         app[keys.METRICS].stream_started()
         return await relay_log(request, stream, 0, heartbeat_s=app[keys.CONFIG].server.heartbeat_s)

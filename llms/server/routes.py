@@ -101,6 +101,15 @@ class Tracked:
         self._task = task
         self._current: Token[RequestRecord | None] | None = None
 
+    def hand_over(self, stream: Stream) -> None:
+        """A resumable stream's pump finishes the request now: the key's slot is held while
+        it generates, whoever reads it, and released with its usage when it ends."""
+        self.handed_over = True
+        pumping = stream.task
+        assert pumping is not None
+        lease, record = self.lease, self.record
+        pumping.add_done_callback(lambda _: lease.release(record.usage))
+
     async def __aenter__(self) -> Tracked:
         self._current = CURRENT_RECORD.set(self.record)  # routing's observer fills it
         self.app[keys.ACTIVE].add(self._task)
@@ -202,12 +211,7 @@ async def _resumable(
         on_done=app[keys.TELEMETRY].finish,
         chosen_id=chosen is not None,
     )
-    tracked.handed_over = True
-    # The stream's slot is held while it generates, whoever reads it.
-    pumping = stream.task
-    assert pumping is not None
-    lease = tracked.lease
-    pumping.add_done_callback(lambda _: lease.release(record.usage))
+    tracked.hand_over(stream)
     return await relay_log(request, stream, 0, heartbeat_s=app[keys.CONFIG].server.heartbeat_s)
 
 

@@ -127,6 +127,8 @@ UPDATE_RESPONSE = (
 
 
 OPEN_TRIES = 20
+# How long a write-behind store gathers puts before it writes them.
+WRITE_BEHIND_S = 0.02
 # A write-behind store checkpoints its WAL once this much was written behind.
 CHECKPOINT_BYTES = 4 * MIB
 
@@ -146,24 +148,6 @@ def _open_sync(path: Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
-
-
-# How long a write-behind store gathers puts before it writes them.
-WRITE_BEHIND_S = 0.02
-
-
-def _tell(
-    batch: list[tuple[tuple[Any, ...], asyncio.Future[None]]], failure: StoreUnavailable | None
-) -> None:
-    """Tell each put of a batch that it landed, or why not (one whose caller was cancelled is
-    done already)."""
-    for _, written in batch:
-        if written.done():
-            continue
-        if failure is None:
-            written.set_result(None)
-        else:
-            written.set_exception(failure)
 
 
 def _settle(future: asyncio.Future[None]) -> None:
@@ -326,39 +310,20 @@ class SQLiteResponseStore:
 
     def _write_now(self) -> None:
         """End the writer's pause: a read waits for a put, or the store closes."""
-        gathering = self._gathering
-        if gathering is not None and not gathering.done():
-            gathering.set_result(None)
+        if self._gathering is not None:
+            _settle(self._gathering)
 
     async def _write_pending(self) -> None:
-        if self.write_behind:
-            await self._write_behind()
-            return
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                rows = [row for row, _ in batch]
-                failure: StoreUnavailable | None = None
-                try:
-                    await self._run("put", functools.partial(_put_rows, rows))
-                except StoreUnavailable as error:
-                    failure = error
-                else:
-                    await self._check_total(rows)
-                _tell(batch, failure)
-        finally:
-            self._writing = None
-
-    async def _write_behind(self) -> None:
-        """The write-behind writer: gathers the queued puts for WRITE_BEHIND_S (unless a read
-        of one of them, or close(), asks now), writes them in one transaction on this thread,
-        and tells each put it landed (or why not). Busy (another connection is writing) is
-        tried again after the next pause, for up to BUSY_TIMEOUT_MS."""
+        """The writer: takes the queued puts as one batch and tells each put it landed (or why
+        not). Through aiosqlite's thread; written behind, it first gathers puts for
+        WRITE_BEHIND_S (unless a read of one of them, or close(), asks now) and writes them on
+        this thread, a batch that finds another connection writing tried again after the next
+        pause, for up to BUSY_TIMEOUT_MS."""
         loop = asyncio.get_running_loop()
         give_up: float | None = None
         try:
             while self._pending:
-                if not self._closing:
+                if self.write_behind and not self._closing:
                     gathering = self._gathering = loop.create_future()
                     timer = loop.call_later(WRITE_BEHIND_S, _settle, gathering)
                     try:
@@ -370,8 +335,11 @@ class SQLiteResponseStore:
                 rows = [row for row, _ in batch]
                 failure: StoreUnavailable | None = None
                 try:
-                    self._write_rows(rows)
-                except sqlite3.OperationalError as exc:
+                    if self.write_behind:
+                        self._write_rows(rows)
+                    else:
+                        await self._run("put", functools.partial(_put_rows, rows))
+                except sqlite3.OperationalError as exc:  # written behind: SQLite's own error
                     busy = "locked" in str(exc) or "busy" in str(exc)
                     give_up = loop.time() + BUSY_TIMEOUT_MS / 1000 if give_up is None else give_up
                     if busy and loop.time() < give_up and not self._closing:
@@ -384,9 +352,16 @@ class SQLiteResponseStore:
                     failure = error
                 else:
                     give_up = None
-                    self._synced(rows)
+                    if self.write_behind:
+                        self._synced(rows)
                     await self._check_total(rows)
-                _tell(batch, failure)
+                for _, written in batch:
+                    if written.done():  # its caller was cancelled
+                        continue
+                    if failure is None:
+                        written.set_result(None)
+                    else:
+                        written.set_exception(failure)
         finally:
             self._writing = None
 
