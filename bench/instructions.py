@@ -2,10 +2,10 @@
 the machine's load, where CPU time on a shared VM varies by tens of percent between runs.
 
 ``python -m bench.instructions [--floor] [--answers 40] [--apis chat,responses,...] [--model M]``
-starts the
-fake upstream natively and the gateway (or, with ``--floor``, ``bench.floor``) under
+starts the fake upstream natively and the gateway (or, with ``--floor``, ``bench.floor``) under
 ``valgrind --tool=callgrind --instr-atstart=no``; warms every API, switches instrumentation on,
-then per API zeroes the counters, streams ``--answers`` answers of 50 chunks (4 clients) and dumps.
+then per API zeroes the counters, streams ``--answers`` answers of the model (4 clients) and
+dumps.
 Each dump's total is that API's instructions in every thread of the process; the report divides
 by answers and by relayed chunks (for the default model chat 50, Responses and Messages 48 text
 deltas: the same ratio as ``python -m bench``'s 52 and 50) and gives each API's ratio to chat's.

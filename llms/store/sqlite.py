@@ -335,10 +335,7 @@ class SQLiteResponseStore:
                 rows = [row for row, _ in batch]
                 failure: StoreUnavailable | None = None
                 try:
-                    if self.write_behind:
-                        self._write_rows(rows)
-                    else:
-                        await self._run("put", functools.partial(_put_rows, rows))
+                    await self._write_batch(rows)
                 except sqlite3.OperationalError as exc:  # written behind: SQLite's own error
                     busy = "locked" in str(exc) or "busy" in str(exc)
                     give_up = loop.time() + BUSY_TIMEOUT_MS / 1000 if give_up is None else give_up
@@ -352,8 +349,6 @@ class SQLiteResponseStore:
                     failure = error
                 else:
                     give_up = None
-                    if self.write_behind:
-                        self._synced(rows)
                     await self._check_total(rows)
                 for _, written in batch:
                     if written.done():  # its caller was cancelled
@@ -364,6 +359,15 @@ class SQLiteResponseStore:
                         written.set_exception(failure)
         finally:
             self._writing = None
+
+    async def _write_batch(self, rows: list[tuple[Any, ...]]) -> None:
+        """One batch of puts written: written behind, in one transaction on this thread (and
+        counted towards the next checkpoint); else through aiosqlite's thread."""
+        if self.write_behind:
+            self._write_rows(rows)
+            self._synced(rows)
+        else:
+            await self._run("put", functools.partial(_put_rows, rows))
 
     def _write_rows(self, rows: list[tuple[Any, ...]]) -> None:
         """The rows in one transaction on the write-behind connection (rolled back on any
