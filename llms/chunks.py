@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -57,6 +58,17 @@ def from_completion(completion: Completion) -> Chunk:
         if name in completion:
             chunk[name] = completion.get(name)
     return chunk  # type: ignore[return-value]
+
+
+_random_bits = random.getrandbits
+
+
+def new_item_id(prefix: str, bits: int = 128) -> str:
+    """`prefix` + `bits` of hex: the name of a part of one answer (a Responses output or input
+    item, a Messages message or tool use). Unique, not secret: nothing is fetched by it, so it
+    comes from `random` (reseeded in every forked process) instead of a syscall to the kernel's
+    generator each time, as `secrets` makes (a streamed answer names two or three)."""
+    return f"{prefix}{_random_bits(bits):0{bits // 4}x}"
 
 
 def new_call_id() -> str:

@@ -108,6 +108,32 @@ async def test_rows_hold_the_request_and_not_its_content(
         assert needle not in raw
 
 
+async def test_responses_and_messages_rows_are_named_by_their_answers(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """A Responses row's stream id is the response's id, a Messages row's the message's: what
+    the client saw, so a log row and a client's report can be matched."""
+    fake_openai.scripts["up"] = text_script(["Hi", "!"])
+    db = tmp_path / "requests.db"
+    async with running(config(fake_openai, db)) as gw, aiohttp.ClientSession(headers=AUTH) as s:
+        async with s.post(
+            f"{gw.base}/responses", json={"model": "m", "input": "hi", "store": False}
+        ) as resp:
+            assert resp.status == 200
+            response = await resp.json()
+        async with s.post(
+            f"{gw.base}/messages",
+            json={"model": "m", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]},
+        ) as resp:
+            assert resp.status == 200
+            message = await resp.json()
+        await until(lambda: len(rows(db)) == 2)
+    on_responses, on_messages = rows(db)
+    assert response["id"].startswith("resp_") and message["id"].startswith("msg_")
+    assert on_responses["stream_id"] == response["id"]
+    assert on_messages["stream_id"] == message["id"]
+
+
 @pytest.mark.parametrize("resumable", [False, True])
 async def test_content_is_logged_only_when_asked(
     fake_openai: FakeOpenAI, tmp_path: Path, resumable: bool

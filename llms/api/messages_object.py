@@ -1,16 +1,16 @@
 """The Messages API's objects apart from the stream's state machine: its events' framing,
 its usage, its ids and its error shape (docs: responses-and-messages.md §2.2, §2.3).
 
-Pure: ids come from `secrets`, nothing else touches the outside.
+Pure: ids come from `llms.chunks.new_item_id`, nothing else touches the outside.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from llms.chunks import new_item_id
 from llms.errors import GatewayError
 
 PING = b'event: ping\ndata: {"type":"ping"}\n\n'
@@ -41,11 +41,11 @@ TOOL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def new_message_id() -> str:
-    return "msg_" + secrets.token_urlsafe(18).replace("-", "a").replace("_", "b")
+    return new_item_id("msg_", 96)
 
 
 def new_tool_id() -> str:
-    return "toolu_" + secrets.token_urlsafe(18).replace("-", "a").replace("_", "b")
+    return new_item_id("toolu_", 96)
 
 
 def error_type(error: GatewayError) -> str:

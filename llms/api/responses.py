@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import orjson
 
-from llms.api.responses_input import new_item_id, signed_thinking
+from llms.api.responses_input import signed_thinking
 from llms.api.responses_object import (
     ResponseEvent,
     custom_input,
@@ -39,7 +39,7 @@ from llms.api.responses_object import (
     tool_names,
 )
 from llms.api.responses_request import ResponsesCall
-from llms.chunks import new_call_id
+from llms.chunks import new_call_id, new_item_id
 from llms.errors import GatewayError, UpstreamMalformed
 from llms.store.responses import new_response_id
 from llms.wire import Chunk

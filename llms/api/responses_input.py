@@ -16,13 +16,13 @@ assistant message's `thinking_blocks`, for the upstream that signed it.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from llms.chunks import new_item_id
 from llms.server.fields import fail, missing, string, wrong_type
 
 ROLES = frozenset(("user", "system", "developer", "assistant"))
@@ -57,10 +57,6 @@ DROPPED_ITEMS = frozenset(
 )
 CALLS = {"function_call": "fc_", "custom_tool_call": "ctc_"}
 OUTPUTS = {"function_call_output": "fco_", "custom_tool_call_output": "ctco_"}
-
-
-def new_item_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(16)
 
 
 def from_input(

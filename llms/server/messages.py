@@ -50,9 +50,11 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             )
         router = tracked.admit(call.model)
         chat = cast(ChatRequest, call.chat_with_thinking())
-        meta = StreamMeta(model=call.model, chat_json=False)
-        record.stream_id = meta.id
         message_id = new_message_id()
+        # The upstream's chunks are named by the message (their ids never reach the client),
+        # and so is the request's log row.
+        meta = StreamMeta(id=message_id, model=call.model, chat_json=False)
+        record.stream_id = message_id
         try:
             if not call.stream:
                 completion, native, provider = await complete_any(

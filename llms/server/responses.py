@@ -113,10 +113,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             route = _route(natively, body, history, builder, refusal)
             return await _background(request, tracked, call, builder, route, router, owner, history)
         store = app[STORED].store if call.store else None
-        builder = ResponseBuilder(new_response_id(), call.model, now(), call)
+        response_id = new_response_id()
+        builder = ResponseBuilder(response_id, call.model, now(), call)
         route = _route(natively, body, history, builder, refusal)
         kept = None if store is None else _Kept(store, call, builder, owner, history)
-        meta = StreamMeta(model=call.model, chat_json=False)
+        # The upstream's chunks are named by the response (their ids never reach the client),
+        # and so is the request's log row.
+        meta = StreamMeta(id=response_id, model=call.model, chat_json=False)
         record.stream_id = meta.id
         try:
             if not call.stream:
