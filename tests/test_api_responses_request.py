@@ -59,6 +59,20 @@ def test_a_string_input_is_one_user_message_after_the_instructions() -> None:
     }
 
 
+def test_a_string_input_is_translated_as_its_one_message_list() -> None:
+    """The string form has a shortcut of its own: it must agree with the general path, with
+    and without a stored conversation before it."""
+    listed = [{"type": "message", "role": "user", "content": "hi"}]
+    history = [{**USER, "id": "msg_earlier"}]
+    for before in (None, history):
+        short = from_request({"model": "m", "input": "hi"}, before)
+        long = from_request({"model": "m", "input": listed}, before)
+        assert short.chat == long.chat and short.settings == long.settings
+        assert short.message_origins == long.message_origins
+        ids = [item.pop("id") for item in short.input_items + long.input_items]
+        assert short.input_items == long.input_items and len(set(ids)) == 2
+
+
 def test_roles_and_easy_messages() -> None:
     got = messages(
         input=[

@@ -68,6 +68,15 @@ def from_input(
     `value` is the request's `input`: a string (one user message) or a list of items.
     """
     if isinstance(value, str):
+        if not history:  # one user message, as the general path below would make it
+            item = {
+                "id": new_item_id("msg_"),
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": value}],
+                "status": "completed",
+            }
+            return [{"role": "user", "content": value}], [item], ["input[0]"]
         value = [{"type": "message", "role": "user", "content": value}]
     elif value is None:
         raise missing("input")

@@ -10,8 +10,9 @@ Response object only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from llms.api.responses_input import from_input
@@ -25,6 +26,49 @@ VERBOSITIES = frozenset(("low", "medium", "high"))
 TRUNCATIONS = frozenset(("auto", "disabled"))
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 MAX_METADATA = 16
+# The echo fields of a Response (`ResponsesCall.settings`) in their order, as OpenAI shows them
+# when the request did not send them (the Open Responses schema makes the sampling ones numbers,
+# never null); `from_request` sets the ones it derives and copies those in `_ECHOED_AS_SENT`.
+_ECHO_DEFAULTS: dict[str, Any] = {
+    "instructions": None,
+    "previous_response_id": None,
+    "tools": [],
+    "tool_choice": "auto",
+    "truncation": "disabled",
+    "parallel_tool_calls": True,
+    "text": None,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "top_logprobs": 0,
+    "reasoning": None,
+    "max_output_tokens": None,
+    "max_tool_calls": None,
+    "store": True,
+    "background": False,
+    "service_tier": "default",
+    "metadata": None,
+    "safety_identifier": None,
+    "prompt_cache_key": None,
+    "user": None,
+}
+_ECHOED_AS_SENT = frozenset(
+    (
+        "instructions",
+        "previous_response_id",
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "top_logprobs",
+        "max_output_tokens",
+        "max_tool_calls",
+        "safety_identifier",
+        "prompt_cache_key",
+        "user",
+    )
+)
 # Chat request fields whose Responses name differs.
 CHAT_PARAMS = {
     "messages": "input",
@@ -126,44 +170,21 @@ def from_request(
     (earlier input and output items) when `previous_response_id` is used."""
     string(body.get("model"), "model", required=True)
     model: str = body["model"]
-    stream = _flag(body, "stream", False)
-    background = _flag(body, "background", False)
-    store = _flag(body, "store", True)
-    string(body.get("previous_response_id"), "previous_response_id")
-    for name, what in (("conversation", "conversations"), ("prompt", "stored prompt templates")):
-        if body.get(name) is not None:
-            raise fail(
-                name,
-                f"'{name}' is not supported by this gateway (it keeps no {what}); send the "
-                "conversation in 'input' or continue it with 'previous_response_id'.",
-                "unsupported_parameter",
-            )
-    n = body.get("n")
-    if n is not None and (isinstance(n, bool) or n != 1):  # `true == 1` in Python
-        raise fail("n", "The Responses API makes one answer per request: 'n' must be 1.")
-    string(body.get("instructions"), "instructions")
+    for name, value in body.items():
+        # Only the fields sent are checked (most requests send a handful), in their order.
+        if value is not None:
+            check = _CHECKS.get(name)
+            if check is not None:
+                check(value)
+    stream = body.get("stream") is True
+    background = body.get("background") is True
+    store = body.get("store") is not False
     tools, echo_tools, tool_origins = from_tools(body.get("tools"))
     tool_choice = body.get("tool_choice")
     chat_choice = from_tool_choice(tool_choice)
-    fields.boolean(body.get("parallel_tool_calls"), "parallel_tool_calls")
-    number(body.get("max_output_tokens"), "max_output_tokens", 1, MAX_INT, integer=True)
-    number(body.get("max_tool_calls"), "max_tool_calls", 0, MAX_INT, integer=True)
-    number(body.get("temperature"), "temperature", 0, 2)
-    number(body.get("top_p"), "top_p", 0, 1)
-    number(body.get("top_logprobs"), "top_logprobs", 0, 20, integer=True)
-    number(body.get("presence_penalty"), "presence_penalty", -2, 2)
-    number(body.get("frequency_penalty"), "frequency_penalty", -2, 2)
     response_format, text = from_text(body.get("text"))
     reasoning = from_reasoning(body.get("reasoning"))
-    fields.strings(body.get("include"), "include")
-    _metadata(body.get("metadata"))
-    for name in ("prompt_cache_key", "safety_identifier", "user", "service_tier"):
-        string(body.get(name), name)
-    string(body.get("prompt_cache_retention"), "prompt_cache_retention")
     truncation = _enum(body.get("truncation"), "truncation", TRUNCATIONS)
-    options = obj(body.get("stream_options"), "stream_options")
-    if options is not None:
-        fields.boolean(options.get("include_obfuscation"), "stream_options.include_obfuscation")
 
     messages, items, origins = from_input(body.get("input"), history)
     if body.get("instructions") is not None:
@@ -207,31 +228,23 @@ def from_request(
         if top_logprobs:
             chat["top_logprobs"] = top_logprobs
 
-    settings = {
-        "instructions": body.get("instructions"),
-        "previous_response_id": body.get("previous_response_id"),
-        "tools": echo_tools,
-        "tool_choice": tool_choice if tool_choice is not None else "auto",
-        "truncation": truncation or "disabled",
-        "parallel_tool_calls": _flag(body, "parallel_tool_calls", True),
-        "text": text,
-        # The Open Responses schema makes these numbers, never null: OpenAI's defaults.
-        "temperature": _given(body, "temperature", 1.0),
-        "top_p": _given(body, "top_p", 1.0),
-        "presence_penalty": _given(body, "presence_penalty", 0.0),
-        "frequency_penalty": _given(body, "frequency_penalty", 0.0),
-        "top_logprobs": _given(body, "top_logprobs", 0),
-        "reasoning": reasoning,
-        "max_output_tokens": body.get("max_output_tokens"),
-        "max_tool_calls": body.get("max_tool_calls"),
-        "store": store,
-        "background": background,
-        "service_tier": _service_tier(body.get("service_tier")),
-        "metadata": body.get("metadata") or {},
-        "safety_identifier": body.get("safety_identifier"),
-        "prompt_cache_key": body.get("prompt_cache_key"),
-        "user": body.get("user"),
-    }
+    # OpenAI's defaults in the Response's order, each replaced by the request's value if sent.
+    settings = _ECHO_DEFAULTS.copy()
+    for name, value in body.items():
+        if value is not None and name in _ECHOED_AS_SENT:
+            settings[name] = value
+    settings["tools"] = echo_tools
+    if tool_choice is not None:
+        settings["tool_choice"] = tool_choice
+    if truncation is not None:
+        settings["truncation"] = truncation
+    settings["parallel_tool_calls"] = body.get("parallel_tool_calls") is not False
+    settings["text"] = text
+    settings["reasoning"] = reasoning
+    settings["store"] = store
+    settings["background"] = background
+    settings["service_tier"] = _service_tier(body.get("service_tier"))
+    settings["metadata"] = body.get("metadata") or {}
     if body.get("prompt_cache_retention") is not None:
         settings["prompt_cache_retention"] = body["prompt_cache_retention"]
     return ResponsesCall(
@@ -249,17 +262,6 @@ def from_request(
     )
 
 
-def _flag(body: Mapping[str, Any], name: str, default: bool) -> bool:
-    fields.boolean(body.get(name), name)
-    value = body.get(name)
-    return default if value is None else bool(value)
-
-
-def _given(body: Mapping[str, Any], name: str, default: float) -> Any:
-    value = body.get(name)
-    return default if value is None else value
-
-
 def _service_tier(value: str | None) -> str:
     # The tier a response reports is the one that served it: "auto" resolves to "default".
     return "default" if value in (None, "auto") else str(value)
@@ -275,6 +277,68 @@ def _metadata(value: Any) -> None:
         if len(key) > 64:
             raise fail("metadata", f"Invalid 'metadata': key '{key[:64]}…' is over 64 characters.")
         string(item, f"metadata.{key}", max_length=512)
+
+
+def _refused(name: str, what: str) -> Callable[[Any], None]:
+    def refuse(value: Any) -> None:
+        raise fail(
+            name,
+            f"'{name}' is not supported by this gateway (it keeps no {what}); send the "
+            "conversation in 'input' or continue it with 'previous_response_id'.",
+            "unsupported_parameter",
+        )
+
+    return refuse
+
+
+def _one_answer(value: Any) -> None:
+    if isinstance(value, bool) or value != 1:  # `true == 1` in Python
+        raise fail("n", "The Responses API makes one answer per request: 'n' must be 1.")
+
+
+def _stream_options(value: Any) -> None:
+    options = obj(value, "stream_options")
+    assert options is not None
+    fields.boolean(options.get("include_obfuscation"), "stream_options.include_obfuscation")
+
+
+def _number(name: str, low: float, high: float, *, integer: bool = False) -> Callable[[Any], None]:
+    return partial(number, param=name, low=low, high=high, integer=integer)
+
+
+# The checks of the fields that are only validated here (their values are copied as they are);
+# `from_request` runs those of the fields a request sends, which are not null.
+_CHECKS: dict[str, Callable[[Any], None]] = {
+    **{
+        name: partial(fields.boolean, param=name)
+        for name in ("stream", "background", "store", "parallel_tool_calls")
+    },
+    **{
+        name: partial(string, param=name)
+        for name in (
+            "previous_response_id",
+            "instructions",
+            "prompt_cache_key",
+            "safety_identifier",
+            "user",
+            "service_tier",
+            "prompt_cache_retention",
+        )
+    },
+    "conversation": _refused("conversation", "conversations"),
+    "prompt": _refused("prompt", "stored prompt templates"),
+    "n": _one_answer,
+    "max_output_tokens": _number("max_output_tokens", 1, MAX_INT, integer=True),
+    "max_tool_calls": _number("max_tool_calls", 0, MAX_INT, integer=True),
+    "temperature": _number("temperature", 0, 2),
+    "top_p": _number("top_p", 0, 1),
+    "top_logprobs": _number("top_logprobs", 0, 20, integer=True),
+    "presence_penalty": _number("presence_penalty", -2, 2),
+    "frequency_penalty": _number("frequency_penalty", -2, 2),
+    "include": partial(fields.strings, param="include"),
+    "metadata": _metadata,
+    "stream_options": _stream_options,
+}
 
 
 def from_text(value: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
