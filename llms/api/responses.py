@@ -663,9 +663,11 @@ class ResponseBuilder:
         if body is None:
             body = orjson.dumps(self.response)
         seq = self._seq
-        data = b'{"type":"%s","response":%s,"sequence_number":%d}' % (type.encode(), body, seq)
+        name = type.encode()
+        data = b'{"type":"%s","response":%s,"sequence_number":%d}' % (name, body, seq)
         self._seq = seq + 1
-        return tuple.__new__(ResponseEvent, (type, seq, data, encode_event(type, data)))
+        sse = b"event: %s\ndata: %s\n\n" % (name, data)
+        return tuple.__new__(ResponseEvent, (type, seq, data, sse))
 
     def _final(self) -> bytes:
         """The terminal Response's JSON, kept (`final_json`) for its stored copy."""
@@ -681,10 +683,11 @@ class ResponseBuilder:
         return tuple.__new__(ResponseEvent, (type, seq, data, sse))
 
     def _event(self, type: str, **fields: Any) -> ResponseEvent:
-        data = orjson.dumps({"type": type, **fields, "sequence_number": self._seq})
-        event = ResponseEvent(type, self._seq, data, encode_event(type, data))
-        self._seq += 1
-        return event
+        seq = self._seq
+        self._seq = seq + 1
+        data = orjson.dumps({"type": type, **fields, "sequence_number": seq})
+        sse = b"event: %s\ndata: %s\n\n" % (type.encode(), data)
+        return tuple.__new__(ResponseEvent, (type, seq, data, sse))
 
 
 _OUTPUT_TEXT_DELTA = "response.output_text.delta"

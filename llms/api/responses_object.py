@@ -50,10 +50,16 @@ def new_response(
         "model": model,
         "output": [],
         "usage": None,
-        **{key: value for key, value in settings.items() if key not in _OWN},
+        # (A request's settings, complete and without the builder's keys, are taken whole.)
+        **(
+            {key: value for key, value in settings.items() if key not in _OWN}
+            if _OWN.intersection(settings)
+            else settings
+        ),
     }
-    for key, default in _DEFAULTS.items():
-        response.setdefault(key, default)
+    if not _DEFAULTS.keys() <= response.keys():
+        for key, default in _DEFAULTS.items():
+            response.setdefault(key, default)
     return response
 
 
