@@ -57,8 +57,8 @@ def new_response(
             else settings
         ),
     }
-    if not _DEFAULTS.keys() <= response.keys():
-        for key, default in _DEFAULTS.items():
+    if not ECHO_DEFAULTS.keys() <= response.keys():
+        for key, default in ECHO_DEFAULTS.items():
             response.setdefault(key, default)
     return response
 
@@ -78,8 +78,10 @@ _OWN = frozenset(
         "usage",
     )
 )
-# What a Response without settings (e.g. rebuilt from storage) shows: OpenAI's defaults.
-_DEFAULTS: dict[str, Any] = {
+# A Response's echo fields in their order, as OpenAI shows them when the request did not send
+# them (the Open Responses schema makes the sampling ones numbers, never null): what a Response
+# without settings (e.g. rebuilt from storage) shows, and what a request's settings start from.
+ECHO_DEFAULTS: dict[str, Any] = {
     "instructions": None,
     "previous_response_id": None,
     "tools": [],
@@ -101,6 +103,7 @@ _DEFAULTS: dict[str, Any] = {
     "metadata": {},
     "safety_identifier": None,
     "prompt_cache_key": None,
+    "user": None,
 }
 
 

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 from llms.api.responses_input import from_input
+from llms.api.responses_object import ECHO_DEFAULTS
 from llms.api.responses_tools import from_tool_choice, from_tools
 from llms.server import fields
 from llms.server.fields import fail, number, obj, string, wrong_type
@@ -26,33 +27,7 @@ VERBOSITIES = frozenset(("low", "medium", "high"))
 TRUNCATIONS = frozenset(("auto", "disabled"))
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 MAX_METADATA = 16
-# The echo fields of a Response (`ResponsesCall.settings`) in their order, as OpenAI shows them
-# when the request did not send them (the Open Responses schema makes the sampling ones numbers,
-# never null); `from_request` sets the ones it derives and copies those in `_ECHOED_AS_SENT`.
-_ECHO_DEFAULTS: dict[str, Any] = {
-    "instructions": None,
-    "previous_response_id": None,
-    "tools": [],
-    "tool_choice": "auto",
-    "truncation": "disabled",
-    "parallel_tool_calls": True,
-    "text": None,
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
-    "top_logprobs": 0,
-    "reasoning": None,
-    "max_output_tokens": None,
-    "max_tool_calls": None,
-    "store": True,
-    "background": False,
-    "service_tier": "default",
-    "metadata": None,
-    "safety_identifier": None,
-    "prompt_cache_key": None,
-    "user": None,
-}
+# The echo fields `from_request` copies from a request as they are (it derives the others).
 _ECHOED_AS_SENT = frozenset(
     (
         "instructions",
@@ -229,7 +204,7 @@ def from_request(
             chat["top_logprobs"] = top_logprobs
 
     # OpenAI's defaults in the Response's order, each replaced by the request's value if sent.
-    settings = _ECHO_DEFAULTS.copy()
+    settings = ECHO_DEFAULTS.copy()
     for name, value in body.items():
         if value is not None and name in _ECHOED_AS_SENT:
             settings[name] = value
