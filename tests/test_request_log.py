@@ -234,3 +234,36 @@ async def test_an_unwritable_log_does_not_stop_the_gateway(
             return value(found, "llms_request_log_dropped_total") == 1
 
         await until(dropped)
+
+
+async def test_rows_bind_only_their_values_and_keep_their_order(tmp_path: Path) -> None:
+    """A row's Nones are left out of its INSERT (SQLite makes them NULL): what is stored is
+    the row itself, and rows of different columns, mixed in one batch, keep their order."""
+    request_log = RequestLog(
+        tmp_path / "r.db",
+        retention_days=None,
+        capacity=100,
+        prices={"priced": (1.5, None)},
+        on_drop=lambda _: None,
+        log_content=True,
+    )
+    loop = asyncio.get_running_loop()
+    made: list[tuple[object, ...]] = []
+    await request_log.start()
+    for i in range(12):
+        now = loop.time()
+        record = RequestRecord(f"req{i}", "m", i % 2 == 0, now, time.time(), ended=now + 0.5)
+        if i % 3 == 0:
+            record.provider, record.key, record.first_output = "priced", "team", now + 0.1
+            record.usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+            record.prompt_content, record.answer_parts = '[{"role":"user"}]', ["a", "b"]
+        if i % 4 == 1:
+            record.status, record.error_type, record.error_code = 502, "server_error", None
+        made.append(request_log.row_of(record))
+        request_log.finish(record)  # no await in between: one batch of several shapes
+    await request_log.flush()
+    await request_log.stop()
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        stored = db.execute("SELECT * FROM requests ORDER BY id").fetchall()
+    assert [row[1:] for row in stored] == made  # without the id
+    assert len({tuple(value is None for value in row) for row in made}) == 4  # shapes
