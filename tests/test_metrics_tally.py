@@ -141,3 +141,27 @@ def test_measures_are_the_formulas_they_replaced() -> None:
     record = records[0]
     assert timing.duration(record) == reference(record)[0]
     assert timing.time_to_first_token(record) == reference(record)[1]
+
+
+def test_a_model_is_unknown_only_while_it_is_not_routed() -> None:
+    """What a record adds to is kept by its raw model, provider and status, but only for a
+    routed model: one that discovery adds later gets its own label from then on."""
+    providers = Providers(config())
+    metrics = Metrics(providers)
+
+    def requests(model: str) -> float | None:
+        labels = {"model": model, "provider": "a", "status": "200"}
+        return metrics.registry.get_sample_value("llms_requests_total", labels)
+
+    def finish() -> None:
+        metrics.finish(RequestRecord("r", "late", False, 0.0, 0.0, provider="a", ended=1.0))
+
+    finish()
+    finish()
+    assert (requests("unknown"), requests("late")) == (2, None)
+    providers.routes["late"] = providers.routes["m"]  # as a rebuild after discovery does
+    finish()
+    assert (requests("unknown"), requests("late")) == (2, 1)
+    del providers.routes["late"]
+    finish()
+    assert (requests("unknown"), requests("late")) == (3, 1)

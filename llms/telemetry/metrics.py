@@ -318,6 +318,8 @@ class Metrics:
         self._children: dict[tuple[str, str], _Children] = {}
         # (model, provider, status) -> its llms_requests_total child (labels() is not free)
         self._requests: dict[tuple[str, str, int], _Increments] = {}
+        # (model, provider, status) as the record has them -> what it adds to (see _added_to)
+        self._routed: dict[tuple[str, str | None, int], tuple[_Increments, _Children]] = {}
         self._streams: _Increments = self._tallied(self.active_streams)
 
     def model_label(self, model: str) -> str:
@@ -357,30 +359,20 @@ class Metrics:
         self._streams.inc()
 
     def finish(self, record: RequestRecord) -> None:
-        model = self.model_label(record.model)
-        provider = self.provider_label(record.provider)
         if record.endpoint == COUNT_TOKENS:
-            self._count_finished(record, model, provider)
+            model = self.model_label(record.model)
+            self._count_finished(record, model, self.provider_label(record.provider))
             return
-        key = (model, provider, record.status)
-        requests = self._requests.get(key)
-        if requests is None:
-            status = self._statuses(str(record.status))  # once capped, always "other"
-            child = self.requests.labels(model, provider, status)
-            requests = self._requests[key] = self._tallied(child)
+        raw = (record.model, record.provider, record.status)
+        found = self._routed.get(raw)
+        if found is None or record.model not in self.providers.routes:
+            found = self._added_to(raw)
+        requests, children = found
         requests.inc()
         if record.stream:
             self._streams.inc(-1.0)
-        if record.error_type is not None:
-            self.errors.labels(
-                model,
-                provider,
-                self._types(record.error_type),
-                self._codes(record.error_code or "none"),
-            ).inc()
-        if record.disconnected:
-            self.disconnects.labels(model).inc()
-        children = self._children.get((model, provider)) or self._new_children(model, provider)
+        if record.error_type is not None or record.disconnected:
+            self._failed(record)
         duration, ttft, gap, upstream, overhead, rate, prompt, completion = timing.measures(record)
         children.duration.observe(duration)
         if ttft is not None:
@@ -397,6 +389,35 @@ class Metrics:
             # A counter only goes up: a count that is not one is not counted.
             children.prompt_tokens.inc(prompt or 0)
             children.completion_tokens.inc(completion or 0)
+
+    def _added_to(self, raw: tuple[str, str | None, int]) -> tuple[_Increments, _Children]:
+        """What a record of this (model, provider, status) adds to, found by its labels; kept
+        by the raw values while the model is routed (an unrouted one is "unknown" only while
+        it is, and capped labels never change back)."""
+        model_name, provider_name, status = raw
+        model, provider = self.model_label(model_name), self.provider_label(provider_name)
+        key = (model, provider, status)
+        requests = self._requests.get(key)
+        if requests is None:
+            status_label = self._statuses(str(status))  # once capped, always "other"
+            child = self.requests.labels(model, provider, status_label)
+            requests = self._requests[key] = self._tallied(child)
+        children = self._children.get((model, provider)) or self._new_children(model, provider)
+        if model_name in self.providers.routes:
+            self._routed[raw] = (requests, children)
+        return requests, children
+
+    def _failed(self, record: RequestRecord) -> None:
+        model = self.model_label(record.model)
+        if record.error_type is not None:
+            self.errors.labels(
+                model,
+                self.provider_label(record.provider),
+                self._types(record.error_type),
+                self._codes(record.error_code or "none"),
+            ).inc()
+        if record.disconnected:
+            self.disconnects.labels(model).inc()
 
     def _new_children(self, model: str, provider: str) -> _Children:
         histogram, counter = self._tallied_histogram, self._tallied

@@ -38,9 +38,11 @@ def measures(record: RequestRecord) -> Measures:
     committed = record.committed
     usage = record.usage
     prompt = completion = None
-    if usage is not None:
-        prompt = _count(usage.get("prompt_tokens"))
-        completion = _count(usage.get("completion_tokens"))
+    if usage is not None:  # from_count, with its common case (an int in range) first
+        raw = usage.get("prompt_tokens")
+        prompt = raw if type(raw) is int and 0 <= raw < COUNT_LIMIT else from_count(raw)
+        raw = usage.get("completion_tokens")
+        completion = raw if type(raw) is int and 0 <= raw < COUNT_LIMIT else from_count(raw)
     duration = (ended or started) - started
     duration = duration if duration > 0.0 else 0.0
     ttft = gap = upstream = overhead = rate = None
@@ -63,13 +65,6 @@ def measures(record: RequestRecord) -> Measures:
             before, after = sent - started, first - committed
             overhead = (before if before > 0.0 else 0.0) + (after if after > 0.0 else 0.0)
     return duration, ttft, gap, upstream, overhead, rate, prompt, completion
-
-
-def _count(value: object) -> int | None:
-    """`from_count`, with its common case (a plain int in range) first."""
-    if type(value) is int and 0 <= value < COUNT_LIMIT:
-        return value
-    return from_count(value)
 
 
 def time_to_first_token(record: RequestRecord) -> float | None:
