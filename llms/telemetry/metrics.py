@@ -120,7 +120,9 @@ class _HistogramTally:
 
 class _Fold(Collector):
     """Registered before the families: sets the tallies into their children, then yields
-    nothing, so that the families collected after it report what the tallies hold."""
+    nothing, so that the families collected after it report what the tallies hold. (A
+    `restricted_registry` collects only collectors with names, so not this one: /metrics,
+    `generate_latest` and `get_sample_value` read the whole registry.)"""
 
     def __init__(self, tallies: list[_Tally | _HistogramTally]) -> None:
         self._tallies = tallies
