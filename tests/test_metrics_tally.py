@@ -15,7 +15,7 @@ from llms.config import Config
 from llms.errors import UpstreamError
 from llms.providers import Providers
 from llms.telemetry import timing
-from llms.telemetry.metrics import LATENCY_BUCKETS, Metrics
+from llms.telemetry.metrics import LATENCY_BUCKETS, Metrics, can_tally
 from llms.telemetry.record import COUNT_TOKENS, RequestRecord
 from tests.conftest import gateway_config
 
@@ -165,3 +165,11 @@ def test_a_model_is_unknown_only_while_it_is_not_routed() -> None:
     del providers.routes["late"]
     finish()
     assert (requests("unknown"), requests("late")) == (3, 1)
+
+
+def test_the_installed_prometheus_client_can_be_tallied() -> None:
+    """The tallies set prometheus-client's internals; a release that moved them would turn the
+    fast path off (metrics added at once, still right), which this says out loud."""
+    assert can_tally()
+    metrics = Metrics(Providers(config()))
+    assert metrics._tally

@@ -14,6 +14,7 @@ Workers write each value to their files at once, as another worker may be the on
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
@@ -118,6 +119,32 @@ class _HistogramTally:
             value.set(count)
 
 
+@functools.cache
+def can_tally() -> bool:
+    """Whether this prometheus-client keeps a child's values where `_Tally` and
+    `_HistogramTally` set them. Those are its internals, not its API: should a release move
+    them, metrics are added to the children at once instead (as workers do), slower but the
+    same. Tried once, on a registry of its own."""
+    registry = CollectorRegistry(auto_describe=False)
+    counter = Counter("probe", "", registry=registry)
+    histogram = Histogram("probe_seconds", "", registry=registry, buckets=(1.0,))
+    try:
+        counted, observed = _Tally(counter), _HistogramTally(histogram)
+        counted.inc(2.0)
+        observed.observe(0.5)
+        counted.fold()
+        observed.fold()
+    except (AttributeError, TypeError, ValueError):
+        return False
+    sample = registry.get_sample_value
+    return (
+        sample("probe_total") == 2.0
+        and sample("probe_seconds_bucket", {"le": "1.0"}) == 1.0
+        and sample("probe_seconds_count") == 1.0
+        and sample("probe_seconds_sum") == 0.5
+    )
+
+
 class _Fold(Collector):
     """Registered before the families: sets the tallies into their children, then yields
     nothing, so that the families collected after it report what the tallies hold. (A
@@ -191,7 +218,7 @@ class Metrics:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         # One process tallies (see the module's doc); `tally=False` adds to the children at
         # once, as workers do (the tests compare the two).
-        self._tally = tally and multiprocess_dir is None
+        self._tally = tally and multiprocess_dir is None and can_tally()
         self._tallies: list[_Tally | _HistogramTally] = []
         if self._tally:
             registry.register(_Fold(self._tallies))  # first: before any family is collected
