@@ -35,6 +35,7 @@ from tests.test_security_requests import BAD
 PATHS = {
     "/v1/chat/completions": {"post"},
     "/v1/responses": {"post"},
+    "/v1/responses/compact": {"post"},
     "/v1/responses/{id}": {"get", "delete"},
     "/v1/responses/{id}/input_items": {"get"},
     "/v1/responses/{id}/cancel": {"post"},

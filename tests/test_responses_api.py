@@ -510,3 +510,14 @@ async def test_background_needs_the_store_and_a_bad_position_is_400(
     foreground = await client.responses.create(model="test-model", input="hi")
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(foreground.id, stream=True)
+
+
+async def test_compaction_is_a_clear_404(upstream: FakeOpenAI, make_gateway: Gateway) -> None:
+    """Not served: a 404 in OpenAI's shape that says so (the path is no response id)."""
+    base = await gateway_for(make_gateway, {"fake": openai_provider(upstream)}, None)
+    client = client_of(base)
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.post("/responses/compact", cast_to=object, body={"model": "test-model"})
+    assert caught.value.code == "unknown_url"
+    assert "compact" in caught.value.message and "previous_response_id" in caught.value.message
+    assert upstream.received == []

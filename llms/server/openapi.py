@@ -125,6 +125,15 @@ _PATHS: Schema = {
             },
         }
     },
+    "/v1/responses/compact": {
+        "post": {
+            "operationId": "compactResponse",
+            "summary": "Not served by this gateway: always a 404 that says so.",
+            "description": "Continue a conversation with `previous_response_id`, or send it whole "
+            "in `input`.",
+            "responses": {**_errors(401, 404)},
+        }
+    },
     "/v1/responses/{id}": {
         "get": {
             "operationId": "retrieveResponse",

@@ -470,6 +470,16 @@ async def _settled(store: ResponseStore, found: StoredResponse) -> web.Response:
     return web.Response(body=found.response, content_type="application/json")
 
 
+async def compact_response(request: web.Request) -> web.StreamResponse:
+    """POST /v1/responses/compact: not served. Its own 404 says so, where the path would
+    otherwise be taken for a response id and get a 405 that names GET and DELETE."""
+    raise NotFound(
+        "Compaction (POST /v1/responses/compact) is not served by this gateway: continue the "
+        "conversation with 'previous_response_id', or send it whole in 'input'.",
+        code="unknown_url",
+    )
+
+
 def install(
     app: web.Application,
     siblings: Callable[[], Sequence[Path]] | None = None,
@@ -511,6 +521,7 @@ def install(
 
         app.cleanup_ctx.append(opened)
     app.router.add_post("/v1/responses", create_response)
+    app.router.add_post("/v1/responses/compact", compact_response)
     app.router.add_get("/v1/responses/{id}", retrieve_response)
     app.router.add_delete("/v1/responses/{id}", delete_response)
     app.router.add_get("/v1/responses/{id}/input_items", list_input_items)
