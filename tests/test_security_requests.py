@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from llms.errors import InvalidRequest
-from llms.server.requests import MAX_JSON_DEPTH, parse_chat_request
+from llms.server.requests import MAX_JSON_DEPTH, parse_chat_request, parse_json_object
 from tests.test_http_errors import assert_error_shape, request
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -281,6 +281,20 @@ def test_depth_is_checked_without_recursion() -> None:
     parse_chat_request(orjson.dumps(body(x=nested(MAX_JSON_DEPTH - 2))))
     with pytest.raises(InvalidRequest, match="more than 64 levels"):
         parse_chat_request(orjson.dumps(body(x=nested(MAX_JSON_DEPTH))))
+
+
+def test_depth_at_the_bracket_count_bound() -> None:
+    """A body with at most 64 brackets cannot nest deeper (it is not walked); one with 65, all
+    nested, is the first too deep. Brackets inside strings count too (a bound, not a depth)."""
+    allowed = {"x": nested(MAX_JSON_DEPTH - 1), "s": "[[{{"}
+    assert orjson.dumps(allowed).count(b"[") + orjson.dumps(allowed).count(b"{") > MAX_JSON_DEPTH
+    assert parse_json_object(orjson.dumps(allowed)) == allowed
+    exact = {"x": nested(MAX_JSON_DEPTH - 1)}
+    raw = orjson.dumps(exact)
+    assert raw.count(b"[") + raw.count(b"{") == MAX_JSON_DEPTH
+    assert parse_json_object(raw) == exact
+    with pytest.raises(InvalidRequest, match="more than 64 levels"):
+        parse_json_object(orjson.dumps({"x": nested(MAX_JSON_DEPTH)}))
 
 
 @pytest.mark.parametrize(

@@ -192,14 +192,16 @@ async def _read(request: web.Request, take: Callable[[int], None]) -> bytearray:
     return body
 
 
-def check_json_nodes(raw: bytes | bytearray, limit: int) -> None:
+def check_json_nodes(raw: bytes | bytearray, limit: int) -> int:
     """A 400 if the JSON in `raw` holds more than `limit` values and keys (counted before
-    anything is parsed; a malformed body is left to the parser)."""
+    anything is parsed; a malformed body is left to the parser). Returns how many `[` and `{`
+    bytes `raw` holds: a bound of its nesting depth."""
     # Every key or value but the root follows a comma, a colon or an opening bracket: a bound
     # computed at the speed of memory, exact enough for almost every body.
-    bound = 1 + raw.count(b",") + raw.count(b":") + raw.count(b"[") + raw.count(b"{")
+    opens = raw.count(b"[") + raw.count(b"{")
+    bound = 1 + raw.count(b",") + raw.count(b":") + opens
     if bound <= limit:
-        return
+        return opens
     nodes = depth = 0
     field: tuple[int, int] | None = None  # where the current top-level key is in `raw`
     for token in _TOKEN.finditer(raw):
@@ -221,3 +223,4 @@ def check_json_nodes(raw: bytes | bytearray, limit: int) -> None:
             depth += 1
         elif depth == 1 and token.group(1) is not None:
             field = (token.start() + 1, token.start(1) - 1)
+    return opens
