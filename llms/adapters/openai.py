@@ -128,10 +128,92 @@ def new_converter(context: StreamContext) -> Converter:
     return Converter(context)
 
 
+# A plain text chunk's key in an upstream's bytes, before its text.
+_CONTENT_KEY = b'"content":'
+# How many plain chunks of a stream are looked at for a lane.
+LANE_TRIES = 8
+# A JSON string put where a lane's text goes, to prove that is the delta's text.
+_PROBE = b'"\\u0001"'
+
+
+class _Lane:
+    """A stream's plain text chunk (`{"content": …}` alone, choice `index` neither new nor
+    finished) as the bytes around its text (`prefix`, `suffix`) and as the chunk normalising
+    it made (`chunk`, whose one choice is `choice`). An event with the same bytes around another
+    JSON string is that chunk with that string: it is made so, without parsing or normalising
+    the rest. vLLM, llama.cpp, Ollama and LM Studio repeat every byte of a stream's chunks but
+    the text (OpenAI itself varies its `obfuscation` field, so its chunks never match).
+    """
+
+    __slots__ = ("choice", "chunk", "index", "prefix", "size", "suffix")
+
+    def __init__(self, prefix: bytes, suffix: bytes, chunk: dict[str, Any]) -> None:
+        self.prefix = prefix
+        self.suffix = suffix
+        self.size = len(prefix) + len(suffix) + 2  # the shortest event with a string between
+        self.chunk = chunk
+        self.choice: dict[str, Any] = chunk["choices"][0]
+        self.index: int = self.choice["index"]
+
+    def text_of(self, data: bytes) -> str | None:
+        """The text of `data` if it is this lane's chunk with another text, else None."""
+        if len(data) < self.size or not (
+            data.startswith(self.prefix) and data.endswith(self.suffix)
+        ):
+            return None
+        try:
+            text = orjson.loads(data[len(self.prefix) : len(data) - len(self.suffix)])
+        except orjson.JSONDecodeError:
+            return None
+        return text if type(text) is str else None
+
+    def make(self, text: str) -> Chunk:
+        chunk = self.chunk.copy()
+        choice = self.choice.copy()
+        choice["delta"] = {"content": text}
+        chunk["choices"] = [choice]
+        return chunk  # type: ignore[return-value]
+
+
+def _place(data: bytes, text: str) -> tuple[bytes, bytes] | None:
+    """The bytes of `data` before and after `text`'s JSON, where `"content":` is once and
+    orjson would write the text; None when not so (another key named so, spaces, another
+    escaping)."""
+    start = data.find(_CONTENT_KEY)
+    if start < 0 or data.count(_CONTENT_KEY) != 1:
+        return None
+    start += len(_CONTENT_KEY)
+    value = orjson.dumps(text)
+    if not data.startswith(value, start):
+        return None
+    return data[:start], data[start + len(value) :]
+
+
+def _proved(prefix: bytes, suffix: bytes, raw: dict[str, Any]) -> bool:
+    """Whether a probe string between `prefix` and `suffix` parses as `raw` (the event's own
+    parse) with only its delta's text changed: the place is that text's, for certain."""
+    try:
+        probe = orjson.loads(prefix + _PROBE + suffix)
+        raw["choices"][0]["delta"]["content"] = "\x01"
+    except (orjson.JSONDecodeError, LookupError, TypeError):
+        return False
+    return bool(probe == raw)
+
+
 class Converter:
     """Normalises one OpenAI-compatible SSE stream in place."""
 
-    __slots__ = ("_calls", "_ctx", "_finished", "_roles", "_tools", "done", "usage")
+    __slots__ = (
+        "_calls",
+        "_ctx",
+        "_finished",
+        "_lane",
+        "_roles",
+        "_tools",
+        "_tries",
+        "done",
+        "usage",
+    )
 
     def __init__(self, context: StreamContext) -> None:
         self._ctx = context
@@ -146,6 +228,11 @@ class Converter:
         self._calls: tuple[int, ...] = ()
         self.done = False
         self.usage: Usage | None = None
+        # A plain chunk's bytes, once found (see _Lane), and how many more plain chunks may be
+        # tried for one (a lane is probed once: an upstream that escapes its texts otherwise
+        # than orjson, or spaces its JSON, is not tried for ever).
+        self._lane: _Lane | None = None
+        self._tries = LANE_TRIES
 
     def feed(self, event: SSEEvent | SSEBytesEvent) -> list[Chunk]:
         out: list[Chunk] = []
@@ -158,10 +245,17 @@ class Converter:
         An error is raised with the chunks of the events before it already in `out`."""
         loads = orjson.loads
         normalise = self._normalise
+        lane = self._lane
         for event in events:
             if self.done:
                 return
             data = event.data
+            if lane is not None and type(data) is bytes:
+                text = lane.text_of(data)
+                if text is not None:
+                    if text:  # an empty text is noise, as normalising it says
+                        out.append(lane.make(text))
+                    continue
             try:
                 obj = loads(data)
             except orjson.JSONDecodeError:
@@ -177,7 +271,39 @@ class Converter:
                     raise UpstreamMalformed("The upstream sent an event that is not a JSON object.")
             if obj.get("error") or obj.get("object") == "error":
                 raise _stream_error(obj)
+            kept = len(out)
             normalise(obj, out)
+            if lane is None and self._tries > 0 and len(out) > kept and type(data) is bytes:
+                lane = self._lane = self._lane_for(data, obj)
+            elif lane is not None and lane.index in self._finished:
+                lane = self._lane = None  # that choice ended: its chunks are no longer kept
+
+    def _lane_for(self, data: bytes, chunk: dict[str, Any]) -> _Lane | None:
+        """A lane from `chunk` (just normalised from `data`) if it is a plain text chunk."""
+        choices = chunk["choices"]
+        if len(choices) != 1:
+            return None
+        choice = choices[0]
+        delta = choice["delta"]
+        if (
+            len(delta) != 1
+            or type(delta.get("content")) is not str
+            or choice["finish_reason"] is not None
+            or choice.get("logprobs") is not None
+            or type(choice["index"]) is not int
+            or choice["index"] not in self._roles
+            or choice["index"] in self._finished
+        ):
+            return None
+        place = _place(data, delta["content"])
+        self._tries -= 1
+        if place is None:
+            return None
+        self._tries = 0  # proved or not, once
+        raw = orjson.loads(data)
+        if not isinstance(raw, dict) or raw.get("usage") or not _proved(*place, raw):
+            return None
+        return _Lane(*place, chunk)
 
     def close(self) -> list[Chunk]:
         if self.done:
