@@ -141,8 +141,9 @@ class _Lane:
     finished) as the bytes around its text (`prefix`, `suffix`) and as the chunk normalising
     it made (`chunk`, whose one choice is `choice`). An event with the same bytes around another
     JSON string is that chunk with that string: it is made so, without parsing or normalising
-    the rest. vLLM, llama.cpp, Ollama and LM Studio repeat every byte of a stream's chunks but
-    the text (OpenAI itself varies its `obfuscation` field, so its chunks never match).
+    the rest. Servers that write every chunk of a stream alike but for its text (the benchmark's
+    upstream and, e.g., vLLM) take it for almost every chunk; a field that changes (a `created`
+    that ticks each second, OpenAI's own `obfuscation`) sends those chunks the long way.
     """
 
     __slots__ = ("choice", "chunk", "index", "prefix", "size", "suffix")
