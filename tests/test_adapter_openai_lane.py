@@ -48,6 +48,7 @@ def stream(rng: random.Random) -> list[bytes]:
     obfuscated = rng.random() < 0.2
     with_index = rng.random() < 0.9
     logprobs_null = rng.random() < 0.6
+    ticking = rng.random() < 0.3  # a `created` that moves now and then (a clock's second)
 
     def choice(delta: dict[str, Any], finish: Any = None, index: Any = 0) -> dict[str, Any]:
         c: dict[str, Any] = {}
@@ -60,6 +61,8 @@ def stream(rng: random.Random) -> list[bytes]:
         return c
 
     def chunk(*choices: dict[str, Any], **extra: Any) -> bytes:
+        if ticking and rng.random() < 0.1:
+            top["created"] += 1
         obj = dict(top)
         obj["choices"] = list(choices)
         if usage_null:
@@ -121,12 +124,19 @@ def stream(rng: random.Random) -> list[bytes]:
     return events
 
 
-def run(conv: adapter.Converter, events: list[bytes], cuts: list[int]) -> object:
+def run(
+    conv: adapter.Converter, events: list[bytes], cuts: list[int], served: list[int] | None = None
+) -> object:
+    """What the converter makes of the events fed in reads cut at `cuts`; `served` gets how
+    many chunks lanes made."""
     out: list[Chunk] = []
     try:
         start = 0
         for end in [*cuts, len(events)]:
-            conv.feed_all([SSEBytesEvent("message", data, "") for data in events[start:end]], out)
+            read = [SSEBytesEvent("message", data, "") for data in events[start:end]]
+            conv.feed_all(read, out)
+            if served is not None and conv._lane is not None and conv._lane.served:
+                served.append(conv._lane.served)
             start = end
         tail = conv.close()
     except Exception as exc:  # the error itself is compared
@@ -137,15 +147,14 @@ def run(conv: adapter.Converter, events: list[bytes], cuts: list[int]) -> object
 @pytest.mark.parametrize("seed", range(12))
 def test_the_lane_gives_what_parsing_every_event_gives(seed: int) -> None:
     rng = random.Random(seed)
-    lanes = 0
+    served: list[int] = []
     for _ in range(150):
         events = stream(rng)
         cuts = sorted(rng.sample(range(len(events) + 1), rng.randint(0, min(4, len(events)))))
         include_usage = rng.random() < 0.5
         fast = converter(True, include_usage)
-        assert run(fast, events, cuts) == run(converter(False, include_usage), events, cuts)
-        lanes += fast._lane is not None
-    assert lanes > 10  # the lane was taken, not only refused
+        assert run(fast, events, cuts, served) == run(converter(False, include_usage), events, cuts)
+    assert len(served) > 20  # lanes made chunks, they were not only refused
 
 
 def test_a_server_repeating_its_bytes_gets_a_lane_and_the_same_chunks() -> None:
@@ -184,3 +193,25 @@ def test_a_place_that_only_looks_right_is_refused() -> None:
     conv = converter(True, False)
     conv.feed_all([SSEBytesEvent("message", d, "") for d in (first, data)], [])
     assert conv._lane is None and conv._tries == 0
+
+
+def test_a_clock_in_the_chunks_is_learnt_again() -> None:
+    """A server that writes the current second into every chunk: when it ticks, the lane that
+    served is learnt again from the next plain chunk, and the chunks are still the same."""
+
+    def up(text: str, second: int) -> bytes:
+        choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+        return orjson.dumps({"id": "x", "created": second, "choices": [choice]})
+
+    first = b'{"id":"x","created":1,"choices":[{"index":0,"delta":{"role":"assistant"}}]}'
+    events = [first, *(up(f"a{i}", 1) for i in range(12)), *(up(f"b{i}", 2) for i in range(12))]
+    fast = converter(True, False)
+    out: list[Chunk] = []
+    fast.feed_all([SSEBytesEvent("message", data, "") for data in events[:13]], out)
+    before = fast._lane
+    assert before is not None and before.served == 11
+    fast.feed_all([SSEBytesEvent("message", data, "") for data in events[13:]], out)
+    assert fast._lane is not None and fast._lane is not before and fast._lane.served == 11
+    slow: list[Chunk] = []
+    converter(False, False).feed_all([SSEBytesEvent("message", d, "") for d in events], slow)
+    assert orjson.dumps(out) == orjson.dumps(slow)

@@ -132,6 +132,8 @@ def new_converter(context: StreamContext) -> Converter:
 _CONTENT_KEY = b'"content":'
 # How many plain chunks of a stream are looked at for a lane.
 LANE_TRIES = 8
+# How many chunks a lane makes before a chunk that misses it is looked at for a new one.
+LANE_RENEW = 8
 # A JSON string put where a lane's text goes, to prove that is the delta's text.
 _PROBE = b'"\\u0001"'
 
@@ -146,7 +148,7 @@ class _Lane:
     that ticks each second, OpenAI's own `obfuscation`) sends those chunks the long way.
     """
 
-    __slots__ = ("choice", "chunk", "index", "prefix", "size", "suffix")
+    __slots__ = ("choice", "chunk", "index", "prefix", "served", "size", "suffix")
 
     def __init__(self, prefix: bytes, suffix: bytes, chunk: dict[str, Any]) -> None:
         self.prefix = prefix
@@ -155,6 +157,7 @@ class _Lane:
         self.chunk = chunk
         self.choice: dict[str, Any] = chunk["choices"][0]
         self.index: int = self.choice["index"]
+        self.served = 0  # chunks made so: one that has served is learnt again when bytes change
 
     def text_of(self, data: bytes) -> str | None:
         """The text of `data` if it is this lane's chunk with another text, else None."""
@@ -256,6 +259,7 @@ class Converter:
                 if text is not None:
                     if text:  # an empty text is noise, as normalising it says
                         out.append(lane.make(text))
+                        lane.served += 1
                     continue
             try:
                 obj = loads(data)
@@ -274,10 +278,17 @@ class Converter:
                 raise _stream_error(obj)
             kept = len(out)
             normalise(obj, out)
-            if lane is None and self._tries > 0 and len(out) > kept and type(data) is bytes:
-                lane = self._lane = self._lane_for(data, obj)
-            elif lane is not None and lane.index in self._finished:
+            if lane is not None and lane.index in self._finished:
                 lane = self._lane = None  # that choice ended: its chunks are no longer kept
+            elif len(out) > kept and type(data) is bytes:
+                if lane is None:
+                    if self._tries > 0:
+                        lane = self._lane = self._lane_for(data, obj)
+                elif lane.served >= LANE_RENEW:
+                    # A lane that served, missed: the stream's bytes changed (a `created` that
+                    # ticks each second): learnt again from this chunk if it is a plain one.
+                    lane.served = 0
+                    lane = self._lane = self._lane_for(data, obj) or lane
 
     def _lane_for(self, data: bytes, chunk: dict[str, Any]) -> _Lane | None:
         """A lane from `chunk` (just normalised from `data`) if it is a plain text chunk."""
