@@ -262,6 +262,7 @@ async def test_the_usage_and_keys_pages_on_a_phone(
     await assert_accessible(s, "the API-key dialog on a phone")
     await dialog.get_by_label("API key").fill("sk-ui")
     await dialog.get_by_label("API key").press("Enter")
+    await expect(s.page.get_by_test_id("model-picker")).to_be_enabled()  # the models loaded
     await s.settled(await s.send("Count me."))
     await s.page.wait_for_timeout(300)  # the request log writes in the background
     for path, ready in (

@@ -120,6 +120,8 @@ async def test_german_untitled_chat_and_chart_dates(
     await dialog.locator("input").fill("sk-ui")
     await dialog.locator("input").press("Enter")
     await expect(dialog).to_be_hidden()
+    # The models load once the key is in: a message sent before has no model to go to.
+    await expect(page.get_by_test_id("model-picker")).to_be_enabled()
     await s.settled(await s.send("Sag hallo."))
     await page.get_by_test_id("rename-thread").click()
     await page.get_by_test_id("thread-rename-input").fill("")
