@@ -174,11 +174,11 @@ def test_a_server_repeating_its_bytes_gets_a_lane_and_the_same_chunks() -> None:
     events = [up({"role": "assistant", "content": ""}), *(up({"content": t}) for t in TEXTS)]
     events += [up({}, "stop"), up({"content": "late"}), b"[DONE]"]
     fast, slow = converter(True, True), converter(False, True)
-    out: list[Chunk] = []
-    fast.feed_all([SSEBytesEvent("message", data, "") for data in events[:3]], out)
-    assert fast._lane is not None  # from the first plain chunk on
-    fast = converter(True, True)
-    assert run(fast, events, [2, 5]) == run(slow, events, [2, 5])
+    served: list[int] = []
+    cuts = [2, len(events) - 3]  # the role and first text; every other text; the end
+    assert run(fast, events, cuts, served) == run(slow, events, cuts)
+    # The first plain chunk made the lane; it made every later non-empty text's chunk.
+    assert served == [sum(1 for text in TEXTS[1:] if text)]
     assert fast._lane is None  # the choice finished: its lane is gone
 
 

@@ -233,8 +233,9 @@ class Converter:
         self.done = False
         self.usage: Usage | None = None
         # A plain chunk's bytes, once found (see _Lane), and how many more plain chunks may be
-        # tried for one (a lane is probed once: an upstream that escapes its texts otherwise
-        # than orjson, or spaces its JSON, is not tried for ever).
+        # looked at for a first one (none once one was probed: an upstream that escapes its
+        # texts otherwise than orjson, or spaces its JSON, is not tried for ever). A lane that
+        # has served is learnt again when it misses (feed_all), whatever this says.
         self._lane: _Lane | None = None
         self._tries = LANE_TRIES
 

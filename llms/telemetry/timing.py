@@ -8,27 +8,47 @@ was read. `first_output` is when the first chunk carrying output was written to 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from llms.adapters.usage import COUNT_LIMIT, from_count
 from llms.telemetry.record import RequestRecord
 
-# duration, time to first token, mean chunk gap, upstream latency, gateway overhead, tokens per
-# second, prompt tokens, completion tokens
-Measures = tuple[
-    float,
-    float | None,
-    float | None,
-    float | None,
-    float | None,
-    float | None,
-    int | None,
-    int | None,
-]
+
+class Measures(NamedTuple):
+    """The numbers of one finished request, None when unknown.
+
+    - `duration`: request arrival -> the end of the answer (0 if it has not ended).
+    - `ttft`: request arrival -> first output written: what the client waits for.
+    - `gap`: approximate mean gap between chunks, (end - first output) / (chunks - 1), one value
+      per stream (per-chunk gaps would need a clock read per chunk on the relay's hot path). It
+      includes the final [DONE] and close after the last chunk.
+    - `upstream`: the committed attempt's request sent -> its first output chunk received.
+    - `overhead`: time to first token spent in the gateway itself, for requests that produced
+      output. Two measured spans: arrival -> the first attempt's upstream request being sent
+      (reading and validating the body, auth, routing, building the upstream request), plus
+      the committed first chunk received -> written to the client (encoding, the first write).
+      Not included: waiting on failed attempts and retry back-off (upstream time), and the
+      relay's per-chunk cost after the first chunk, which is not timed on the hot path.
+    - `rate`: decode rate, completion tokens after the first / time from the first output to
+      the end; needs the upstream's usage and at least two tokens.
+    - `prompt`, `completion`: the usage's token counts (`from_count`: None if missing or not a
+      count).
+    """
+
+    duration: float
+    ttft: float | None
+    gap: float | None
+    upstream: float | None
+    overhead: float | None
+    rate: float | None
+    prompt: int | None
+    completion: int | None
 
 
 def measures(record: RequestRecord) -> Measures:
-    """Every number below, and the usage's two token counts (`from_count`: None if missing or
-    not a count), at once: each sink of a finished request asks once, with the record's fields
-    read once, instead of a call each. The one place their formulas are written.
+    """Every number of a finished request at once (see Measures): each sink (metrics, the
+    request log) asks once, with the record's fields read once. The one place their formulas
+    are written.
 
     (`x if x > 0.0 else 0.0` is `max(0.0, x)`, NaN included, without the call.)
     """
@@ -64,48 +84,4 @@ def measures(record: RequestRecord) -> Measures:
         if sent is not None and first is not None:
             before, after = sent - started, first - committed
             overhead = (before if before > 0.0 else 0.0) + (after if after > 0.0 else 0.0)
-    return duration, ttft, gap, upstream, overhead, rate, prompt, completion
-
-
-def time_to_first_token(record: RequestRecord) -> float | None:
-    """Request arrival -> first output written: what the client waits for."""
-    return measures(record)[1]
-
-
-def duration(record: RequestRecord) -> float:
-    """Request arrival -> the end of the answer (0 if it has not ended)."""
-    return measures(record)[0]
-
-
-def upstream_latency(record: RequestRecord) -> float | None:
-    """The committed attempt's request sent -> its first output chunk received (decoded)."""
-    return measures(record)[3]
-
-
-def gateway_overhead(record: RequestRecord) -> float | None:
-    """Time to first token spent in the gateway itself, for requests that produced output.
-
-    Two measured spans: arrival -> the first attempt's upstream request being sent (reading and
-    validating the body, auth, routing, building the upstream request), plus the committed
-    first chunk received -> written to the client (encoding, the first write). Not included:
-    waiting on failed attempts and retry back-off (upstream time), and the relay's per-chunk
-    cost after the first chunk, which is not timed on the hot path.
-    """
-    return measures(record)[4]
-
-
-def mean_chunk_gap(record: RequestRecord) -> float | None:
-    """Approximate: (end - first output) / (chunks - 1), one value per stream.
-
-    Per-chunk gaps would need a clock read per chunk on the relay's hot path; the mean per
-    stream is what the record holds. It includes the final [DONE] and close after the last chunk.
-    """
-    return measures(record)[2]
-
-
-def tokens_per_second(record: RequestRecord) -> float | None:
-    """Decode rate: completion tokens after the first / time from the first output to the end.
-
-    Needs the upstream's usage (completion_tokens) and at least two tokens.
-    """
-    return measures(record)[5]
+    return Measures(duration, ttft, gap, upstream, overhead, rate, prompt, completion)
