@@ -79,7 +79,7 @@ def answer_record() -> StoredResponse:
         status="completed",
         response=orjson.dumps(response),
         input_items=orjson.dumps(prompt),
-        history=orjson.dumps([*prompt, *output]),
+        history=orjson.dumps({"earlier": []}),
     )
 
 

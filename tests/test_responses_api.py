@@ -7,6 +7,7 @@ loopback); stored responses live in a real SQLite file.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,53 @@ async def test_stored_responses_continue_retrieve_list_and_delete(
         )
     assert caught.value.code == "previous_response_not_found"
     assert caught.value.param == "previous_response_id"
+
+
+async def test_a_stored_response_keeps_the_turns_before_it_once(
+    upstream: FakeOpenAI, make_gateway: Gateway, tmp_path: Path
+) -> None:
+    """A stored row's history is the turns before its input (its input and output are in its
+    own columns, not again there); continuing it sends every turn once, in order. A row stored
+    before this form, with the whole conversation as a list there, still continues."""
+    base = await gateway_for(make_gateway, {"fake": openai_provider(upstream)}, tmp_path)
+    client = client_of(base)
+    first = await client.responses.create(model="test-model", input="My name is Ada.")
+    second = await client.responses.create(
+        model="test-model", input="And yours?", previous_response_id=first.id
+    )
+    await client.responses.retrieve(second.id)  # its write has landed
+    with sqlite3.connect(tmp_path / "responses.db") as db:
+        rows = {
+            row[0]: row[1:] for row in db.execute("SELECT id, history, input_items FROM responses")
+        }
+    assert orjson.loads(rows[first.id][0]) == {"earlier": []}
+    earlier = orjson.loads(rows[second.id][0])["earlier"]
+    said = [(item["role"], item["content"][0]["text"]) for item in earlier]
+    assert said == [("user", "My name is Ada."), ("assistant", "Hello, world!")]
+
+    def sent() -> list[tuple[str, str]]:
+        return [(m["role"], m["content"]) for m in upstream.received[-1].body["messages"]]
+
+    await client.responses.create(
+        model="test-model", input="Third.", previous_response_id=second.id
+    )
+    turns = [("user", "My name is Ada."), ("assistant", "Hello, world!")]
+    turns += [("user", "And yours?"), ("assistant", "Hello, world!")]
+    assert sent() == [*turns, ("user", "Third.")]
+    # The earlier form: the whole conversation in `history` (here naming Grace).
+    output = orjson.loads(second.model_dump_json())["output"]
+    whole = [*earlier, *orjson.loads(rows[second.id][1]), *output]
+    whole[0]["content"][0]["text"] = "My name is Grace."
+    with sqlite3.connect(tmp_path / "responses.db") as db:
+        db.execute(
+            "UPDATE responses SET history = ? WHERE id = ?", (orjson.dumps(whole), second.id)
+        )
+    await client.responses.create(
+        model="test-model", input="Again.", previous_response_id=second.id
+    )
+    turns = [("user", "My name is Grace."), ("assistant", "Hello, world!")]
+    turns += [("user", "And yours?"), ("assistant", "Hello, world!")]
+    assert sent() == [*turns, ("user", "Again.")]
 
 
 async def test_only_the_key_that_created_a_response_sees_it(

@@ -181,10 +181,8 @@ async def test_update_response_changes_response_and_status_only(make_store: Fact
     running = await store.get(queued.id, "team")
     assert running == replace(queued, status="in_progress", response=b'{"status": "in_progress"}')
     done = b'{"status": "completed"}'
-    assert await store.update_response(queued.id, done, "completed", history=b'["all"]')
-    assert await store.get(queued.id, "team") == replace(
-        queued, status="completed", response=done, history=b'["all"]'
-    )
+    assert await store.update_response(queued.id, done, "completed")
+    assert await store.get(queued.id, "team") == replace(queued, status="completed", response=done)
     assert not await store.update_response(new_response_id(), done, "completed")
     assert not await store.update_response("no/such id", done, "completed")
 
@@ -222,8 +220,6 @@ async def test_a_record_over_the_cap_is_a_413_and_nothing_is_kept(make_store: Fa
     )
     assert "store: false" in error.message, error.message
     assert await store.get(big.id, "team") is None
-    with pytest.raises(ResponseTooLarge):
-        await store.update_response(fits.id, b"{}", "completed", history=b"y" * 4 * KIB)
     with pytest.raises(ResponseTooLarge):
         await store.update_response(fits.id, b"r" * 2 * KIB, "completed")
     assert await store.get(fits.id, "team") == fits
@@ -589,7 +585,7 @@ async def test_sqlite_total_follows_every_kind_of_write(
     await check()
     await store.update_response(b.id, b"{" + b" " * 500 + b"}", "completed")
     await check()
-    await store.update_response(b.id, b"{}", "completed", history=b"[1]")
+    await store.update_response(b.id, b"{}", "completed")
     await check()
     await store.delete(a.id, "team")
     await check()
@@ -628,7 +624,7 @@ async def test_redis_keys_expire_with_the_retention(redis_store: Factory) -> Non
     ttl_ms = await store.redis.pttl(store.key(fresh.id))
     assert DAY * 1000 - 5000 < ttl_ms <= DAY * 1000
     # Updates keep the expiry.
-    assert await store.update_response(fresh.id, b"{}", "completed", history=b"[]")
+    assert await store.update_response(fresh.id, b"{}", "completed")
     assert 0 < await store.redis.pttl(store.key(fresh.id)) <= DAY * 1000
     # A record with 150 ms left: Redis itself drops the key.
     clock.now = NOW + DAY - 0.15

@@ -241,7 +241,7 @@ async def _background(
     record.stream_id = response_id
     record.stream = record.resumable = True
     kept = _Kept(store, call, builder, owner, history)
-    queued = kept.record(with_output=False)
+    queued = kept.record()
     await store.put(queued)
     hooks = _Progress(app, kept)
     stream = await app[keys.STREAMS].start(
@@ -265,8 +265,8 @@ async def _background(
 @dataclass(frozen=True, slots=True)
 class _Kept:
     """A response's stored copy: the response as its builder has it, this request's input, and
-    the conversation it continues (`history`) with this input and its output, so that
-    `previous_response_id` continues it with one read."""
+    the turns before them (`history`, the conversation `previous_response_id` continued), so
+    that continuing this response is one read (`_history`)."""
 
     store: ResponseStore
     call: ResponsesCall
@@ -274,11 +274,7 @@ class _Kept:
     owner: str | None
     history: list[dict[str, Any]] | None
 
-    def conversation(self, *, with_output: bool = True) -> bytes:
-        output = self.builder.response["output"] if with_output else ()
-        return orjson.dumps([*(self.history or ()), *self.call.input_items, *output])
-
-    def record(self, *, with_output: bool = True) -> StoredResponse:
+    def record(self) -> StoredResponse:
         builder = self.builder
         response = builder.response
         final = builder.final_json if builder.terminal else None
@@ -289,7 +285,7 @@ class _Kept:
             status=response["status"],
             response=orjson.dumps(response) if final is None else final,
             input_items=orjson.dumps(self.call.input_items),
-            history=self.conversation(with_output=with_output),
+            history=orjson.dumps({"earlier": self.history or ()}),
         )
 
     async def save(self) -> None:
@@ -320,9 +316,7 @@ class _Progress(PumpHooks):
     async def ending(self) -> None:
         kept = self._kept
         response = kept.builder.response
-        await kept.store.update_response(
-            response["id"], orjson.dumps(response), response["status"], history=kept.conversation()
-        )
+        await kept.store.update_response(response["id"], orjson.dumps(response), response["status"])
         if not kept.call.store:
             # Kept while the stream can be read, as OpenAI keeps a background response.
             ttl_s = self._app[keys.CONFIG].state.stream_ttl_s
@@ -340,8 +334,18 @@ async def _history(
     found = None if store is None else await store.get(previous, owner)
     if found is None:
         raise previous_response_not_found(previous)
-    history: list[dict[str, Any]] = orjson.loads(found.history)
-    return history
+    return conversation(found)
+
+
+def conversation(found: StoredResponse) -> list[dict[str, Any]]:
+    """The conversation a stored response ends: the turns before it, its input, its output.
+    Its `history` holds `{"earlier": [items]}`, the turns before; a record stored before
+    2026-12-03 holds the whole conversation there, as a list."""
+    kept = orjson.loads(found.history)
+    if isinstance(kept, list):
+        return kept
+    output = orjson.loads(found.response)["output"]
+    return [*kept["earlier"], *orjson.loads(found.input_items), *output]
 
 
 async def _stored(request: web.Request) -> tuple[ResponseStore, StoredResponse]:

@@ -48,17 +48,15 @@ local f = redis.call('HMGET', KEYS[1], 'owner', 'created_at')
 if f[1] ~= ARGV[1] or not f[2] or tonumber(f[2]) <= tonumber(ARGV[2]) then return 0 end
 return redis.call('DEL', KEYS[1])
 """
-# KEYS[1] the record; ARGV: cutoff, cap, response, status, has history ('1'/'0'), history.
+# KEYS[1] the record; ARGV: cutoff, cap, response, status.
 # {0, 0}: no such record; {1, size}: over the cap, nothing written; {2, size}: written.
 UPDATE = """
 local created = redis.call('HGET', KEYS[1], 'created_at')
 if not created or tonumber(created) <= tonumber(ARGV[1]) then return {0, 0} end
-local history = redis.call('HSTRLEN', KEYS[1], 'history')
-if ARGV[5] == '1' then history = string.len(ARGV[6]) end
-local size = string.len(ARGV[3]) + redis.call('HSTRLEN', KEYS[1], 'input_items') + history
+local size = string.len(ARGV[3]) + redis.call('HSTRLEN', KEYS[1], 'input_items')
+size = size + redis.call('HSTRLEN', KEYS[1], 'history')
 if size > tonumber(ARGV[2]) then return {1, size} end
 redis.call('HSET', KEYS[1], 'response', ARGV[3], 'status', ARGV[4])
-if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'history', ARGV[6]) end
 return {2, size}
 """
 
@@ -184,8 +182,6 @@ class RedisResponseStore:
         response_id: str,
         response: bytes,
         status: ResponseStatus,
-        *,
-        history: bytes | None = None,
     ) -> bool:
         if not is_response_id(response_id):
             return False
@@ -194,8 +190,6 @@ class RedisResponseStore:
             self.max_record_bytes,
             response,
             status,
-            "0" if history is None else "1",
-            b"" if history is None else history,
         ]
         with self._translated("update"):
             reply: Any = await self._update(keys=[self.key(response_id)], args=args)

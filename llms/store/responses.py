@@ -48,9 +48,11 @@ class StoredResponse:
     """One response as stored.
 
     `response`: the Response object (the final one, or the latest while it runs in the
-    background); `input_items`: this request's input items (a JSON list); `history`: the whole
-    conversation as Responses items (earlier history, this input, this output; a JSON list), so
-    that continuing it is one read. All three are JSON bytes the store keeps as they are.
+    background); `input_items`: this request's input items (a JSON list); `history`: the turns
+    before them, the conversation a `previous_response_id` continued (`{"earlier": [items]}`),
+    so that continuing this response is one read: earlier turns, input items, the response's
+    output. (Records stored before 2026-12-03 hold the whole conversation there, as a list.)
+    All three are JSON bytes the store keeps as they are.
     """
 
     id: str
@@ -112,11 +114,9 @@ class ResponseStore(Protocol):
         response_id: str,
         response: bytes,
         status: ResponseStatus,
-        *,
-        history: bytes | None = None,
     ) -> bool:
-        """Progress of a background response: its latest Response object and status (and, once
-        it ends, the history with its output). False when the record is gone or expired.
+        """Progress of a background response: its latest Response object and status. False
+        when the record is gone or expired.
 
         The gateway's own call, so no owner: the id came from a record this gateway put.
         """

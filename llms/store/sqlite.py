@@ -114,15 +114,14 @@ def prepare(path: Path) -> None:
 EVICT_CHECKS = 64
 
 
-# A background response's progress: its new Response and status (and, at its end, the
-# conversation), sized where the bytes are; nothing when the record is gone, expired or would
-# grow past the per-record cap (the caller tells which).
+# A background response's progress: its new Response and status, sized where the bytes are;
+# nothing when the record is gone, expired or would grow past the per-record cap (the caller
+# tells which).
 UPDATE_RESPONSE = (
     "UPDATE responses SET response = :response, status = :status, "
-    "history = coalesce(:history, history), "
-    "size = length(:response) + length(input_items) + length(coalesce(:history, history)) "
+    "size = length(:response) + length(input_items) + length(history) "
     "WHERE id = :id AND created_at > :cutoff "
-    "AND length(:response) + length(input_items) + length(coalesce(:history, history)) <= :cap"
+    "AND length(:response) + length(input_items) + length(history) <= :cap"
 )
 
 
@@ -466,19 +465,15 @@ class SQLiteResponseStore:
         response_id: str,
         response: bytes,
         status: ResponseStatus,
-        *,
-        history: bytes | None = None,
     ) -> bool:
         if not is_response_id(response_id):
             return False
-
         if status not in STATUSES:
             raise ValueError(f"not a response status: {status!r}")
         await self._after_put(response_id)
         values = {
             "response": response,
             "status": status,
-            "history": history,
             "id": response_id,
             "cutoff": self._cutoff(),
             "cap": self.max_record_bytes,
@@ -491,7 +486,7 @@ class SQLiteResponseStore:
             if cursor.rowcount == 1:
                 return True
             cursor = await db.execute(
-                "SELECT length(input_items) + length(coalesce(:history, history)) FROM responses "
+                "SELECT length(input_items) + length(history) FROM responses "
                 "WHERE id = :id AND created_at > :cutoff",
                 values,
             )
@@ -501,7 +496,7 @@ class SQLiteResponseStore:
             raise ResponseTooLarge(int(row[0]) + len(response), self.max_record_bytes)
 
         updated = await self._run("update", update)
-        self._unchecked += len(response) + len(history or b"")
+        self._unchecked += len(response)
         if updated and self._unchecked >= self.max_total_bytes // EVICT_CHECKS:
             self._unchecked = 0
 
