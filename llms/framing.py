@@ -133,7 +133,11 @@ class _SSEParser(Generic[E]):
         """
         if self._cr or not self._bom_done or _CR in chunk:
             chunk = self._normalize(chunk)
-        if not (self._partial_len or self._size or self._event) and chunk.find(b"\n\n") >= 0:
+        # At an event boundary, a read with a blank line goes the fast way: one that ends with
+        # it (nearly every read) needs no search for one.
+        if not (self._partial_len or self._size or self._event) and (
+            chunk[-2:] == b"\n\n" or b"\n\n" in chunk
+        ):
             return self._feed_blocks(chunk)
         return self._feed_lines(chunk)
 
@@ -145,17 +149,16 @@ class _SSEParser(Generic[E]):
         boundary on.
         """
         if chunk[:6] == b"data: " and chunk[-2:] == b"\n\n" and len(chunk) <= self._max:
-            if chunk.find(b"\n") == len(chunk) - 2:
-                # One block of one `data: ` line (a paced upstream's read): its event. (The
-                # first line feed is the block's end: no scan of a long read's every byte.)
-                data = chunk[6:-2]
+            data = chunk[6:-2]
+            if _LF not in data:
+                # One block of one `data: ` line (a paced upstream's read): its event.
                 value = data if self._raw else data.decode("utf-8", "replace")
                 event_id = self.last_event_id = self._id
                 return [_new(self._kind, ("message", value, event_id))]
             # Quicker still when every block is one `data: ` line: splitting at "\n\ndata: "
             # gives each event's data, and the line feeds counted show that no piece holds
             # another line (two per block, none inside), so nothing else was in the read.
-            datas = chunk[6:-2].split(b"\n\ndata: ")
+            datas = data.split(b"\n\ndata: ")
             if chunk.count(b"\n") == 2 * len(datas):
                 event_id = self.last_event_id = self._id
                 values: list[bytes] | list[str] = (
