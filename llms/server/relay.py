@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import NoReturn, Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NoReturn, Protocol
 
 import orjson
 from aiohttp import hdrs, web
+from aiohttp.web_protocol import RequestHandler
 from multidict import istr
 
 from llms.api.chat import CHAT, DONE, StreamEncoder, error_event
@@ -112,6 +113,7 @@ class ClientStream:
         "_interval",
         "_loop",
         "_owner",
+        "_protocol",
         "_request",
         "_slow_s",
         "_started",
@@ -140,6 +142,8 @@ class ClientStream:
         self._writing = 0
         # None, then the start's future while it runs, then True: no future kept once started.
         self._started: asyncio.Future[None] | bool | None = None
+        # The connection's protocol once started (`write`'s fast path), else None.
+        self._protocol: RequestHandler | None = None
         self._beat: asyncio.Task[None] | None = None
         self.response = web.StreamResponse(status=200, headers=headers)
         self.closed = False
@@ -170,11 +174,28 @@ class ClientStream:
                 bound_buffers(transport, self._buffer)
             started.set_result(None)
             self._started = True
+            self._protocol = self._request.protocol
         elif isinstance(started, asyncio.Future) and not started.done():
             await asyncio.shield(started)
 
-    async def write(self, data: bytes) -> None:
-        """Write, waiting while the client is behind; raises SlowClient after `slow_client_s`."""
+    def write(self, data: bytes) -> Coroutine[Any, Any, None]:
+        """Write, waiting while the client is behind; raises SlowClient after `slow_client_s`.
+
+        The stream's hot path: once started, a write under the bound (it cannot wait for the
+        client) is the response's own write, returned to be awaited, with no coroutine of its
+        own (callgrind: ~4.5k instructions a paced chunk)."""
+        protocol = self._protocol
+        if protocol is not None:
+            transport = protocol.transport
+            if transport is None or (
+                not protocol.writing_paused
+                and transport.get_write_buffer_size() + len(data) <= self._buffer
+            ):
+                self.last_write = self._loop.time()  # it cannot wait: written when awaited
+                return self.response.write(data)
+        return self._write(data)
+
+    async def _write(self, data: bytes) -> None:
         if self._started is not True:
             await self.start()
         transport = self._request.transport
