@@ -310,38 +310,59 @@ class UpstreamCall:
             )
         return UpstreamDisconnected("The upstream closed the connection mid-answer.")
 
-    async def read(self, deadline: float) -> bytes:
-        """The next bytes of the body, b"" at its end. Raises UpstreamError subclasses."""
+    @property
+    def content(self) -> aiohttp.StreamReader:
+        """The body being read (after `open`)."""
         content = self._content
         assert content is not None
+        return content
+
+    async def read(self, deadline: float) -> bytes:
+        """The next bytes of the body, b"" at its end. Raises UpstreamError subclasses.
+
+        (Generation's stream loop does the same inline: `content.readany()` with the
+        watchdog armed for `deadline`, `read_failure` for what it raises, the watchdog paused
+        after.)"""
+        content = self.content
         watchdog = self.watchdog
         watchdog.expect_by(deadline)
         try:
             return await content.readany()
-        except asyncio.CancelledError:
-            if watchdog.absorb():
-                raise UpstreamTimeout(
+        except BaseException as exc:
+            failure = self.read_failure(exc)
+            if failure is exc:
+                raise
+            raise failure from None
+        finally:
+            watchdog.expires = None
+
+    def read_failure(self, exc: BaseException) -> BaseException:
+        """What a read of the body that raised `exc` raises: an UpstreamError for the
+        upstream's failures (the watchdog's idle timeout, a broken connection, broken framing),
+        else `exc` itself (a cancellation that is not the watchdog's, a bug)."""
+        if isinstance(exc, asyncio.CancelledError):
+            if self.watchdog.absorb():
+                return UpstreamTimeout(
                     "The upstream stopped sending data (idle timeout).",
                     code="upstream_idle_timeout",
-                ) from None
-            raise
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamDisconnected(
+                )
+            return exc
+        if isinstance(exc, (aiohttp.ClientError, OSError)):
+            return UpstreamDisconnected(
                 f"The upstream connection broke mid-stream: {_reason(exc, self._url)}."
-            ) from None
-        except HttpProcessingError:
+            )
+        if isinstance(exc, HttpProcessingError):
             # aiohttp's pure-Python parser raises its framing errors as they are.
-            raise UpstreamMalformed(
+            return UpstreamMalformed(
                 "The upstream broke the framing of its HTTP response, so its answer was cut off."
-            ) from None
-        except RuntimeError:
+            )
+        if isinstance(exc, RuntimeError):
             # aiohttp's "Connection closed.": the connection died (bad framing) between reads.
             protocol = self._protocol
             if protocol is None or protocol.is_connected():
-                raise
-            raise self._broken() from None
-        finally:
-            watchdog.expires = None
+                return exc
+            return self._broken()
+        return exc
 
     async def read_error_body(self, deadline: float) -> bytes:
         """A bounded read of a non-2xx body."""
