@@ -39,7 +39,9 @@ async def test_chat_with_the_bundled_model(make_gateway: Callable[..., Awaitable
     )
     chunks = [chunk async for chunk in stream]
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert chunks[0].choices[0].delta.content == ""  # llama.cpp sends null; normalised
+    # llama.cpp's first event is the role with a null text (normalised to ""), or, when its
+    # first token was ready by then (seen under load), the role with that token.
+    assert isinstance(chunks[0].choices[0].delta.content, str)
     assert {chunk.model for chunk in chunks} == {"smollm2-135m"}  # not llama.cpp's file path
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
     assert chunks[-1].choices == []
