@@ -34,7 +34,7 @@ from llms.errors import GatewayError, UpstreamMalformed, UpstreamTimeout
 from llms.framing import Decoder
 from llms.native import NativeConverter
 from llms.telemetry.record import RequestRecord, finish_reason_of
-from llms.upstream import UpstreamCall
+from llms.upstream import READ_ERRORS, UpstreamCall
 from llms.wire import Chunk
 
 log = logging.getLogger("llms.generation")
@@ -217,9 +217,10 @@ class Generation:
                 if not self._ended:
                     # The chunks of the next upstream read that yields any, [] at the end of
                     # the body; read here rather than in a coroutine of its own: an idle stream
-                    # waits in this frame, one fewer kept (~0.25 KiB).
-                    # The read is UpstreamCall.read inline: a coroutine fewer a read (callgrind:
-                    # ~1.5k instructions a paced chunk).
+                    # waits in this frame, one fewer kept (~0.25 KiB). The read is
+                    # UpstreamCall.read's steps inline, a coroutine fewer a read (callgrind:
+                    # ~1.5k instructions a paced chunk); upstream.py still translates what it
+                    # raises (read_failure).
                     call = self._call
                     content = call.content
                     watchdog = call.watchdog
@@ -227,7 +228,7 @@ class Generation:
                         watchdog.expect_by(min(self._loop.time() + self._idle, self._end_by))
                         try:
                             data = await content.readany()
-                        except BaseException as exc:
+                        except READ_ERRORS as exc:
                             failure = call.read_failure(exc)
                             if failure is exc:
                                 raise

@@ -44,6 +44,17 @@ ERROR_BODY_LIMIT = 64 * 1024
 trace_headers: Callable[[], Mapping[str, str] | None] | None = None
 
 
+# What a read of a body may raise that `UpstreamCall.read_failure` translates; anything else
+# propagates as it is.
+READ_ERRORS = (
+    asyncio.CancelledError,
+    aiohttp.ClientError,
+    OSError,
+    HttpProcessingError,
+    RuntimeError,
+)
+
+
 class Watchdog:
     """Cancels a task once `expires` (loop time) passes.
 
@@ -328,7 +339,7 @@ class UpstreamCall:
         watchdog.expect_by(deadline)
         try:
             return await content.readany()
-        except BaseException as exc:
+        except READ_ERRORS as exc:
             failure = self.read_failure(exc)
             if failure is exc:
                 raise
@@ -337,9 +348,10 @@ class UpstreamCall:
             watchdog.expires = None
 
     def read_failure(self, exc: BaseException) -> BaseException:
-        """What a read of the body that raised `exc` raises: an UpstreamError for the
-        upstream's failures (the watchdog's idle timeout, a broken connection, broken framing),
-        else `exc` itself (a cancellation that is not the watchdog's, a bug)."""
+        """What a read of the body that raised `exc` (one of READ_ERRORS) raises: an
+        UpstreamError for the upstream's failures (the watchdog's idle timeout, a broken
+        connection, broken framing), else `exc` itself (a cancellation that is not the
+        watchdog's, a RuntimeError of a connection still up)."""
         if isinstance(exc, asyncio.CancelledError):
             if self.watchdog.absorb():
                 return UpstreamTimeout(
