@@ -53,6 +53,9 @@ async def test_a_new_chat_is_named_by_its_model(stack: StartStack, fake_openai: 
     await s.page.reload()
     await expect(s.page.get_by_test_id("model-picker")).to_be_enabled()
     await expect(title).to_have_text("Why tides come twice a day")
+    # The restored answer first: `send` counts the answers before it types (a count taken
+    # while the thread was still loading was 0, and the new answer made 2).
+    await expect(s.answers).to_have_count(1)
     await s.settled(await s.send("Twice?"))
     await expect(title).to_have_text("Why tides come twice a day")
     assert len(s.title_posts()) == 1
