@@ -220,7 +220,7 @@ class Generation:
                     # waits in this frame, one fewer kept (~0.25 KiB). The read is
                     # UpstreamCall.read's steps inline, a coroutine fewer a read (callgrind:
                     # ~1.5k instructions a paced chunk); upstream.py still translates what it
-                    # raises (read_failure).
+                    # raises (read_failed).
                     call = self._call
                     content = call.content
                     watchdog = call.watchdog
@@ -229,10 +229,7 @@ class Generation:
                         try:
                             data = await content.readany()
                         except READ_ERRORS as exc:
-                            failure = call.read_failure(exc)
-                            if failure is exc:
-                                raise
-                            raise failure from None
+                            call.read_failed(exc)
                         finally:
                             watchdog.expires = None
                         batch = []

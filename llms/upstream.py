@@ -17,7 +17,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import NoReturn, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -44,7 +44,7 @@ ERROR_BODY_LIMIT = 64 * 1024
 trace_headers: Callable[[], Mapping[str, str] | None] | None = None
 
 
-# What a read of a body may raise that `UpstreamCall.read_failure` translates; anything else
+# What a read of a body may raise that `UpstreamCall.read_failed` translates; anything else
 # propagates as it is.
 READ_ERRORS = (
     asyncio.CancelledError,
@@ -332,7 +332,7 @@ class UpstreamCall:
         """The next bytes of the body, b"" at its end. Raises UpstreamError subclasses.
 
         (Generation's stream loop does the same inline: `content.readany()` with the
-        watchdog armed for `deadline`, `read_failure` for what it raises, the watchdog paused
+        watchdog armed for `deadline`, `read_failed` for what it raises, the watchdog paused
         after.)"""
         content = self.content
         watchdog = self.watchdog
@@ -340,18 +340,21 @@ class UpstreamCall:
         try:
             return await content.readany()
         except READ_ERRORS as exc:
-            failure = self.read_failure(exc)
-            if failure is exc:
-                raise
-            raise failure from None
+            self.read_failed(exc)
         finally:
             watchdog.expires = None
 
-    def read_failure(self, exc: BaseException) -> BaseException:
-        """What a read of the body that raised `exc` (one of READ_ERRORS) raises: an
+    def read_failed(self, exc: BaseException) -> NoReturn:
+        """Raise what a read of the body that raised `exc` (one of READ_ERRORS) raises: an
         UpstreamError for the upstream's failures (the watchdog's idle timeout, a broken
         connection, broken framing), else `exc` itself (a cancellation that is not the
         watchdog's, a RuntimeError of a connection still up)."""
+        failure = self._read_failure(exc)
+        if failure is exc:
+            raise exc
+        raise failure from None
+
+    def _read_failure(self, exc: BaseException) -> BaseException:
         if isinstance(exc, asyncio.CancelledError):
             if self.watchdog.absorb():
                 return UpstreamTimeout(

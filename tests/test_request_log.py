@@ -74,6 +74,20 @@ async def test_1000_concurrent_streams_are_all_logged_or_counted(
     assert len(rows(db)) + request_log.dropped == total
 
 
+async def test_a_paced_streams_finish_reason_is_logged(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Each chunk its own read (a paced upstream): the finish reason, which arrives alone in
+    the last batch, is the row's (the generation reads a one-chunk batch's without a call)."""
+    fake_openai.scripts["up"] = text_script(["a", "b"], finish="length", delay_s=0.02)
+    db = tmp_path / "requests.db"
+    async with running(config(fake_openai, db)) as gw, aiohttp.ClientSession(headers=AUTH) as s:
+        status, body = await chat(s, gw.base, "m", stream=True)
+        assert status == 200 and b'"finish_reason":"length"' in body
+    [row] = rows(db)
+    assert row["finish_reason"] == "length"
+
+
 async def test_rows_hold_the_request_and_not_its_content(
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
