@@ -79,7 +79,30 @@ async def run_scenario(scenario: Scenario, fleet: Fleet) -> Report | None:
         )
         if scenario.api != "chat":
             runs["chat_after"] = await measure(chat, gateway, watched)
+        if scenario.rounds:
+            # More neighbours: this API then chat again, each round a quarter of the size.
+            size = scenario.round_requests()
+            rounds: Report = {"runs": [], "errors": 0, "capped": False}
+            for _ in range(scenario.rounds):
+                api = await measure(replace(scenario, requests=size), gateway, watched)
+                after = await measure(replace(chat, requests=size), gateway, watched)
+                rounds["runs"].append({"api": _round_figures(api), "chat": _round_figures(after)})
+                rounds["errors"] += api.get("errors", 0) + after.get("errors", 0)
+                rounds["capped"] |= bool(api.get("capped") or after.get("capped"))
+            runs["rounds"] = rounds
     return runs
+
+
+def _round_figures(run: Report) -> Report:
+    """What the report keeps of an alternating round's run: the gateway's CPU and the errors."""
+    cpu = run.get("cpu", {}).get("gateway", {})
+    return {
+        "us_per_chunk": cpu.get("us_per_chunk"),
+        "us_per_request": cpu.get("us_per_request"),
+        "requests_ok": run.get("requests_ok"),
+        "errors": run.get("errors", 0),
+        "error_kinds": run.get("error_kinds", {}),
+    }
 
 
 async def run(args: argparse.Namespace, results_dir: Path) -> Report:

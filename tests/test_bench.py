@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -236,6 +237,12 @@ def _check_responses_figures(fig: dict[str, Any]) -> None:
         # Chat just before and just after, on the same gateway; and the throughput scenario.
         assert all(_positive(chat) for chat in responses["chat_before_after_us_per_chunk"])
         assert responses["throughput_gateway_cpu_us_per_chunk"] == fig["gateway_cpu_us_per_chunk"]
+        # `responses` alternates one more round with chat (bench.scenarios.QUICK): its ratio is
+        # the median of the bracket's and the round's; the others have the bracket's alone.
+        ratios = responses["ratios_to_chat"]
+        assert len(ratios) == (2 if name == "responses" else 1), name
+        assert all(_positive(ratio) for ratio in ratios), name
+        assert responses["ratio_to_chat"] == statistics.median(ratios), name
         # One relayed chunk per output_text delta; 8 events around them (9 with queued).
         assert responses["chunks_per_answer"] == chunks, name
         extra = 9 if name == "responses_background" else 8
