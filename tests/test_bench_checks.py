@@ -50,6 +50,32 @@ def test_sse_parser_gives_same_events_whatever_the_split(size: int) -> None:
     assert parser.problems == ["byte order mark at start of stream"]
 
 
+@pytest.mark.parametrize("size", [1, 5, 1000])
+def test_sse_parser_in_named_mode_keeps_each_events_name(size: int) -> None:
+    """Responses' and Messages' `event:` lines, with or without the space, name only the event
+    they are in; an event without one has none, and id: is still forbidden."""
+    stream = (
+        b"event: response.created\ndata: {}\n\n"
+        b"data: unnamed\n\n"
+        b"event:response.output_text.delta\r\ndata: a\r\ndata: b\r\n\r\n"
+        b"event: ping\n\n"  # a name and no data: no event, and the name does not carry over
+        b"data: last\n\nid: 3\ndata: x\n\n"
+    )
+    parser = SSEParser(named=True)
+    events = []
+    for start in range(0, len(stream), size):
+        events += parser.feed(stream[start : start + size])
+    parser.close()
+    assert [(e.data, e.event) for e in events] == [
+        (b"{}", b"response.created"),
+        (b"unnamed", None),
+        (b"a\nb", b"response.output_text.delta"),
+        (b"last", None),
+        (b"x", None),
+    ]
+    assert len(parser.problems) == 1 and "'id'" in parser.problems[0]
+
+
 def test_sse_parser_flags_fields_the_contract_forbids() -> None:
     """id:, event:, retry:, unknown fields and an unterminated event are all reported."""
     parser = SSEParser()
