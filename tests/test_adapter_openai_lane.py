@@ -182,6 +182,26 @@ def test_a_server_repeating_its_bytes_gets_a_lane_and_the_same_chunks() -> None:
     assert fast._lane is None  # the choice finished: its lane is gone
 
 
+def test_an_idle_stream_keeps_no_chunk_in_its_lane() -> None:
+    """The lane keeps templates, not the chunk it was learnt from: an idle stream keeps its
+    converter, and that chunk's choices, delta and text were ~0.35 KiB of it. Made chunks are
+    each their own and in the template's key order."""
+    role = b'{"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}'
+    plain = b'{"id":"x","choices":[{"index":0,"delta":{"content":"%s"}}],"extra":1}'
+    conv = converter(True, False)
+    out: list[Chunk] = []
+    conv.feed_all([SSEBytesEvent("message", d, "") for d in (role, plain % b"a")], out)
+    lane = conv._lane
+    assert lane is not None
+    assert lane.chunk["choices"] is None and lane.choice["delta"] is None
+    assert all(part is not out[-1] for part in (lane.chunk, lane.choice))
+    conv.feed_all([SSEBytesEvent("message", plain % t, "") for t in (b"b", b"c")], out)
+    assert lane.served == 2 and out[-1] is not out[-2]
+    assert [c["choices"][0]["delta"] for c in out[1:]] == [{"content": t} for t in "abc"]
+    assert orjson.dumps(out[-1]) == orjson.dumps(out[1]).replace(b'"a"', b'"c"')
+    assert lane.chunk["choices"] is None and lane.choice["delta"] is None
+
+
 def test_a_place_that_only_looks_right_is_refused() -> None:
     """The delta's key spelled with an escape, and another `"content":` whose value is the
     text's bytes: the probe parses otherwise, so no lane."""
