@@ -3,7 +3,8 @@
 ``messages`` (Anthropic's ``POST /v1/messages`` streamed): the gateway's CPU per relayed chunk
 (one per ``text_delta`` event) and its ratio to chat completions in the same run, to the chat
 runs of the same shape that bracket it on the same gateway (``chat_before`` and ``chat_after``,
-their mean) and to the ``throughput`` scenario; issue 13's target: at most 1.3x. The figures are
+their mean, and the alternating rounds after them: the median of the runs' ratios) and to
+the ``throughput`` scenario; issue 13's target: at most 1.3x. The figures are
 those of the Responses scenarios (bench.responses_report), computed the same way. Chat counts
 its role and finish chunks as relayed chunks too (52 per answer against 50 text deltas), so the
 ratio leans against Messages by that much.
