@@ -12,7 +12,6 @@ import asyncio
 import functools
 import logging
 import math
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -20,7 +19,7 @@ import aiohttp
 
 from llms.adapters import ADAPTERS, WHOLE_ANSWERS
 from llms.adapters.base import StreamContext, UpstreamRequest
-from llms.chunks import StreamMeta
+from llms.chunks import RANDOM, StreamMeta
 from llms.config import ProviderConfig
 from llms.errors import (
     GatewayError,
@@ -66,7 +65,7 @@ def retry_delay(
     error: GatewayError,
     *,
     cap: float = RETRY_DELAY_CAP_S,
-    rand: Callable[[], float] = random.random,
+    rand: Callable[[], float] = RANDOM.random,
 ) -> float | None:
     """Seconds to wait before retrying the same provider; None when waiting would exceed `cap`.
 

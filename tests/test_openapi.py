@@ -398,10 +398,10 @@ class Reach:
         self.served = served
         self.validator = responses_validator(document)
         self.ids = [self.create(), self.create(background=True)]
-        # The responses the DELETE cases remove, made now: made while Hypothesis draws a case,
-        # the gateway's ids (from `random`) moved the global random state under it, which it
-        # reports (HypothesisDeprecationWarning, to become an error). 25 cases a run, half
-        # reaching, in two modes.
+        # The responses the DELETE cases remove, made now rather than while Hypothesis draws a
+        # case (a strategy should not do I/O; when the gateway named parts from the shared
+        # `random`, making one there moved its state, which Hypothesis reported). 25 cases a
+        # run, half reaching, in two modes.
         self.doomed = [self.create() for _ in range(DELETES)]
         self.turn = 0
 
