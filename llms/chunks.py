@@ -64,8 +64,9 @@ def from_completion(completion: Completion) -> Chunk:
 # A generator of the gateway's own, not the `random` module's shared one: naming parts of an
 # answer (and routing's retry jitter) must not move the state of a program that embeds the
 # gateway or runs it in a thread (Hypothesis, in tests/test_openapi.py, saw it move while it
-# drew). Reseeded in a forked process, as the shared one is, so `--workers` never name two
-# parts alike.
+# drew). Reseeded in a forked child, as the shared one is, so that a program forking after the
+# import never names two parts alike (`llms serve --workers` starts fresh interpreters, each
+# seeded on import).
 RANDOM = random.Random()
 os.register_at_fork(after_in_child=RANDOM.seed)
 _random_bits = RANDOM.getrandbits
@@ -74,7 +75,7 @@ _random_bits = RANDOM.getrandbits
 def new_item_id(prefix: str, bits: int = 128) -> str:
     """`prefix` + `bits` of hex: the name of a part of one answer (a Responses output or input
     item, a Messages message or tool use). Unique, not secret: nothing is fetched by it, so it
-    comes from `RANDOM` (reseeded in every forked process) instead of a syscall to the kernel's
+    comes from `RANDOM` (seeded in each process) instead of a syscall to the kernel's
     generator each time, as `secrets` makes (a streamed answer names two or three)."""
     return f"{prefix}{_random_bits(bits):0{bits // 4}x}"
 
